@@ -1,0 +1,28 @@
+# `make test` and `make demo` are the two commands a newcomer runs (see README.md).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint system-deps clean
+
+# pyfuse3 compiles against libfuse3: install Debian's packages first when they are missing.
+system-deps:
+	@bash tools/dev/install-system-deps
+
+$(STAMP): pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: system-deps $(STAMP)
+	$(PY) -m ruff check alicefs tests tools
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check alicefs tests tools
+	$(PY) -m ruff format --check alicefs tests tools
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

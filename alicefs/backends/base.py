@@ -1,0 +1,136 @@
+"""The interface every location type implements, and the key rules they all enforce.
+
+Keys are logical paths (`project/rel/path`): relative, '/'-separated, no empty, `.` or `..`
+component, no NUL, components of at most 255 bytes. A backend maps a key to `<root>/<key>`
+(local) or `<prefix><key>` (object stores) and nothing else, so no key reaches outside the
+location.
+"""
+
+from __future__ import annotations
+
+import errno
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from alicefs.model import StorageLocation
+from alicefs.rules import SpaceInfo
+
+MAX_NAME_BYTES = 255
+MAX_KEY_BYTES = 4095
+TEMP_PREFIX = ".alicefs-tmp-"
+
+
+class UnsafeKeyError(OSError):
+    """A key that is malformed or would resolve outside the location root."""
+
+
+class IntegrityError(OSError):
+    """Written content did not verify against the expected hash; nothing was published."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.EIO, message)
+
+
+class LocationUnavailableError(OSError):
+    """The location cannot be reached at all (root missing, bucket gone, endpoint down)."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.EIO, message)
+
+
+def check_key(key: str) -> str:
+    """The key itself if it is a well-formed logical path; raises UnsafeKeyError otherwise."""
+    if not isinstance(key, str) or not key:
+        raise UnsafeKeyError(errno.EINVAL, "empty key")
+    if "\0" in key:
+        raise UnsafeKeyError(errno.EINVAL, f"key contains NUL: {key!r}")
+    if key.startswith("/"):
+        raise UnsafeKeyError(errno.EINVAL, f"absolute key refused: {key!r}")
+    if len(key.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
+        raise UnsafeKeyError(errno.ENAMETOOLONG, f"key longer than {MAX_KEY_BYTES} bytes")
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            raise UnsafeKeyError(errno.EINVAL, f"key with empty, '.' or '..' component "
+                                               f"refused: {key!r}")
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise UnsafeKeyError(errno.ENAMETOOLONG, f"name longer than {MAX_NAME_BYTES} bytes")
+    return key
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    mtime_ns: int
+    inode: int | None = None  # local files
+    change_token: str | None = None  # S3 ETag, GCS generation
+    content_hash: str | None = None  # when the store knows it without reading (object metadata)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    info: ObjectInfo
+    content_hash: str  # BLAKE3 hex of what was published, verified
+
+
+class Backend(ABC):
+    """Blocking access to one location. Callers on the trio thread run these methods in worker
+    threads (trio.to_thread.run_sync) under the location's capacity limiter.
+
+    Retry semantics: an implementation retries transient failures (timeouts, throttling, 5xx,
+    connection resets) itself, with exponential backoff and jitter, until its retry deadline.
+    Whatever it raises is final for that call:
+
+    - FileNotFoundError: the key does not exist.
+    - FileExistsError: `write_atomic(overwrite=False)` found the key taken; nothing changed.
+    - UnsafeKeyError: the key is malformed or would leave the root (errno EINVAL, EACCES or
+      ENAMETOOLONG).
+    - IntegrityError: written content did not match `expected_hash`; nothing was published.
+    - LocationUnavailableError: the location cannot be reached at all.
+    - any other OSError: carries the errno the mount should return.
+
+    Writes are atomic: a reader sees the old content or the new, never a partial file, and an
+    interrupted write leaves at most a temporary object named with TEMP_PREFIX.
+    """
+
+    def __init__(self, location: StorageLocation, *, skip_hidden: bool = True):
+        self.location = location
+        self.skip_hidden = bool(location.config.get("skip_hidden", skip_hidden))
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every file under `prefix` (a key prefix ending in '/' or ""), recursively, with size
+        and mtime. Hidden names are skipped when `skip_hidden`; temporary objects always."""
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo:
+        """The file at `key`."""
+
+    @abstractmethod
+    def read(self, key: str, offset: int, length: int) -> bytes:
+        """Up to `length` bytes from `offset`; fewer only at the end of the file."""
+
+    @abstractmethod
+    def open_read(self, key: str) -> BinaryIO:
+        """A readable binary stream of the whole file, for hashing and copying."""
+
+    @abstractmethod
+    def write_atomic(self, key: str, data: BinaryIO | Iterable[bytes], *,
+                     expected_hash: str | None = None, overwrite: bool = False,
+                     mtime_ns: int | None = None) -> WriteResult:
+        """Write to a temporary name, flush, verify, then publish under `key`.
+
+        With `expected_hash` the stored bytes are re-read and must hash to it. Without
+        `overwrite` an existing key is never replaced (FileExistsError). `mtime_ns` sets the
+        modification time, so copies keep the original's age.
+        """
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the file at `key`."""
+
+    @abstractmethod
+    def free_space(self) -> SpaceInfo | None:
+        """Free and total bytes, or None when the store has no meaningful limit."""

@@ -1,0 +1,488 @@
+"""The catalog: one DuckDB file holding locations, replicas, metadata, sync bases and the journal.
+
+The catalog is an index of the locations, never the only copy of anything: a scan can always
+rebuild it (DESIGN.md §5). DuckDB is fast in bulk and slow per row (hundreds of single-row
+autocommits per second), so every write API takes a batch and runs as one statement inside
+one transaction, and readers load whole tables into memory.
+
+Schema rules that keep DuckDB out of trouble: no foreign keys, and no index (primary keys
+included) on a column that is ever UPDATEd — DuckDB turns such an UPDATE into delete + insert
+and can report a spurious constraint violation. Primary keys sit only on identity columns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from alicefs.errors import CatalogError, NotFoundError
+from alicefs.model import LocationType, StorageLocation
+from alicefs.rules import LocationStatus, Rule
+
+Column = tuple[str, str, str]  # name, SQL type and constraints, comment
+
+
+def _table(name: str, comment: str, columns: Sequence[Column], primary_key: str) -> list[str]:
+    body = ",\n  ".join(f"{col} {sql_type}" for col, sql_type, _ in columns)
+    statements = [f"CREATE TABLE {name} (\n  {body},\n  PRIMARY KEY ({primary_key})\n)",
+                  f"COMMENT ON TABLE {name} IS {_sql_str(comment)}"]
+    statements += [f"COMMENT ON COLUMN {name}.{col} IS {_sql_str(text)}"
+                   for col, _, text in columns]
+    return statements
+
+
+def _add_column(table: str, column: Column) -> list[str]:
+    col, sql_type, text = column
+    return [f"ALTER TABLE {table} ADD COLUMN {col} {sql_type}",
+            f"COMMENT ON COLUMN {table}.{col} IS {_sql_str(text)}"]
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# Each entry migrates the schema from version N-1 to N; a new catalog runs them all in order.
+# Never edit a released entry: append a new one.
+_MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        *_table("catalog_meta", "Facts about the catalog itself, such as its schema version.", [
+            ("key", "VARCHAR NOT NULL", "Name of the fact, e.g. schema_version."),
+            ("value", "VARCHAR NOT NULL", "Its value, as text."),
+        ], "key"),
+        *_table("locations", "Configured storage roots (local directories, S3/GCS buckets).", [
+            ("location_id", "VARCHAR NOT NULL",
+             "Stable id derived from type and place (see model.location_id_for); never reused."),
+            ("name", "VARCHAR NOT NULL",
+             "User-facing name, unique case-insensitively (enforced by alicefs, not an index, "
+             "because names can be changed)."),
+            ("type", "VARCHAR NOT NULL", "local, s3 or gcs."),
+            ("path", "VARCHAR NOT NULL", "Absolute directory for local; bucket name for s3/gcs."),
+            ("priority", "INTEGER NOT NULL", "Higher is preferred for reads and placement."),
+            ("status", "VARCHAR NOT NULL", "active, archived (no new files) or offline."),
+            ("rules_json", "VARCHAR NOT NULL", "Placement rules as a JSON list of rule objects."),
+            ("config_json", "VARCHAR NOT NULL",
+             "Type-specific settings as JSON, credentials included: the catalog file is 0600."),
+            ("min_free_bytes", "BIGINT", "Bytes to keep free; NULL means the default reserve."),
+            ("created_at", "DOUBLE NOT NULL", "When the location was registered (epoch seconds)."),
+        ], "location_id"),
+        *_table("replicas", "One location's copy of a logical path, as last seen by a scan or "
+                            "written by alicefs.", [
+            ("location_id", "VARCHAR NOT NULL", "The location holding this copy."),
+            ("logical_path", "VARCHAR NOT NULL",
+             "project/rel/path: the file's identity, the same in every location."),
+            ("size", "BIGINT NOT NULL", "Size in bytes."),
+            ("mtime_ns", "BIGINT NOT NULL", "Modification time, nanoseconds since the epoch."),
+            ("inode", "BIGINT", "Inode number on local locations (change detection); else NULL."),
+            ("content_hash", "VARCHAR",
+             "BLAKE3-256 of the content, hex; NULL until hashed."),
+            ("state", "VARCHAR NOT NULL",
+             "present, or missing when the last scan did not find it."),
+            ("seen_at", "DOUBLE NOT NULL", "When a scan or write last confirmed it (epoch s)."),
+        ], "location_id, logical_path"),
+        *_table("file_meta", "Per logical path: media type, tags and quality, with where each "
+                             "value came from.", [
+            ("logical_path", "VARCHAR NOT NULL", "The file this row describes."),
+            ("category", "VARCHAR NOT NULL", "image, video, audio, text or other."),
+            ("mime_type", "VARCHAR NOT NULL", "Full MIME type, e.g. image/png."),
+            ("tags", "VARCHAR[] NOT NULL", "Tags (keywords), in the order first seen."),
+            ("tags_source", "VARCHAR",
+             "user, sidecar or embedded; NULL when no tags. A scan never overwrites user."),
+            ("quality", "TINYINT", "Stars 0-5; NULL when unrated."),
+            ("quality_source", "VARCHAR",
+             "user, sidecar or embedded; NULL when unrated. A scan never overwrites user."),
+            ("updated_at", "DOUBLE NOT NULL", "Last change of this row (epoch seconds)."),
+        ], "logical_path"),
+        *_table("sync_base", "The last content every replica of a path agreed on.", [
+            ("logical_path", "VARCHAR NOT NULL", "The file."),
+            ("base_hash", "VARCHAR NOT NULL", "BLAKE3-256 hex of the agreed content."),
+            ("base_size", "BIGINT NOT NULL", "Size of the agreed content."),
+            ("agreed_at", "DOUBLE NOT NULL", "When the replicas were last seen agreeing."),
+        ], "logical_path"),
+        "CREATE SEQUENCE journal_op_id START 1",
+        *_table("journal", "Multi-step operations (copy, move, delete, upload, rename), written "
+                           "before they start and replayed or rolled back at start-up.", [
+            ("op_id", "BIGINT NOT NULL DEFAULT nextval('journal_op_id')",
+             "Operation number, increasing."),
+            ("kind", "VARCHAR NOT NULL", "copy, move, delete, rename or upload."),
+            ("step", "VARCHAR NOT NULL",
+             "Last step completed: planned, written, verified, renamed, recorded, "
+             "source_deleted, done."),
+            ("logical_path", "VARCHAR NOT NULL", "The file operated on."),
+            ("source_location_id", "VARCHAR", "Where the content comes from, if anywhere."),
+            ("target_location_id", "VARCHAR", "Where it goes, if anywhere."),
+            ("temp_key", "VARCHAR",
+             "Temporary name in the target, to delete or rename when recovering."),
+            ("expected_hash", "VARCHAR", "BLAKE3-256 hex the target must verify against."),
+            ("payload_json", "VARCHAR NOT NULL", "Operation-specific details as JSON."),
+            ("created_at", "DOUBLE NOT NULL", "When the operation was journaled (epoch s)."),
+            ("updated_at", "DOUBLE NOT NULL", "When its step last advanced (epoch s)."),
+        ], "op_id"),
+    ],
+    2: [
+        *_add_column("replicas", (
+            "change_token", "VARCHAR",
+            "Object-store change detector: S3 ETag or GCS generation; NULL for local files.")),
+        *_add_column("locations", (
+            "updated_at", "DOUBLE", "Last change of priority, status, rules or name (epoch s).")),
+    ],
+}
+
+SCHEMA_VERSION = max(_MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Replica:
+    location_id: str
+    logical_path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None = None
+    inode: int | None = None
+    change_token: str | None = None
+    state: str = "present"  # present | missing
+    seen_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class FileMeta:
+    logical_path: str
+    category: str
+    mime_type: str
+    tags: tuple[str, ...] = ()
+    tags_source: str | None = None  # user | sidecar | embedded
+    quality: int | None = None
+    quality_source: str | None = None
+
+
+@dataclass(frozen=True)
+class SyncBase:
+    logical_path: str
+    base_hash: str
+    base_size: int
+    agreed_at: float
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    op_id: int
+    kind: str
+    step: str
+    logical_path: str
+    source_location_id: str | None
+    target_location_id: str | None
+    temp_key: str | None
+    expected_hash: str | None
+    payload: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+_REPLICA_COLUMNS = ("location_id", "logical_path", "size", "mtime_ns", "content_hash", "inode",
+                    "change_token", "state", "seen_at")
+_META_COLUMNS = ("logical_path", "category", "mime_type", "tags", "tags_source", "quality",
+                 "quality_source", "updated_at")
+_LOCATION_COLUMNS = ("location_id", "name", "type", "path", "priority", "status", "rules_json",
+                     "config_json", "min_free_bytes", "created_at", "updated_at")
+
+
+def _bulk_upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+    """One statement that upserts a whole batch, passed as one list parameter per column."""
+    select = ", ".join(f"unnest(${i + 1}) AS {c}" for i, c in enumerate(columns))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    return (f"INSERT INTO {table} ({', '.join(columns)}) SELECT {select} "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
+
+
+def _last_per_key(items: Iterable[Any], key: Any) -> list[Any]:
+    # One statement may not touch the same key twice: keep the last record for each key.
+    return list({key(item): item for item in items}.values())
+
+
+class Catalog:
+    """The catalog file. Thread-safe: calls are serialised on one connection.
+
+    The guide's `DuckDBSearchCache(path)` is this class: the search index and the location
+    registry live in the same transactional file.
+    """
+
+    def __init__(self, path: Path, *, _schema_version: int = SCHEMA_VERSION):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        created = not self.path.exists()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise CatalogError(f"catalog {self.path} is in use by another process "
+                                   "(is alicefs mounted with it?)") from None
+            raise CatalogError(f"cannot open catalog {self.path}: {exc}") from None
+        except (duckdb.Error, OSError) as exc:
+            raise CatalogError(f"cannot open catalog {self.path}: {exc}") from None
+        if created:
+            # Location configs may hold credentials.
+            os.chmod(self.path, 0o600)
+        self._migrate(_schema_version)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All statements inside commit together or not at all."""
+        with self._lock:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                yield self._con
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._con.execute(sql, params).fetchall()
+
+    @property
+    def schema_version(self) -> int:
+        rows = self._query("SELECT value FROM catalog_meta WHERE key = 'schema_version'")
+        return int(rows[0][0])
+
+    def _migrate(self, target: int) -> None:
+        with self._lock:
+            exists = self._con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'catalog_meta'"
+            ).fetchone()[0]
+            current = self.schema_version if exists else 0
+            if current > SCHEMA_VERSION:
+                raise CatalogError(f"catalog {self.path} has schema version {current}, newer "
+                                   f"than this alicefs understands ({SCHEMA_VERSION}); "
+                                   "upgrade alicefs")
+            for version in range(current + 1, target + 1):
+                with self.transaction() as con:
+                    for statement in _MIGRATIONS[version]:
+                        con.execute(statement)
+                    con.execute("INSERT INTO catalog_meta VALUES ('schema_version', ?) "
+                                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                                [str(version)])
+
+    # -- locations -------------------------------------------------------------------------
+
+    def put_locations(self, locations: Sequence[StorageLocation]) -> None:
+        """Insert or update locations by id; created_at of existing ones is kept."""
+        if not locations:
+            return
+        now = time.time()
+        existing = {loc_id: created for loc_id, created in
+                    self._query("SELECT location_id, created_at FROM locations")}
+        columns: list[list[Any]] = [[] for _ in _LOCATION_COLUMNS]
+        for loc in _last_per_key(locations, lambda loc: loc.location_id):
+            row = (loc.location_id, loc.name, loc.type.value, loc.path, loc.priority,
+                   loc.status.value, json.dumps([r.to_dict() for r in loc.rules]),
+                   json.dumps(dict(loc.config)), loc.min_free_bytes,
+                   existing.get(loc.location_id, now), now)
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        with self.transaction() as con:
+            con.execute(_bulk_upsert_sql("locations", _LOCATION_COLUMNS, ["location_id"]),
+                        columns)
+
+    def locations(self) -> list[StorageLocation]:
+        rows = self._query(f"SELECT {', '.join(_LOCATION_COLUMNS)} FROM locations "
+                           "ORDER BY priority DESC, name, location_id")
+        return [_location_from_row(row) for row in rows]
+
+    def location(self, location_id: str) -> StorageLocation | None:
+        rows = self._query(f"SELECT {', '.join(_LOCATION_COLUMNS)} FROM locations "
+                           "WHERE location_id = ?", [location_id])
+        return _location_from_row(rows[0]) if rows else None
+
+    def find_location(self, name_or_id: str) -> StorageLocation:
+        """The location with this id, else with this name (case-insensitive)."""
+        by_id = self.location(name_or_id)
+        if by_id is not None:
+            return by_id
+        matches = [loc for loc in self.locations() if loc.name.casefold() == name_or_id.casefold()]
+        if not matches:
+            known = ", ".join(f"{loc.name} ({loc.location_id})" for loc in self.locations())
+            raise NotFoundError(f"no location with id or name {name_or_id!r}"
+                                + (f"; known: {known}" if known else "; the catalog has none"))
+        return matches[0]
+
+    def remove_location(self, location_id: str) -> int:
+        """Forget a location and its replica records (its files stay where they are).
+        Returns the number of replica records dropped."""
+        with self.transaction() as con:
+            dropped = con.execute("SELECT count(*) FROM replicas WHERE location_id = ?",
+                                  [location_id]).fetchone()[0]
+            con.execute("DELETE FROM replicas WHERE location_id = ?", [location_id])
+            con.execute("DELETE FROM locations WHERE location_id = ?", [location_id])
+        return int(dropped)
+
+    # -- replicas --------------------------------------------------------------------------
+
+    def put_replicas(self, replicas: Sequence[Replica]) -> None:
+        """Insert or update a batch of replicas in one statement."""
+        if not replicas:
+            return
+        unique = _last_per_key(replicas, lambda r: (r.location_id, r.logical_path))
+        columns = [[getattr(r, c) for r in unique] for c in _REPLICA_COLUMNS]
+        with self.transaction() as con:
+            con.execute(_bulk_upsert_sql("replicas", _REPLICA_COLUMNS,
+                                         ["location_id", "logical_path"]), columns)
+
+    def replicas(self, location_id: str | None = None) -> list[Replica]:
+        """Every replica (of one location, if given), loaded in bulk."""
+        sql = f"SELECT {', '.join(_REPLICA_COLUMNS)} FROM replicas"
+        params: list[Any] = []
+        if location_id is not None:
+            sql += " WHERE location_id = ?"
+            params.append(location_id)
+        return [Replica(*row) for row in self._query(sql + " ORDER BY logical_path", params)]
+
+    def replicas_of(self, logical_path: str) -> list[Replica]:
+        rows = self._query(f"SELECT {', '.join(_REPLICA_COLUMNS)} FROM replicas "
+                           "WHERE logical_path = ? ORDER BY location_id", [logical_path])
+        return [Replica(*row) for row in rows]
+
+    def mark_missing(self, location_id: str, logical_paths: Sequence[str]) -> None:
+        if not logical_paths:
+            return
+        with self.transaction() as con:
+            con.execute("UPDATE replicas SET state = 'missing' WHERE location_id = $1 "
+                        "AND logical_path IN (SELECT unnest($2))",
+                        [location_id, list(logical_paths)])
+
+    def drop_replicas(self, location_id: str, logical_paths: Sequence[str]) -> None:
+        if not logical_paths:
+            return
+        with self.transaction() as con:
+            con.execute("DELETE FROM replicas WHERE location_id = $1 "
+                        "AND logical_path IN (SELECT unnest($2))",
+                        [location_id, list(logical_paths)])
+
+    # -- metadata --------------------------------------------------------------------------
+
+    def put_metadata(self, records: Sequence[FileMeta]) -> None:
+        if not records:
+            return
+        now = time.time()
+        unique = _last_per_key(records, lambda m: m.logical_path)
+        columns: list[list[Any]] = [[getattr(m, c) for m in unique] for c in _META_COLUMNS[:-1]]
+        columns[_META_COLUMNS.index("tags")] = [list(m.tags) for m in unique]
+        columns.append([now] * len(unique))
+        with self.transaction() as con:
+            con.execute(_bulk_upsert_sql("file_meta", _META_COLUMNS, ["logical_path"]), columns)
+
+    def metadata(self, logical_path: str) -> FileMeta | None:
+        rows = self._query(f"SELECT {', '.join(_META_COLUMNS[:-1])} FROM file_meta "
+                           "WHERE logical_path = ?", [logical_path])
+        return _meta_from_row(rows[0]) if rows else None
+
+    def all_metadata(self) -> dict[str, FileMeta]:
+        rows = self._query(f"SELECT {', '.join(_META_COLUMNS[:-1])} FROM file_meta")
+        return {row[0]: _meta_from_row(row) for row in rows}
+
+    # -- sync base -------------------------------------------------------------------------
+
+    def set_sync_bases(self, bases: Sequence[SyncBase]) -> None:
+        if not bases:
+            return
+        unique = _last_per_key(bases, lambda b: b.logical_path)
+        cols = ("logical_path", "base_hash", "base_size", "agreed_at")
+        with self.transaction() as con:
+            con.execute(_bulk_upsert_sql("sync_base", cols, ["logical_path"]),
+                        [[getattr(b, c) for b in unique] for c in cols])
+
+    def sync_base(self, logical_path: str) -> SyncBase | None:
+        rows = self._query("SELECT logical_path, base_hash, base_size, agreed_at FROM sync_base "
+                           "WHERE logical_path = ?", [logical_path])
+        return SyncBase(*rows[0]) if rows else None
+
+    # -- journal ---------------------------------------------------------------------------
+
+    def journal_begin(self, kind: str, logical_path: str, *, source_location_id: str | None = None,
+                      target_location_id: str | None = None, temp_key: str | None = None,
+                      expected_hash: str | None = None, payload: dict[str, Any] | None = None
+                      ) -> int:
+        """Record an operation before its first step; returns its op_id."""
+        now = time.time()
+        with self.transaction() as con:
+            row = con.execute(
+                "INSERT INTO journal (kind, step, logical_path, source_location_id, "
+                "target_location_id, temp_key, expected_hash, payload_json, created_at, "
+                "updated_at) VALUES (?, 'planned', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING op_id",
+                [kind, logical_path, source_location_id, target_location_id, temp_key,
+                 expected_hash, json.dumps(payload or {}), now, now]).fetchone()
+        return int(row[0])
+
+    def journal_step(self, op_id: int, step: str) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE journal SET step = ?, updated_at = ? WHERE op_id = ?",
+                        [step, time.time(), op_id])
+
+    def journal_end(self, op_id: int) -> None:
+        """The operation is complete and recorded: forget it."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM journal WHERE op_id = ?", [op_id])
+
+    def journal_open(self) -> list[JournalEntry]:
+        """Operations begun and not ended, oldest first: what start-up must recover."""
+        rows = self._query("SELECT op_id, kind, step, logical_path, source_location_id, "
+                           "target_location_id, temp_key, expected_hash, payload_json, "
+                           "created_at, updated_at FROM journal ORDER BY op_id")
+        return [JournalEntry(*row[:8], json.loads(row[8]), row[9], row[10]) for row in rows]
+
+    # -- consistency -----------------------------------------------------------------------
+
+    def check(self) -> list[str]:
+        """Problems with the catalog's own invariants (empty when consistent)."""
+        problems = []
+        orphans = self._query("SELECT DISTINCT location_id FROM replicas WHERE location_id "
+                              "NOT IN (SELECT location_id FROM locations)")
+        problems += [f"replicas of unknown location {loc}" for (loc,) in orphans]
+        names = self._query("SELECT lower(name), count(*) FROM locations GROUP BY 1 "
+                            "HAVING count(*) > 1")
+        problems += [f"location name {name!r} used {n} times" for name, n in names]
+        bad_states = self._query("SELECT count(*) FROM replicas WHERE state NOT IN "
+                                 "('present', 'missing')")[0][0]
+        if bad_states:
+            problems.append(f"{bad_states} replicas with an unknown state")
+        return problems
+
+
+def _location_from_row(row: tuple[Any, ...]) -> StorageLocation:
+    (location_id, name, type_, path, priority, status, rules_json, config_json,
+     min_free, _created, _updated) = row
+    rules = tuple(Rule(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.items()})
+                  for r in json.loads(rules_json))
+    return StorageLocation(location_id=location_id, name=name, priority=priority,
+                           status=LocationStatus(status), rules=rules, min_free_bytes=min_free,
+                           type=LocationType(type_), path=path, config=json.loads(config_json))
+
+
+def _meta_from_row(row: tuple[Any, ...]) -> FileMeta:
+    path, category, mime, tags, tags_source, quality, quality_source = row
+    return FileMeta(path, category, mime, tuple(tags), tags_source, quality, quality_source)
+
+
+# The user guide's name for the search index; here it is the same single catalog.
+DuckDBSearchCache = Catalog

@@ -1,0 +1,464 @@
+"""alicefs-ctl: administer locations, rules and the catalog.
+
+Exit codes: 0 success, 1 the operation failed, 2 bad usage or configuration, 3 internal error
+(a bug: run with --debug and report the traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from alicefs import __version__
+from alicefs.backends import LocationUnavailableError, open_backend
+from alicefs.catalog import Catalog
+from alicefs.config import (
+    DEFAULT_PRIORITY,
+    LOCATION_STATUSES,
+    LOCATION_TYPES,
+    Settings,
+    config_from_json,
+    default_config_path,
+    load_settings,
+    location_from_values,
+    rule_from_json,
+)
+from alicefs.errors import EXIT_USAGE, AliceError, ConfigError, UsageError
+from alicefs.model import LocationType, StorageLocation
+from alicefs.output import Output
+from alicefs.registry import StorageRegistry
+from alicefs.rules import (
+    FileAttrs,
+    LocationStatus,
+    Rule,
+    SpaceInfo,
+    explain,
+    format_explanation,
+    reason_text,
+)
+
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+STARTER_CONFIG = """\
+# alicefs settings: see docs/configuration.md for every key.
+storage:
+  # The catalog (one DuckDB file). Relative paths resolve from this file's directory.
+  search_db: state/catalog.duckdb
+  locations: []
+  # - name: "Fast SSD"
+  #   type: local
+  #   path: ~/Pictures/AI-Active
+  #   priority: 100
+  #   rules:
+  #     - max_age_days: 30
+"""
+
+
+class CliArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _int_arg(what: str, lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bounds = f"{lo}-{hi}" if hi is not None else f"≥ {lo}"
+            raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {value}")
+        return value
+    return parse
+
+
+def _float_arg(what: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < 0 or value != value:
+            raise argparse.ArgumentTypeError(f"expected {what} ≥ 0, got {text}")
+        return value
+    return parse
+
+
+@dataclass
+class Context:
+    """What a command runs with: the parsed arguments, settings and output."""
+
+    args: argparse.Namespace
+    out: Output
+    _settings: Settings | None = None
+    _catalog: Catalog | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return Path(self.args.config) if self.args.config else default_config_path()
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = Catalog(self.settings.catalog_path)
+        return self._catalog
+
+    @property
+    def registry(self) -> StorageRegistry:
+        return StorageRegistry(self.catalog)
+
+    def close(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+def cmd_init(ctx: Context) -> int:
+    path = ctx.config_path
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(STARTER_CONFIG, encoding="utf-8")
+        ctx.out.info(f"wrote starter configuration {path}")
+    catalog = ctx.catalog
+    ctx.out.result({"config": str(path), "catalog": str(catalog.path),
+                    "schema_version": catalog.schema_version,
+                    "locations": len(catalog.locations())},
+                   f"catalog {catalog.path} ready (schema version {catalog.schema_version}, "
+                   f"{len(catalog.locations())} locations)")
+    return 0
+
+
+def cmd_from_config(ctx: Context) -> int:
+    report = ctx.registry.import_locations(ctx.settings.locations)
+    data = {
+        "added": [loc.location_id for loc in report.added],
+        "updated": [loc.location_id for loc in report.updated],
+        "unchanged": [loc.location_id for loc in report.unchanged],
+        "not_in_config": [loc.location_id for loc in report.not_in_config],
+    }
+    lines = [f"{verb} {loc.name} ({loc.location_id})"
+             for verb, group in (("added", report.added), ("updated", report.updated),
+                                 ("unchanged", report.unchanged))
+             for loc in group]
+    lines += [f"kept {loc.name} ({loc.location_id}): registered but not in "
+              f"{ctx.settings.source}" for loc in report.not_in_config]
+    ctx.out.result(data, "\n".join(lines) or f"no locations in {ctx.settings.source}")
+    return 0
+
+
+def _space_of(location: StorageLocation, skip_hidden: bool) -> tuple[SpaceInfo | None, str]:
+    """Free space and a reachability word for display; cloud locations report no limit."""
+    if location.status is LocationStatus.OFFLINE:
+        return None, "offline"
+    try:
+        backend = open_backend(location, skip_hidden=skip_hidden)
+    except LookupError:
+        return None, "unchecked"
+    try:
+        return backend.free_space(), "reachable"
+    except LocationUnavailableError:
+        return None, "unreachable"
+
+
+def _display_path(loc: StorageLocation) -> str:
+    scheme = {LocationType.S3: "s3", LocationType.GCS: "gs"}.get(loc.type)
+    return f"{scheme}://{loc.path}/{loc.prefix}" if scheme else loc.path
+
+
+def cmd_list(ctx: Context) -> int:
+    rows, data = [], []
+    for loc in ctx.registry.list_locations():
+        space, reach = _space_of(loc, ctx.settings.skip_hidden)
+        data.append({
+            "location_id": loc.location_id, "name": loc.name, "type": loc.type.value,
+            "path": loc.path, "priority": loc.priority, "status": loc.status.value,
+            "rules": [r.to_dict() for r in loc.rules], "config": loc.redacted_config(),
+            "min_free_bytes": loc.min_free_bytes, "reachable": reach,
+            "free_bytes": space.free_bytes if space else None,
+            "total_bytes": space.total_bytes if space else None,
+        })
+        free = _human_bytes(space.free_bytes) if space else ("—" if reach == "reachable"
+                                                             else reach)
+        rules = "; ".join(f"({r.describe()})" for r in loc.rules) if loc.rules else "any file"
+        rows.append([loc.location_id, loc.name, loc.type.value, _display_path(loc),
+                     str(loc.priority), loc.status.value, free, rules])
+    if not data:
+        ctx.out.result([], "no locations registered: `alicefs-ctl from-config` imports "
+                           f"those in {ctx.config_path}, `alicefs-ctl add` adds one")
+        return 0
+    ctx.out.table(["ID", "NAME", "TYPE", "PATH", "PRIORITY", "STATUS", "FREE", "RULES"],
+                  rows, data)
+    return 0
+
+
+def _parse_rules(texts: Sequence[str] | None) -> list[Rule] | None:
+    if texts is None:
+        return None
+    return [rule_from_json(text, f"--rule #{i + 1}") for i, text in enumerate(texts)]
+
+
+def cmd_add(ctx: Context) -> int:
+    args = ctx.args
+    rules = _parse_rules(args.rule) or []
+    values: dict[str, Any] = {
+        "name": args.name, "type": args.type, "path": args.path, "priority": args.priority,
+        "status": args.status, "rules": [r.to_dict() for r in rules],
+    }
+    if args.location_config is not None:
+        values["config"] = config_from_json(args.location_config, "--config-json")
+    if args.min_free_bytes is not None:
+        values["min_free_bytes"] = args.min_free_bytes
+    location = location_from_values(values, "alicefs-ctl add", Path.cwd())
+    ctx.registry.register_location(location)
+    ctx.out.result({"location_id": location.location_id, "name": location.name},
+                   f"added {location.name} ({location.location_id})")
+    return 0
+
+
+def cmd_update(ctx: Context) -> int:
+    args = ctx.args
+    rules = [] if args.clear_rules else _parse_rules(args.rule)
+    if args.clear_rules and args.rule:
+        raise UsageError("--clear-rules and --rule contradict each other: give one")
+    if args.priority is None and args.status is None and rules is None and args.name is None:
+        raise UsageError("nothing to update: give --priority, --status, --name, --rule or "
+                         "--clear-rules")
+    if args.name is not None:
+        location_from_values({"name": args.name, "path": "/"}, "--name", Path.cwd())
+    status = LocationStatus(args.status) if args.status else None
+    updated = ctx.registry.update_location(args.location_id, name=args.name,
+                                           priority=args.priority, status=status, rules=rules)
+    ctx.out.result({"location_id": updated.location_id, "name": updated.name,
+                    "priority": updated.priority, "status": updated.status.value,
+                    "rules": [r.to_dict() for r in updated.rules]},
+                   f"updated {updated.name} ({updated.location_id}): priority "
+                   f"{updated.priority}, {updated.status.value}, {len(updated.rules)} rules")
+    return 0
+
+
+def cmd_remove(ctx: Context) -> int:
+    target = ctx.args.location or ctx.args.location_id
+    if not target:
+        raise UsageError("which location? give its id or name")
+    location, dropped = ctx.registry.remove_location(target)
+    ctx.out.result({"location_id": location.location_id, "replicas_forgotten": dropped},
+                   f"removed {location.name} ({location.location_id}) from the registry; "
+                   f"{dropped} replica records forgotten, no file was touched")
+    return 0
+
+
+def _explain_attrs(ctx: Context, path_arg: str) -> tuple[FileAttrs, str | None]:
+    """The file `explain` asks about: a file inside a location, a cataloged logical path, or a
+    new logical path. Returns its attributes and the location it is in now (None: new)."""
+    args = ctx.args
+    locations = ctx.registry.list_locations()
+    logical, size, mtime, current = None, 0, time.time(), None
+    as_path = os.path.abspath(path_arg)
+    for loc in locations:
+        if loc.type is LocationType.LOCAL and as_path.startswith(loc.path.rstrip("/") + "/"):
+            logical = os.path.relpath(as_path, loc.path).replace(os.sep, "/")
+            if os.path.isfile(as_path):
+                st = os.stat(as_path)
+                size, mtime, current = st.st_size, st.st_mtime, loc.location_id
+            break
+    if logical is None:
+        logical = path_arg.strip("/")
+        if not logical or ".." in logical.split("/"):
+            raise UsageError(f"expected a logical path (project/rel/path) or a file inside a "
+                             f"location, got {path_arg!r}")
+        replicas = [r for r in ctx.catalog.replicas_of(logical) if r.state == "present"]
+        if replicas:
+            priority = {loc.location_id: loc.priority for loc in locations}
+            best = max(replicas, key=lambda r: priority.get(r.location_id, -1))
+            size, mtime, current = best.size, best.mtime_ns / 1e9, best.location_id
+    meta = ctx.catalog.metadata(logical)
+    tags = meta.tags if meta else ()
+    quality = meta.quality if meta else None
+    if args.size is not None:
+        size = args.size
+    if args.age_days is not None:
+        mtime = time.time() - args.age_days * 86400
+    if args.tag:
+        tags = tuple(args.tag)
+    if args.quality is not None:
+        quality = args.quality
+    if args.new:
+        current = None
+    return FileAttrs.from_name(logical, size, mtime, tags, quality), current
+
+
+def cmd_explain(ctx: Context) -> int:
+    attrs, current = _explain_attrs(ctx, ctx.args.path)
+    locations = ctx.registry.list_locations()
+    if not locations:
+        raise UsageError("no locations registered: run `alicefs-ctl from-config` first")
+    space = {loc.location_id: _space_of(loc, ctx.settings.skip_hidden)[0] for loc in locations}
+    result = explain(attrs, locations, space, time.time(), current)
+    target = result.placement.location
+    data = {
+        "logical_path": attrs.logical_path, "size": attrs.size, "mime_type": attrs.mime_type,
+        "category": attrs.category, "tags": sorted(attrs.tags), "quality": attrs.quality,
+        "current_location_id": current,
+        "target_location_id": target.location_id if target else None,
+        "target_name": target.name if target else None,
+        "reason": result.placement.reason.value,
+        "reason_text": reason_text(result.placement.reason),
+        "locations": [{
+            "location_id": v.policy.location_id, "name": v.policy.name,
+            "priority": v.policy.priority, "status": v.policy.status.value,
+            "matches": v.matches, "room": v.room,
+            "rules": [[{"condition": c.key, "holds": c.holds, "detail": c.detail}
+                       for c in results] for results in v.rule_results],
+        } for v in result.verdicts],
+    }
+    ctx.out.result(data, format_explanation(result))
+    return 0
+
+
+def _human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------------------------------------
+# Parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = CliArgumentParser(
+        prog="alicefs-ctl",
+        description="Administer alicefs storage locations, rules and the catalog.",
+        epilog="Exit codes: 0 ok, 1 failed, 2 bad usage or configuration, 3 internal error.")
+    parser.add_argument("--config", metavar="PATH",
+                        help="settings.yaml to use (default: $ALICEFS_CONFIG, else "
+                             "~/.config/alicefs/settings.yaml)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--version", action="version", version=f"alicefs {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CliArgumentParser)
+    sub.required = True
+
+    def command(name: str, func: Callable[[Context], int], help_text: str
+                ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        p.set_defaults(func=func)
+        return p
+
+    command("init", cmd_init, "create the catalog (and a starter settings.yaml if none exists)")
+    command("from-config", cmd_from_config,
+            "register or update every location of settings.yaml in the catalog")
+    command("list", cmd_list, "list the registered locations")
+
+    p = command("add", cmd_add, "register a new location")
+    p.add_argument("--name", required=True, help="unique name (also the directory under "
+                                                 "locations/ in the mount)")
+    p.add_argument("--path", required=True, help="directory (local) or bucket name (s3/gcs)")
+    p.add_argument("--type", choices=LOCATION_TYPES, default="local", help="default: local")
+    p.add_argument("--priority", type=_int_arg("an integer"), default=DEFAULT_PRIORITY,
+                   help=f"higher is preferred (default {DEFAULT_PRIORITY})")
+    p.add_argument("--status", choices=LOCATION_STATUSES, default="active")
+    p.add_argument("--rule", action="append", metavar="JSON",
+                   help="a rule as a JSON object, e.g. '{\"max_age_days\": 30}'; repeat for "
+                        "several (a file matches when any rule matches)")
+    p.add_argument("--config-json", "--location-config", dest="location_config", metavar="JSON",
+                   help="type-specific settings as a JSON object, e.g. "
+                        "'{\"prefix\": \"alice/\", \"region\": \"us-west-2\"}'")
+    p.add_argument("--min-free-bytes", type=_int_arg("a byte count", 0), metavar="BYTES")
+
+    p = command("update", cmd_update, "change a location's priority, status, name or rules")
+    p.add_argument("--location-id", required=True, metavar="ID",
+                   help="the location's id (or its name)")
+    p.add_argument("--priority", type=_int_arg("an integer"))
+    p.add_argument("--status", choices=LOCATION_STATUSES)
+    p.add_argument("--name", help="new name")
+    p.add_argument("--rule", action="append", metavar="JSON",
+                   help="replace the rules with these (repeatable)")
+    p.add_argument("--clear-rules", action="store_true", help="remove every rule")
+
+    p = command("remove", cmd_remove,
+                "forget a location (its files are not touched)")
+    p.add_argument("location", nargs="?", metavar="LOCATION", help="id or name")
+    p.add_argument("--location-id", metavar="ID", help="id or name (alternative to LOCATION)")
+
+    p = command("explain", cmd_explain, "show which location a file goes to, and why")
+    p.add_argument("path", metavar="PATH",
+                   help="a logical path (project/rel/path) or a file inside a location")
+    p.add_argument("--size", type=_int_arg("a byte count", 0), metavar="BYTES",
+                   help="assume this size")
+    p.add_argument("--age-days", type=_float_arg("a number of days"), metavar="DAYS",
+                   help="assume this age")
+    p.add_argument("--tag", action="append", metavar="TAG", help="assume these tags")
+    p.add_argument("--quality", type=_int_arg("a star rating", 0, 5), metavar="STARS",
+                   help="assume this rating")
+    p.add_argument("--new", action="store_true",
+                   help="place it as a new file, even if it exists somewhere")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Output(json_mode=getattr(args, "json", False))
+    ctx = Context(args, out)
+    try:
+        return args.func(ctx)
+    except ConfigError as exc:
+        if args.debug:
+            traceback.print_exc()
+        for problem in exc.problems:
+            out.info(str(problem))  # already `file:line key: message`, like a compiler's
+        return exc.exit_code
+    except AliceError as exc:
+        if args.debug:
+            traceback.print_exc()
+        out.error(str(exc))
+        return exc.exit_code
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as shell tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        if args.debug:
+            traceback.print_exc()
+        out.error(f"{exc.strerror or exc}{': ' + exc.filename if exc.filename else ''}")
+        return 1
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        traceback_text = traceback.format_exc()
+        if args.debug:
+            sys.stderr.write(traceback_text)
+        out.error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
+                  "traceback, and please report it)")
+        return EXIT_INTERNAL
+    finally:
+        ctx.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,119 @@
+"""Local-only behaviour: symlinks, hidden files, temporary files and reachability."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+
+import pytest
+
+from alicefs.backends import LocalBackend, LocationUnavailableError, UnsafeKeyError
+from alicefs.backends.base import TEMP_PREFIX
+from tests.backends.conftest import local_location
+
+
+@pytest.fixture
+def outside(tmp_path):
+    target = tmp_path / "outside"
+    target.mkdir()
+    (target / "secret.txt").write_text("secret")
+    return target
+
+
+def test_symlinked_directory_pointing_out_is_refused(local_root, outside):
+    (local_root / "proj").mkdir()
+    os.symlink(outside, local_root / "proj" / "link")
+    backend = LocalBackend(local_location(local_root))
+    with pytest.raises(UnsafeKeyError) as info:
+        backend.read("proj/link/secret.txt", 0, 10)
+    assert info.value.errno == errno.EACCES
+    with pytest.raises(UnsafeKeyError):
+        backend.write_atomic("proj/link/new.txt", [b"x"])
+    assert not (outside / "new.txt").exists()
+    assert list(backend.list()) == []
+
+
+def test_symlinked_file_pointing_out_is_refused_and_not_listed(local_root, outside):
+    os.symlink(outside / "secret.txt", local_root / "leak.txt")
+    backend = LocalBackend(local_location(local_root))
+    with pytest.raises(UnsafeKeyError):
+        backend.stat("leak.txt")
+    with pytest.raises(UnsafeKeyError):
+        backend.delete("leak.txt")
+    assert (outside / "secret.txt").exists()
+    assert list(backend.list()) == []
+
+
+def test_absolute_symlink_pointing_inside_is_followed(local_root):
+    (local_root / "p").mkdir()
+    (local_root / "p" / "real.png").write_bytes(b"png")
+    os.symlink(local_root / "p" / "real.png", local_root / "p" / "alias.png")
+    backend = LocalBackend(local_location(local_root))
+    assert backend.read("p/alias.png", 0, 3) == b"png"
+    assert sorted(o.key for o in backend.list()) == ["p/alias.png", "p/real.png"]
+
+
+def test_hidden_entries_are_skipped_unless_configured(local_root):
+    (local_root / "p" / ".cache").mkdir(parents=True)
+    (local_root / "p" / ".cache" / "x").write_text("x")
+    (local_root / "p" / ".DS_Store").write_text("x")
+    (local_root / "p" / "seen.png").write_text("x")
+    assert [o.key for o in LocalBackend(local_location(local_root)).list()] == ["p/seen.png"]
+    shown = LocalBackend(local_location(local_root, skip_hidden=False))
+    assert sorted(o.key for o in shown.list()) == ["p/.DS_Store", "p/.cache/x", "p/seen.png"]
+
+
+def test_root_inside_a_dot_folder_lists_normally(tmp_path):
+    root = tmp_path / ".local" / "share" / "art"
+    (root / "proj").mkdir(parents=True)
+    (root / "proj" / "a.png").write_bytes(b"a")
+    assert [o.key for o in LocalBackend(local_location(root)).list()] == ["proj/a.png"]
+
+
+def test_temporary_files_are_never_listed(local_root):
+    backend = LocalBackend(local_location(local_root, skip_hidden=False))
+    (local_root / "p").mkdir()
+    (local_root / "p" / f"{TEMP_PREFIX}abc").write_bytes(b"partial")
+    assert list(backend.list()) == []
+
+
+def test_failed_write_leaves_no_temporary_file(local_root):
+    backend = LocalBackend(local_location(local_root, skip_hidden=False))
+
+    def chunks():
+        yield b"partial"
+        raise RuntimeError("source failed")
+
+    with pytest.raises(RuntimeError):
+        backend.write_atomic("p/a.bin", chunks())
+    assert os.listdir(local_root / "p") == []
+
+
+def test_unreachable_root(tmp_path):
+    backend = LocalBackend(local_location(tmp_path / "unplugged"))
+    with pytest.raises(LocationUnavailableError, match="not reachable"):
+        list(backend.list())
+    with pytest.raises(LocationUnavailableError):
+        backend.free_space()
+
+
+def test_written_file_has_inode_and_mode_after_umask(local_root):
+    backend = LocalBackend(local_location(local_root))
+    old = os.umask(0o027)
+    try:
+        result = backend.write_atomic("p/a", io.BytesIO(b"x"))
+    finally:
+        os.umask(old)
+    st = os.stat(local_root / "p" / "a")
+    assert result.info.inode == st.st_ino
+    assert st.st_mode & 0o777 == 0o640
+
+
+def test_directory_is_not_a_file(local_root):
+    (local_root / "p").mkdir()
+    backend = LocalBackend(local_location(local_root))
+    with pytest.raises(IsADirectoryError):
+        backend.stat("p")
+    with pytest.raises(IsADirectoryError):
+        backend.delete("p")

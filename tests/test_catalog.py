@@ -1,0 +1,226 @@
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from alicefs.catalog import SCHEMA_VERSION, Catalog, FileMeta, Replica, SyncBase
+from alicefs.errors import CatalogError, NotFoundError, UsageError
+from alicefs.model import LocationType, StorageLocation, location_id_for
+from alicefs.registry import StorageRegistry
+from alicefs.rules import LocationStatus, Rule
+
+
+def make_location(name="ssd", path="/data/ssd", priority=100, rules=(), **config):
+    location_type = LocationType.S3 if config.get("bucket") else LocationType.LOCAL
+    place = config.pop("bucket", path)
+    return StorageLocation(
+        location_id=location_id_for(location_type, place, config), name=name, priority=priority,
+        status=LocationStatus.ACTIVE, rules=tuple(rules), min_free_bytes=None,
+        type=location_type, path=place, config=config)
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    with Catalog(tmp_path / "catalog.duckdb") as cat:
+        yield cat
+        assert cat.check() == []
+
+
+def test_new_catalog_is_private_and_current(tmp_path):
+    with Catalog(tmp_path / "sub" / "catalog.duckdb") as cat:
+        assert cat.schema_version == SCHEMA_VERSION
+    mode = stat.S_IMODE((tmp_path / "sub" / "catalog.duckdb").stat().st_mode)
+    assert mode == 0o600
+
+
+def test_every_column_is_commented(catalog):
+    rows = catalog._query("SELECT table_name, column_name FROM duckdb_columns() "
+                          "WHERE NOT internal AND (comment IS NULL OR comment = '')")
+    assert rows == []
+
+
+def test_locations_round_trip(catalog):
+    rules = (Rule(max_age_days=30, min_quality_stars=4),
+             Rule(include_types=("video", ".mov"), require_tags=("a", "b")))
+    ssd = make_location(rules=rules)
+    s3 = make_location("cold", priority=25, bucket="bucket", prefix="x/",
+                       aws_secret_access_key="s3cr3t", aws_access_key_id="AKIA")
+    catalog.put_locations([ssd, s3])
+    assert catalog.locations() == [ssd, s3]
+    assert catalog.location(s3.location_id).config["aws_secret_access_key"] == "s3cr3t"
+    assert catalog.find_location("SSD") == ssd
+    with pytest.raises(NotFoundError, match="no location with id or name 'nope'"):
+        catalog.find_location("nope")
+
+
+def test_replicas_round_trip_and_bulk_upsert(catalog):
+    loc = make_location()
+    catalog.put_locations([loc])
+    batch = [Replica(loc.location_id, f"proj/{i:05}.png", i, i * 10, None, i, None, "present",
+                     1.5) for i in range(20_000)]
+    catalog.put_replicas(batch)
+    assert catalog.replicas(loc.location_id) == batch
+    # Upsert: changed rows replace, duplicates within one batch keep the last.
+    changed = Replica(loc.location_id, "proj/00007.png", 99, 990, "ab" * 32, 7)
+    catalog.put_replicas([batch[7], changed])
+    assert catalog.replicas_of("proj/00007.png") == [changed]
+    catalog.mark_missing(loc.location_id, ["proj/00001.png"])
+    assert catalog.replicas_of("proj/00001.png")[0].state == "missing"
+    catalog.drop_replicas(loc.location_id, ["proj/00002.png"])
+    assert catalog.replicas_of("proj/00002.png") == []
+    assert len(catalog.replicas()) == 19_999
+
+
+def test_metadata_and_sync_base_round_trip(catalog):
+    meta = FileMeta("proj/a.png", "image", "image/png", ("portfolio", "client"), "user", 4,
+                    "sidecar")
+    catalog.put_metadata([meta, FileMeta("proj/b.txt", "text", "text/plain")])
+    assert catalog.metadata("proj/a.png") == meta
+    assert catalog.metadata("proj/b.txt").tags == ()
+    assert set(catalog.all_metadata()) == {"proj/a.png", "proj/b.txt"}
+    base = SyncBase("proj/a.png", "cd" * 32, 12, 5.0)
+    catalog.set_sync_bases([base])
+    assert catalog.sync_base("proj/a.png") == base
+    assert catalog.sync_base("proj/none") is None
+
+
+def test_journal_lifecycle(catalog):
+    op = catalog.journal_begin("move", "proj/a.png", source_location_id="a",
+                               target_location_id="b", temp_key="proj/.alicefs-tmp-1",
+                               expected_hash="ef" * 32, payload={"size": 3})
+    catalog.journal_step(op, "written")
+    [entry] = catalog.journal_open()
+    assert (entry.op_id, entry.kind, entry.step, entry.payload) == (op, "move", "written",
+                                                                     {"size": 3})
+    catalog.journal_step(op, "verified")
+    assert catalog.journal_open()[0].step == "verified"
+    catalog.journal_end(op)
+    assert catalog.journal_open() == []
+    assert catalog.journal_begin("copy", "proj/b.png") > op
+
+
+def test_transaction_rolls_back_on_error(catalog):
+    loc = make_location()
+    with pytest.raises(RuntimeError), catalog.transaction() as con:
+        con.execute("INSERT INTO locations (location_id, name, type, path, priority, status, "
+                    "rules_json, config_json, created_at) VALUES ('x', 'x', 'local', '/x', 1, "
+                    "'active', '[]', '{}', 0)")
+        raise RuntimeError("boom")
+    assert catalog.locations() == []
+    catalog.put_locations([loc])
+    assert catalog.locations() == [loc]
+
+
+def test_migration_from_schema_version_1_keeps_data(tmp_path):
+    path = tmp_path / "old.duckdb"
+    loc = make_location()
+    with Catalog(path, _schema_version=1) as old:
+        assert old.schema_version == 1
+        old._query("INSERT INTO locations VALUES (?, 'ssd', 'local', '/data/ssd', 100, 'active', "
+                   "'[]', '{}', NULL, 1.0)", [loc.location_id])
+        old._query("INSERT INTO replicas VALUES (?, 'p/a.png', 3, 4, 5, 'ff', 'present', 6.0)",
+                   [loc.location_id])
+    with Catalog(path) as new:
+        assert new.schema_version == SCHEMA_VERSION == 2
+        [replica] = new.replicas()
+        assert replica == Replica(loc.location_id, "p/a.png", 3, 4, "ff", 5, None, "present", 6.0)
+        assert new.locations()[0].name == "ssd"
+        new.put_replicas([Replica(loc.location_id, "p/a.png", 3, 4, "ff", 5, "etag-1")])
+        assert new.replicas()[0].change_token == "etag-1"
+
+
+def test_catalog_from_a_newer_alicefs_is_refused(tmp_path):
+    path = tmp_path / "c.duckdb"
+    with Catalog(path) as cat:
+        cat._query("UPDATE catalog_meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(CatalogError, match="schema version 999, newer than"):
+        Catalog(path)
+
+
+def test_catalog_held_by_another_process_is_a_clear_error(tmp_path):
+    path = tmp_path / "c.duckdb"
+    Catalog(path).close()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, duckdb
+        con = duckdb.connect({str(path)!r})
+        print("ready", flush=True)
+        sys.stdin.read()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(CatalogError, match="in use by another process"):
+            Catalog(path)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+# -- registry ----------------------------------------------------------------------------------
+
+def test_registry_register_update_remove(catalog):
+    registry = StorageRegistry(catalog)
+    ssd = registry.register_location(make_location())
+    with pytest.raises(UsageError, match="already registered"):
+        registry.register_location(make_location(name="other"))
+    with pytest.raises(UsageError, match="already used"):
+        registry.register_location(make_location(name="SSD", path="/elsewhere"))
+    updated = registry.update_location("ssd", priority=5, status=LocationStatus.ARCHIVED,
+                                       rules=[Rule(min_age_days=1)])
+    assert (updated.location_id, updated.priority, updated.status) == (
+        ssd.location_id, 5, LocationStatus.ARCHIVED)
+    assert registry.get_location(ssd.location_id).rules == (Rule(min_age_days=1),)
+    catalog.put_replicas([Replica(ssd.location_id, "p/a", 1, 1)])
+    removed, dropped = registry.remove_location(ssd.location_id)
+    assert (removed.name, dropped) == ("ssd", 1)
+    assert registry.list_locations() == [] and catalog.replicas() == []
+
+
+def test_registry_import_is_idempotent_and_matches_by_id(catalog):
+    registry = StorageRegistry(catalog)
+    extra = registry.register_location(make_location("extra", "/data/extra"))
+    configured = [make_location(), make_location("hdd", "/data/hdd", 50)]
+    report = registry.import_locations(configured)
+    assert [loc.name for loc in report.added] == ["ssd", "hdd"]
+    assert report.not_in_config == (extra,)
+    again = registry.import_locations(configured)
+    assert again.added == () and again.updated == () and len(again.unchanged) == 2
+    renamed = [make_location("fast", priority=99), configured[1]]
+    report = registry.import_locations(renamed)
+    assert [loc.name for loc in report.updated] == ["fast"]
+    assert len(registry.list_locations()) == 3
+
+
+def test_registry_accepts_a_path_like_the_guide(tmp_path):
+    registry = StorageRegistry(tmp_path / "data" / "locations.db")
+    registry.register_location(make_location())
+    assert [loc.name for loc in registry.list_locations()] == ["ssd"]
+    registry.catalog.close()
+
+
+def test_location_ids_do_not_depend_on_trailing_slashes():
+    assert location_id_for(LocationType.LOCAL, "/a/b/", {}) == \
+        location_id_for(LocationType.LOCAL, "/a/b", {})
+    assert location_id_for(LocationType.S3, "bkt", {"prefix": "x"}) == \
+        location_id_for(LocationType.S3, "bkt", {"prefix": "/x/"})
+    assert location_id_for(LocationType.S3, "bkt", {}) != \
+        location_id_for(LocationType.GCS, "bkt", {})
+
+
+def test_remove_location_leaves_the_catalog_consistent(catalog):
+    loc = make_location()
+    catalog.put_locations([loc])
+    catalog.put_replicas([Replica(loc.location_id, "p/a", 1, 1)])
+    catalog._query("DELETE FROM locations")
+    assert catalog.check() == [f"replicas of unknown location {loc.location_id}"]
+    catalog._query("DELETE FROM replicas")
+
+
+def test_file_paths_are_usable(tmp_path: Path):
+    # A catalog path inside a directory that does not exist yet is created.
+    with Catalog(tmp_path / "a" / "b" / "c.duckdb") as cat:
+        assert cat.path.exists()
