@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint system-deps clean
+.PHONY: test demo lint system-deps clean
 
 # pyfuse3 compiles against libfuse3: install Debian's packages first when they are missing.
 system-deps:
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml | system-deps
 test: system-deps $(STAMP)
 	$(PY) -m ruff check alicefs tests tools
 	$(PY) -m pytest
+
+demo: system-deps $(STAMP)
+	$(PY) tools/dev/demo.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check alicefs tests tools

@@ -28,9 +28,11 @@ from alicefs.config import (
     default_config_path,
     load_settings,
     location_from_values,
+    parse_size,
     rule_from_json,
 )
 from alicefs.errors import EXIT_USAGE, AliceError, ConfigError, UsageError
+from alicefs.humanize import human_bytes
 from alicefs.model import LocationType, StorageLocation
 from alicefs.output import Output
 from alicefs.registry import StorageRegistry
@@ -80,6 +82,13 @@ def _int_arg(what: str, lo: int | None = None, hi: int | None = None) -> Callabl
             raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {value}")
         return value
     return parse
+
+
+def _size_arg(text: str) -> int:
+    try:
+        return parse_size(text.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _float_arg(what: str) -> Callable[[str], float]:
@@ -196,7 +205,7 @@ def cmd_list(ctx: Context) -> int:
             "free_bytes": space.free_bytes if space else None,
             "total_bytes": space.total_bytes if space else None,
         })
-        free = _human_bytes(space.free_bytes) if space else ("—" if reach == "reachable"
+        free = human_bytes(space.free_bytes) if space else ("—" if reach == "reachable"
                                                              else reach)
         rules = "; ".join(f"({r.describe()})" for r in loc.rules) if loc.rules else "any file"
         rows.append([loc.location_id, loc.name, loc.type.value, _display_path(loc),
@@ -334,15 +343,6 @@ def cmd_explain(ctx: Context) -> int:
     return 0
 
 
-def _human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
 # ---------------------------------------------------------------------------------------------
 # Parser
 
@@ -386,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-json", "--location-config", dest="location_config", metavar="JSON",
                    help="type-specific settings as a JSON object, e.g. "
                         "'{\"prefix\": \"alice/\", \"region\": \"us-west-2\"}'")
-    p.add_argument("--min-free-bytes", type=_int_arg("a byte count", 0), metavar="BYTES")
+    p.add_argument("--min-free-bytes", type=_size_arg, metavar="SIZE",
+                   help="free space to keep (bytes, or e.g. 10GiB)")
 
     p = command("update", cmd_update, "change a location's priority, status, name or rules")
     p.add_argument("--location-id", required=True, metavar="ID",
@@ -406,8 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("explain", cmd_explain, "show which location a file goes to, and why")
     p.add_argument("path", metavar="PATH",
                    help="a logical path (project/rel/path) or a file inside a location")
-    p.add_argument("--size", type=_int_arg("a byte count", 0), metavar="BYTES",
-                   help="assume this size")
+    p.add_argument("--size", type=_size_arg, metavar="SIZE",
+                   help="assume this size (bytes, or e.g. 2GiB, 500MB)")
     p.add_argument("--age-days", type=_float_arg("a number of days"), metavar="DAYS",
                    help="assume this age")
     p.add_argument("--tag", action="append", metavar="TAG", help="assume these tags")

@@ -42,7 +42,7 @@ def format_key(path: KeyPath) -> str:
     return out
 
 
-class _Invalid(Exception):
+class _Invalid(ValueError):
     """A value failed a check; the message says what was expected and what was found."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
+from alicefs.humanize import human_bytes
 from alicefs.media import CATEGORIES, classify_name, extension_of
 
 SECONDS_PER_DAY = 86400.0
@@ -371,7 +372,8 @@ def format_explanation(explanation: Explanation) -> str:
         status = "" if p.status is LocationStatus.ACTIVE else f", {p.status.value}: not a target"
         room = "room" if v.room else "no room"
         if v.space is not None:
-            room += f" ({v.space.free_bytes} of {v.space.total_bytes} bytes free)"
+            room += (f" ({human_bytes(v.space.free_bytes)} of "
+                     f"{human_bytes(v.space.total_bytes)} free)")
         lines.append(f"  {p.name} [{p.location_id}] priority {p.priority}: {state}, {room}{status}")
         if not p.rules:
             lines.append("    no rules: matches every file")
