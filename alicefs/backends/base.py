@@ -95,9 +95,23 @@ class Backend(ABC):
     interrupted write leaves at most a temporary object named with TEMP_PREFIX.
     """
 
+    #: Parallel calls allowed when `config.max_concurrent` is not set.
+    default_max_concurrent = 8
+    #: Seconds transient failures are retried when `config.retry_deadline` is not set.
+    default_retry_deadline = 60.0
+
     def __init__(self, location: StorageLocation, *, skip_hidden: bool = True):
         self.location = location
         self.skip_hidden = bool(location.config.get("skip_hidden", skip_hidden))
+        self.max_concurrent = int(location.config.get("max_concurrent",
+                                                      self.default_max_concurrent))
+        self.retry_deadline = float(location.config.get("retry_deadline",
+                                                        self.default_retry_deadline))
+
+    @abstractmethod
+    def probe(self) -> None:
+        """Check that the location is reachable and usable; raise LocationUnavailableError
+        naming the location and the cause (never a credential) when it is not."""
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:

@@ -63,6 +63,13 @@ class LocalBackend(Backend):
                                                f"{self.location.name!r}")
         return full
 
+    def probe(self) -> None:
+        root = self._real_root()
+        if not os.access(root, os.R_OK | os.W_OK | os.X_OK):
+            raise LocationUnavailableError(
+                f"location {self.location.name!r}: root {self.root} is not readable and "
+                "writable by this user")
+
     def _is_inside(self, path: str, root: str) -> bool:
         real = os.path.realpath(path)
         return real.startswith(root + os.sep)

@@ -117,3 +117,36 @@ def test_directory_is_not_a_file(local_root):
         backend.stat("p")
     with pytest.raises(IsADirectoryError):
         backend.delete("p")
+
+
+def test_probe(local_root, tmp_path):
+    LocalBackend(local_location(local_root)).probe()
+    with pytest.raises(LocationUnavailableError, match="'gone': root .* is not reachable"):
+        LocalBackend(local_location(tmp_path / "missing", name="gone")).probe()
+
+
+async def test_threaded_backend_runs_calls_under_the_location_limit(local_root):
+    import trio
+
+    from alicefs.backends.threaded import ThreadedBackend
+
+    backend = LocalBackend(local_location(local_root, max_concurrent=2))
+    threaded = ThreadedBackend(backend)
+    assert threaded.limiter.total_tokens == 2
+    await threaded.call("write_atomic", "p/a", [b"abc"], mtime_ns=10**18)
+    assert (await threaded.call("stat", "p/a")).mtime_ns == 10**18
+    running, peak = 0, 0
+
+    def slow_read() -> bytes:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        import time
+        time.sleep(0.05)
+        running -= 1
+        return backend.read("p/a", 0, 3)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(6):
+            nursery.start_soon(threaded.run, slow_read)
+    assert peak == 2
