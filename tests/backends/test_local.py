@@ -5,11 +5,14 @@ from __future__ import annotations
 import errno
 import io
 import os
+import time
 
 import pytest
+import trio
 
 from alicefs.backends import LocalBackend, LocationUnavailableError, UnsafeKeyError
 from alicefs.backends.base import TEMP_PREFIX
+from alicefs.backends.threaded import ThreadedBackend
 from tests.backends.conftest import local_location
 
 
@@ -121,14 +124,12 @@ def test_directory_is_not_a_file(local_root):
 
 def test_probe(local_root, tmp_path):
     LocalBackend(local_location(local_root)).probe()
-    with pytest.raises(LocationUnavailableError, match="'gone': root .* is not reachable"):
+    with pytest.raises(LocationUnavailableError, match=r"'gone': root .* is not reachable"):
         LocalBackend(local_location(tmp_path / "missing", name="gone")).probe()
 
 
 async def test_threaded_backend_runs_calls_under_the_location_limit(local_root):
-    import trio
 
-    from alicefs.backends.threaded import ThreadedBackend
 
     backend = LocalBackend(local_location(local_root, max_concurrent=2))
     threaded = ThreadedBackend(backend)
@@ -141,7 +142,7 @@ async def test_threaded_backend_runs_calls_under_the_location_limit(local_root):
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
-        import time
+
         time.sleep(0.05)
         running -= 1
         return backend.read("p/a", 0, 3)
