@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,24 @@ _MIGRATIONS: dict[int, list[str]] = {
         *_add_column("locations", (
             "updated_at", "DOUBLE", "Last change of priority, status, rules or name (epoch s).")),
     ],
+    3: [
+        "CREATE SEQUENCE scan_id START 1",
+        *_table("scans", "One completed scan of one location: when, and what it found. "
+                         "Unchanged replicas are not rewritten by a scan, so a replica was last "
+                         "seen by the newest scan of its location.", [
+            ("scan_id", "BIGINT NOT NULL DEFAULT nextval('scan_id')", "Scan number, increasing."),
+            ("location_id", "VARCHAR NOT NULL", "The location scanned."),
+            ("started_at", "DOUBLE NOT NULL", "When the listing began (epoch s)."),
+            ("finished_at", "DOUBLE NOT NULL", "When the results were committed (epoch s)."),
+            ("files", "BIGINT NOT NULL", "Files listed."),
+            ("bytes", "BIGINT NOT NULL", "Their total size."),
+            ("new_files", "BIGINT NOT NULL", "Files the catalog did not have."),
+            ("changed_files", "BIGINT NOT NULL", "Files whose size, mtime or inode changed."),
+            ("missing_files", "BIGINT NOT NULL", "Cataloged files not found any more."),
+            ("bytes_read", "BIGINT NOT NULL", "Content bytes read (hashing, metadata)."),
+            ("forced", "BOOLEAN NOT NULL", "Whether every file was re-read (force_scan)."),
+        ], "scan_id"),
+    ],
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -169,6 +187,20 @@ class SyncBase:
     base_hash: str
     base_size: int
     agreed_at: float
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    location_id: str
+    started_at: float
+    finished_at: float
+    files: int
+    bytes: int
+    new_files: int
+    changed_files: int
+    missing_files: int
+    bytes_read: int
+    forced: bool
 
 
 @dataclass(frozen=True)
@@ -358,6 +390,22 @@ class Catalog:
             params.append(location_id)
         return [Replica(*row) for row in self._query(sql + " ORDER BY logical_path", params)]
 
+    def replica_signatures(self, location_id: str
+                           ) -> dict[str, tuple[int, int, int | None, str | None, str, str | None]]:
+        """logical path -> (size, mtime_ns, inode, change_token, state, content_hash) of every
+        replica of a location: what a rescan compares a listing against, as plain tuples
+        because it is loaded for every file of the location on every scan."""
+        rows = self._query("SELECT logical_path, size, mtime_ns, inode, change_token, state, "
+                           "content_hash FROM replicas WHERE location_id = ?", [location_id])
+        return {row[0]: row[1:] for row in rows}
+
+    def replicas_under(self, prefix: str) -> list[Replica]:
+        """Replicas whose logical path starts with `prefix` (no wildcard interpretation)."""
+        rows = self._query(f"SELECT {', '.join(_REPLICA_COLUMNS)} FROM replicas "
+                           "WHERE starts_with(logical_path, ?) ORDER BY logical_path, "
+                           "location_id", [prefix])
+        return [Replica(*row) for row in rows]
+
     def replicas_of(self, logical_path: str) -> list[Replica]:
         rows = self._query(f"SELECT {', '.join(_REPLICA_COLUMNS)} FROM replicas "
                            "WHERE logical_path = ? ORDER BY location_id", [logical_path])
@@ -397,9 +445,32 @@ class Catalog:
                            "WHERE logical_path = ?", [logical_path])
         return _meta_from_row(rows[0]) if rows else None
 
+    def metadata_for(self, logical_paths: Sequence[str]) -> dict[str, FileMeta]:
+        if not logical_paths:
+            return {}
+        rows = self._query(f"SELECT {', '.join(_META_COLUMNS[:-1])} FROM file_meta "
+                           "WHERE logical_path IN (SELECT unnest($1))", [list(logical_paths)])
+        return {row[0]: _meta_from_row(row) for row in rows}
+
     def all_metadata(self) -> dict[str, FileMeta]:
         rows = self._query(f"SELECT {', '.join(_META_COLUMNS[:-1])} FROM file_meta")
         return {row[0]: _meta_from_row(row) for row in rows}
+
+    # -- scans -----------------------------------------------------------------------------
+
+    def record_scan(self, record: ScanRecord) -> None:
+        cols = [f.name for f in fields(ScanRecord)]
+        with self.transaction() as con:
+            con.execute(f"INSERT INTO scans ({', '.join(cols)}) VALUES "
+                        f"({', '.join('?' for _ in cols)})",
+                        [getattr(record, c) for c in cols])
+
+    def last_scans(self) -> dict[str, ScanRecord]:
+        """The newest scan of each location."""
+        cols = [f.name for f in fields(ScanRecord)]
+        rows = self._query(f"SELECT {', '.join(cols)} FROM scans QUALIFY row_number() OVER "
+                           "(PARTITION BY location_id ORDER BY scan_id DESC) = 1")
+        return {row[0]: ScanRecord(*row) for row in rows}
 
     # -- sync base -------------------------------------------------------------------------
 

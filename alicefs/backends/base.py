@@ -12,7 +12,7 @@ import errno
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from alicefs.model import StorageLocation
 from alicefs.rules import SpaceInfo
@@ -59,8 +59,10 @@ def check_key(key: str) -> str:
     return key
 
 
-@dataclass(frozen=True)
-class ObjectInfo:
+class ObjectInfo(NamedTuple):
+    """One file of a location. A NamedTuple rather than a frozen dataclass because listings
+    build one per file and construction cost is a third of a 100,000-file rescan's budget."""
+
     key: str
     size: int
     mtime_ns: int

@@ -1,4 +1,10 @@
-"""A directory on a local disk or network mount, holding files at `<root>/<logical path>`."""
+"""A directory on a local disk or network mount, holding files at `<root>/<logical path>`.
+
+Every access opens the path and then checks where the opened file really is
+(`/proc/self/fd/N`), so a symbolic link, at any depth, that leads outside the root is refused
+(EACCES) without a window between check and use. Writes create their temporary file, link
+and rename relative to a checked descriptor of the parent directory, for the same reason.
+"""
 
 from __future__ import annotations
 
@@ -27,16 +33,19 @@ from alicefs.rules import SpaceInfo
 
 # Errors from os.link that mean "this filesystem cannot hard-link", not "the name is taken".
 _NO_LINK_ERRNOS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+_PATH_FLAGS = os.O_PATH | os.O_CLOEXEC
 
 
 class LocalBackend(Backend):
     def __init__(self, location: StorageLocation, *, skip_hidden: bool = True):
         super().__init__(location, skip_hidden=skip_hidden)
         self.root = Path(location.path)
+        self._root_real: str | None = None
 
     # -- paths -------------------------------------------------------------------------
 
     def _real_root(self) -> str:
+        """The root's real path, checked now (listing and probing always check afresh)."""
         try:
             real = os.path.realpath(self.root, strict=True)
         except OSError as exc:
@@ -46,22 +55,72 @@ class LocalBackend(Backend):
         if not os.path.isdir(real):
             raise LocationUnavailableError(
                 f"location {self.location.name!r}: root {self.root} is not a directory")
+        self._root_real = real
         return real
 
-    def path_of(self, key: str) -> str:
-        """The absolute path for `key`, refusing any that resolves outside the root.
+    def _root(self) -> str:
+        return self._root_real or self._real_root()
 
-        Symbolic links inside the root are followed as long as they stay inside it; a link
-        (at any depth) that points out is refused with EACCES.
-        """
-        check_key(key)
-        root = self._real_root()
-        full = os.path.join(root, key)
-        real = os.path.realpath(full)
-        if real != root and not real.startswith(root + os.sep):
+    def _check_fd(self, fd: int, key: str) -> None:
+        """Close `fd` and refuse `key` unless the opened file is inside the root."""
+        root = self._root()
+        real = os.readlink(f"/proc/self/fd/{fd}")
+        if real != root and not real.startswith(root + "/"):
+            os.close(fd)
             raise UnsafeKeyError(errno.EACCES, f"{key!r} resolves outside location "
                                                f"{self.location.name!r}")
-        return full
+
+    def _open_path(self, key: str) -> int:
+        """An O_PATH descriptor of `key` (links followed), verified to be inside the root."""
+        check_key(key)
+        fd = os.open(f"{self._root()}/{key}", _PATH_FLAGS)
+        self._check_fd(fd, key)
+        return fd
+
+    def _open_file(self, key: str) -> int:
+        """A read-only descriptor of the regular file at `key`. Opened as O_PATH first so that
+        a FIFO or device (which could block or act on open) is refused before it is opened."""
+        path_fd = self._open_path(key)
+        try:
+            st = os.fstat(path_fd)
+            if stat_mod.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(errno.EISDIR, f"{key!r} is a directory")
+            if not stat_mod.S_ISREG(st.st_mode):
+                raise UnsafeKeyError(errno.EACCES, f"{key!r} is not a regular file")
+            return os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            os.close(path_fd)
+
+    def _open_dir(self, dir_key: str, create: bool) -> int:
+        """An O_PATH descriptor of the directory `dir_key` ("" is the root), creating missing
+        components when `create`. Components are created one at a time relative to a checked
+        parent, so no directory is ever made outside the root."""
+        root = self._root()
+        if not dir_key:
+            return os.open(root, _PATH_FLAGS | os.O_DIRECTORY)
+        try:
+            fd = self._open_path(dir_key)
+        except FileNotFoundError:
+            if not create:
+                raise
+        else:
+            if not stat_mod.S_ISDIR(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise NotADirectoryError(errno.ENOTDIR, f"{dir_key!r} is not a directory")
+            return fd
+        fd = os.open(root, _PATH_FLAGS | os.O_DIRECTORY)
+        walked = ""
+        for part in dir_key.split("/"):
+            walked = f"{walked}/{part}" if walked else part
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o777, dir_fd=fd)
+            try:
+                child = os.open(part, _PATH_FLAGS | os.O_DIRECTORY, dir_fd=fd)
+            finally:
+                os.close(fd)
+            self._check_fd(child, walked)
+            fd = child
+        return fd
 
     def probe(self) -> None:
         root = self._real_root()
@@ -70,82 +129,97 @@ class LocalBackend(Backend):
                 f"location {self.location.name!r}: root {self.root} is not readable and "
                 "writable by this user")
 
-    def _is_inside(self, path: str, root: str) -> bool:
-        real = os.path.realpath(path)
-        return real.startswith(root + os.sep)
-
     # -- reading -----------------------------------------------------------------------
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         root = self._real_root()
-        start = root
+        start, start_key = root, ""
         if prefix:
-            start = self.path_of(prefix.rstrip("/"))
+            start_key = prefix.rstrip("/")
+            try:
+                fd = self._open_path(start_key)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            os.close(fd)
+            start = f"{root}/{start_key}"
             if not os.path.isdir(start):
                 return
-        stack = [start]
+            start_key += "/"
+        skip_hidden = self.skip_hidden
+        # (directory path, its key prefix): keys are built by concatenation, not relpath,
+        # because this loop runs once per file of the library.
+        stack = [(start, start_key)]
         while stack:
-            directory = stack.pop()
+            directory, key_prefix = stack.pop()
             try:
                 entries = list(os.scandir(directory))
             except (FileNotFoundError, NotADirectoryError):
                 continue  # removed while listing
             for entry in entries:
                 name = entry.name
-                if name.startswith(TEMP_PREFIX) or (self.skip_hidden and name.startswith(".")):
+                if name[0] == "." and (skip_hidden or name.startswith(TEMP_PREFIX)):
                     continue
                 try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((entry.path, f"{key_prefix}{name}/"))
+                        continue
                     if entry.is_symlink():
                         # Followed only to a file inside the root; linked directories are not
                         # descended into (no loops, no second path to the same tree).
-                        if not self._is_inside(entry.path, root):
+                        real = os.path.realpath(entry.path)
+                        if not real.startswith(root + "/"):
                             continue
                         st = os.stat(entry.path)
-                        if not stat_mod.S_ISREG(st.st_mode):
-                            continue
-                    elif entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                        continue
-                    elif entry.is_file(follow_symlinks=False):
-                        st = entry.stat(follow_symlinks=False)
                     else:
+                        st = entry.stat(follow_symlinks=False)
+                    if not stat_mod.S_ISREG(st.st_mode):
                         continue  # sockets, fifos, devices
                 except FileNotFoundError:
                     continue
-                key = os.path.relpath(entry.path, root).replace(os.sep, "/")
-                yield ObjectInfo(key, st.st_size, st.st_mtime_ns, inode=st.st_ino)
+                yield ObjectInfo(key_prefix + name, st.st_size, st.st_mtime_ns, st.st_ino)
 
     def stat(self, key: str) -> ObjectInfo:
-        st = os.stat(self.path_of(key))
+        fd = self._open_path(key)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
         if stat_mod.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, f"{key!r} is a directory")
-        return ObjectInfo(key, st.st_size, st.st_mtime_ns, inode=st.st_ino)
+        return ObjectInfo(key, st.st_size, st.st_mtime_ns, st.st_ino)
 
     def read(self, key: str, offset: int, length: int) -> bytes:
-        fd = os.open(self.path_of(key), os.O_RDONLY)
+        fd = self._open_file(key)
         try:
             return os.pread(fd, length, offset)
         finally:
             os.close(fd)
 
     def open_read(self, key: str) -> BinaryIO:
-        return open(self.path_of(key), "rb")
+        return os.fdopen(self._open_file(key), "rb")
 
     # -- writing -----------------------------------------------------------------------
 
     def write_atomic(self, key: str, data: BinaryIO | Iterable[bytes], *,
                      expected_hash: str | None = None, overwrite: bool = False,
                      mtime_ns: int | None = None) -> WriteResult:
-        final = self.path_of(key)
-        parent = os.path.dirname(final)
-        os.makedirs(parent, exist_ok=True)
-        # makedirs may have walked through a link created meanwhile: check again.
-        self.path_of(key)
-        if not overwrite and os.path.lexists(final):
+        check_key(key)
+        parent_key, _, name = key.rpartition("/")
+        dir_fd = self._open_dir(parent_key, create=True)
+        try:
+            return self._write_in(dir_fd, key, name, data, expected_hash, overwrite, mtime_ns)
+        finally:
+            os.close(dir_fd)
+
+    def _write_in(self, dir_fd: int, key: str, name: str, data: BinaryIO | Iterable[bytes],
+                  expected_hash: str | None, overwrite: bool, mtime_ns: int | None
+                  ) -> WriteResult:
+        if not overwrite and _exists(name, dir_fd):
             raise FileExistsError(errno.EEXIST, f"{key!r} exists in {self.location.name!r}")
-        temp = os.path.join(parent, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+        temp = f"{TEMP_PREFIX}{uuid.uuid4().hex}"
         hasher = new_hasher()
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666,
+                     dir_fd=dir_fd)
         try:
             try:
                 for chunk in _chunks(data):
@@ -158,28 +232,32 @@ class LocalBackend(Backend):
                 os.close(fd)
             written_hash = hasher.hexdigest()
             if expected_hash is not None:
-                with open(temp, "rb") as stored:
+                stored_fd = os.open(temp, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+                with os.fdopen(stored_fd, "rb") as stored:
                     stored_hash = hash_stream(stored)
                 if stored_hash != expected_hash or written_hash != expected_hash:
                     raise IntegrityError(f"{key!r} in {self.location.name!r}: content hash "
                                          f"{stored_hash} does not match expected {expected_hash}")
             if mtime_ns is not None:
-                os.utime(temp, ns=(mtime_ns, mtime_ns))
-            _publish(temp, final, overwrite)
-            _fsync_dir(parent)
+                os.utime(temp, ns=(mtime_ns, mtime_ns), dir_fd=dir_fd)
+            _publish(dir_fd, temp, name, overwrite)
+            _fsync_dir(dir_fd)
         except BaseException:
-            _unlink_quietly(temp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=dir_fd)
             raise
-        st = os.stat(final)
-        return WriteResult(ObjectInfo(key, st.st_size, st.st_mtime_ns, inode=st.st_ino),
-                           written_hash)
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return WriteResult(ObjectInfo(key, st.st_size, st.st_mtime_ns, st.st_ino), written_hash)
 
     def delete(self, key: str) -> None:
-        path = self.path_of(key)
-        if os.path.isdir(path) and not os.path.islink(path):
-            raise IsADirectoryError(errno.EISDIR, f"{key!r} is a directory")
-        os.unlink(path)
-        _fsync_dir(os.path.dirname(path))
+        self.stat(key)  # refuses directories and links that lead out
+        parent_key, _, name = key.rpartition("/")
+        dir_fd = self._open_dir(parent_key, create=False)
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+            _fsync_dir(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def free_space(self) -> SpaceInfo | None:
         st = os.statvfs(self._real_root())
@@ -195,34 +273,39 @@ def _chunks(data: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
         yield from data
 
 
-def _publish(temp: str, final: str, overwrite: bool) -> None:
-    """Rename `temp` to `final`; without `overwrite`, atomically refuse an existing `final`."""
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _publish(dir_fd: int, temp: str, name: str, overwrite: bool) -> None:
+    """Rename `temp` to `name`; without `overwrite`, atomically refuse an existing `name`."""
     if overwrite:
-        os.replace(temp, final)
+        os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         return
     try:
-        os.link(temp, final)  # fails with EEXIST if the name was taken meanwhile: no replace
+        # link() fails with EEXIST if the name was taken meanwhile: never a replace.
+        os.link(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
     except FileExistsError:
-        raise FileExistsError(errno.EEXIST, f"{final} exists") from None
+        raise FileExistsError(errno.EEXIST, f"{name} exists") from None
     except OSError as exc:
         if exc.errno not in _NO_LINK_ERRNOS:
             raise
         # No hard links here (some network filesystems): check, then rename.
-        if os.path.lexists(final):
-            raise FileExistsError(errno.EEXIST, f"{final} exists") from None
-        os.rename(temp, final)
+        if _exists(name, dir_fd):
+            raise FileExistsError(errno.EEXIST, f"{name} exists") from None
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         return
-    os.unlink(temp)
+    os.unlink(temp, dir_fd=dir_fd)
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def _fsync_dir(dir_fd: int) -> None:
+    # An O_PATH descriptor cannot be fsynced: reopen the directory for reading.
+    fd = os.open(f"/proc/self/fd/{dir_fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

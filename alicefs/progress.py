@@ -1,0 +1,67 @@
+"""Progress bars for long operations: rich on a terminal, nothing otherwise."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+
+@dataclass(frozen=True)
+class ScanProgress:
+    """Where one location's scan stands."""
+
+    location_name: str
+    phase: str  # listing | reading | done | failed
+    files_listed: int
+    files_done: int  # unchanged files plus files read
+    files_to_read: int
+    bytes_to_read: int
+    bytes_read: int
+    listing_complete: bool
+
+
+@contextmanager
+def scan_progress_display(console: Console | None = None
+                          ) -> Iterator[Callable[[ScanProgress], None]]:
+    """A sink for ScanProgress that draws one bar per location: files done of files listed,
+    bytes read of bytes to read, read rate and time remaining."""
+    console = console or Console(file=sys.stderr)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[files]}"),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def update(event: ScanProgress) -> None:
+            task = tasks.get(event.location_name)
+            if task is None:
+                task = tasks[event.location_name] = progress.add_task(
+                    event.location_name, total=None, files="")
+            listed = f"{event.files_listed:,}" + ("" if event.listing_complete else "+")
+            progress.update(
+                task,
+                completed=event.bytes_read,
+                total=event.bytes_to_read if event.listing_complete else None,
+                files=f"{event.files_done:,}/{listed} files",
+                description=f"{event.location_name} ({event.phase})",
+            )
+
+        yield update

@@ -1,0 +1,518 @@
+"""Scanning: how the catalog learns what the locations hold (the guide's `MultiPathScanner`).
+
+A scan lists a location in a worker thread, compares each batch with the catalog's bulk-loaded
+signatures as it arrives, and reads only new and changed files — hashing them, sniffing their
+type when the name says nothing, and picking up embedded XMP in the same pass — in parallel
+worker threads under the location's capacity limiter. Results are written to the catalog in
+batches, so an interrupted scan keeps what it finished. Locations are scanned concurrently.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+import trio
+from blake3 import blake3
+
+from alicefs.backends import Backend, LocationUnavailableError, ObjectInfo, open_backend
+from alicefs.backends.threaded import ThreadedBackend
+from alicefs.catalog import Catalog, FileMeta, Replica, ScanRecord
+from alicefs.media import UNKNOWN_MIME, MediaType, classify_name
+from alicefs.model import LocationType, StorageLocation
+from alicefs.progress import ScanProgress, scan_progress_display
+from alicefs.registry import StorageRegistry
+from alicefs.rules import FileAttrs, LocationStatus, type_matches
+from alicefs.scan import (
+    ListingComparer,
+    is_sidecar,
+    merge_metadata,
+    paths_needing_metadata,
+    project_of,
+    sidecars_for,
+)
+from alicefs.sniff import SNIFF_BYTES, sniff
+from alicefs.xmp import MAX_PACKET_BYTES, PacketFinder, XmpMetadata, parse_xmp
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+READ_CHUNK = 1 << 20
+BIG_FILE = 16 << 20  # from here on, BLAKE3 may use every core for one file
+LIST_BATCH = 2000
+# Small files are read in batches, so that per-file thread hand-offs do not dominate.
+READ_BATCH_FILES = 64
+READ_BATCH_BYTES = 8 << 20
+WRITE_BATCH = 5000
+PROGRESS_INTERVAL = 0.1  # seconds between progress reports
+XMP_CATEGORIES = frozenset({"image", "video"})
+
+ProgressCallback = Callable[[str, int, int], "Awaitable[None] | None"]
+
+
+@dataclass(frozen=True)
+class ScanStats:
+    location_id: str
+    name: str
+    files: int = 0
+    bytes: int = 0
+    new_files: int = 0
+    changed_files: int = 0
+    unchanged_files: int = 0
+    missing_files: int = 0
+    files_read: int = 0
+    bytes_read: int = 0  # content bytes read: 0 on a rescan of an unchanged location
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DiscoverStats:
+    locations: tuple[ScanStats, ...]
+
+    @property
+    def files(self) -> int:
+        return sum(s.files for s in self.locations)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(s.bytes_read for s in self.locations)
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return {s.name: s.error for s in self.locations if s.error}
+
+
+@dataclass(frozen=True)
+class AssetReplica:
+    location_id: str
+    location_name: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    state: str
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A logical file with everything the catalog knows of it."""
+
+    logical_path: str
+    project: str
+    category: str
+    mime_type: str
+    tags: tuple[str, ...]
+    quality: int | None
+    replicas: tuple[AssetReplica, ...]
+
+
+@dataclass(frozen=True)
+class Examined:
+    info: ObjectInfo
+    content_hash: str | None  # None: the file changed while it was read; read again next scan
+    media: MediaType
+    embedded: XmpMetadata | None
+    bytes_read: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocking work, run in worker threads
+
+
+def examine(backend: Backend, info: ObjectInfo, force: bool) -> Examined:
+    """Hash a file and learn its type and embedded XMP, reading its content once."""
+    media = classify_name(info.key)
+    want_xmp = media.category in XMP_CATEGORIES or media.mime_type == UNKNOWN_MIME
+    if backend.location.type is not LocationType.LOCAL and not force:
+        known = info.content_hash or backend.stat(info.key).content_hash
+        if known is not None:
+            # Written by alicefs: the hash is in the object's metadata; read nothing but
+            # (for nameless types) the signature bytes.
+            read = 0
+            if media.mime_type == UNKNOWN_MIME:
+                head = backend.read(info.key, 0, SNIFF_BYTES)
+                read = len(head)
+                media = sniff(head) or media
+            return Examined(info, known, media, None, read)
+    hasher = blake3(max_threads=blake3.AUTO if info.size >= BIG_FILE else 1)
+    finder = PacketFinder() if want_xmp else None
+    read = 0
+    head = b""
+    local = backend.location.type is LocationType.LOCAL
+    changed = False
+    with backend.open_read(info.key) as stream:
+        while chunk := stream.read(READ_CHUNK):
+            if not read:
+                head = chunk[:SNIFF_BYTES]
+            read += len(chunk)
+            hasher.update(chunk)
+            if finder is not None and not finder.done:
+                finder.feed(chunk)
+        if local:
+            # The file read must be the file listed, unmodified: else the hash would be
+            # recorded against a size and mtime it does not belong to.
+            after = os.fstat(stream.fileno())
+            changed = (after.st_size, after.st_mtime_ns, after.st_ino) != (
+                info.size, info.mtime_ns, info.inode)
+    if media.mime_type == UNKNOWN_MIME:
+        media = sniff(head) or media
+    embedded = parse_xmp(finder.packet) if finder is not None and finder.packet else None
+    content_hash: str | None = hasher.hexdigest()
+    if changed or read != info.size:
+        log.info("%s changed while being read; it is read again at the next scan", info.key)
+        content_hash = None
+    return Examined(info, content_hash, media, embedded, read)
+
+
+def examine_batch(backend: Backend, infos: Sequence[ObjectInfo], force: bool
+                  ) -> list[Examined]:
+    """examine() for several small files in one worker-thread hop; files deleted since they
+    were listed are left out (the next scan sees them gone)."""
+    results = []
+    for info in infos:
+        try:
+            results.append(examine(backend, info, force))
+        except FileNotFoundError:
+            continue
+    return results
+
+
+def read_sidecar(backend: Backend, key: str) -> tuple[XmpMetadata | None, int]:
+    with backend.open_read(key) as stream:
+        data = stream.read(MAX_PACKET_BYTES)
+    return parse_xmp(data), len(data)
+
+
+def read_embedded(backend: Backend, key: str) -> tuple[XmpMetadata | None, int]:
+    """Only the embedded XMP of a file (its sidecar changed, its content did not)."""
+    finder = PacketFinder()
+    read = 0
+    with backend.open_read(key) as stream:
+        while not finder.done and (chunk := stream.read(READ_CHUNK)):
+            read += len(chunk)
+            finder.feed(chunk)
+    return (parse_xmp(finder.packet) if finder.packet else None), read
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class _ProgressEmitter:
+    """Throttles progress reports and feeds both the guide's callback and a rich sink."""
+
+    def __init__(self, callback: ProgressCallback | None,
+                 sink: Callable[[ScanProgress], None] | None):
+        self.callback = callback
+        self.sink = sink
+        self._last: dict[str, float] = {}
+
+    async def emit(self, progress: ScanProgress, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last.get(progress.location_name, 0.0) < PROGRESS_INTERVAL:
+            return
+        self._last[progress.location_name] = now
+        if self.sink is not None:
+            self.sink(progress)
+        if self.callback is not None:
+            total = max(progress.files_listed, progress.files_done)
+            result = self.callback(f"{progress.location_name}: {progress.phase}",
+                                   progress.files_done, total)
+            if inspect.isawaitable(result):
+                await result
+
+
+class MultiPathScanner:
+    """Scans locations into the catalog. Methods are async (trio); blocking work runs in
+    worker threads."""
+
+    def __init__(self, catalog: Catalog, registry: StorageRegistry | None = None, *,
+                 skip_hidden: bool = True,
+                 backend_factory: Callable[..., Backend] = open_backend):
+        self.catalog = catalog
+        self.registry = registry or StorageRegistry(catalog)
+        self.skip_hidden = skip_hidden
+        self.backend_factory = backend_factory
+        self._catalog_limiter = trio.CapacityLimiter(1)
+
+    async def _db(self, func: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(func, *args, limiter=self._catalog_limiter)
+
+    async def discover_all_assets(self, force_scan: bool = False, show_progress: bool = False,
+                                  progress_callback: ProgressCallback | None = None, *,
+                                  progress_sink: Callable[[ScanProgress], None] | None = None,
+                                  ) -> DiscoverStats:
+        """Scan every location that is not offline, concurrently."""
+        locations = [loc for loc in await self._db(self.registry.list_locations)
+                     if loc.status is not LocationStatus.OFFLINE]
+        return DiscoverStats(tuple(await self._scan_many(
+            locations, force_scan, show_progress, progress_callback, progress_sink)))
+
+    async def scan_location(self, location: StorageLocation | str, force_scan: bool = False,
+                            show_progress: bool = False,
+                            progress_callback: ProgressCallback | None = None, *,
+                            progress_sink: Callable[[ScanProgress], None] | None = None,
+                            ) -> ScanStats:
+        """Scan one location, given as a StorageLocation or by id or name."""
+        if isinstance(location, str):
+            location = await self._db(self.registry.get_location, location)
+        [stats] = await self._scan_many([location], force_scan, show_progress,
+                                        progress_callback, progress_sink)
+        return stats
+
+    async def _scan_many(self, locations: Sequence[StorageLocation], force: bool,
+                         show_progress: bool, callback: ProgressCallback | None,
+                         sink: Callable[[ScanProgress], None] | None) -> list[ScanStats]:
+        if show_progress and sink is None:
+            with scan_progress_display() as display:
+                return await self._scan_many(locations, force, False, callback, display)
+        emitter = _ProgressEmitter(callback, sink)
+        results: dict[str, ScanStats] = {}
+
+        async def run(location: StorageLocation) -> None:
+            results[location.location_id] = await self._scan_one(location, force, emitter)
+
+        async with trio.open_nursery() as nursery:
+            for location in locations:
+                nursery.start_soon(run, location)
+        return [results[loc.location_id] for loc in locations]
+
+    async def _scan_one(self, location: StorageLocation, force: bool,
+                        emitter: _ProgressEmitter) -> ScanStats:
+        started = time.time()
+        try:
+            backend = self.backend_factory(location, skip_hidden=self.skip_hidden)
+        except LookupError as exc:
+            return ScanStats(location.location_id, location.name, error=str(exc))
+        scan = _LocationScan(self, ThreadedBackend(backend), force, emitter)
+        try:
+            stats = await scan.run()
+        except LocationUnavailableError as exc:
+            await emitter.emit(scan.progress("failed"), force=True)
+            return ScanStats(location.location_id, location.name, error=exc.strerror or str(exc))
+        return replace(stats, seconds=time.time() - started)
+
+    async def find_project_assets(self, project: str, types: Sequence[str] | None = None
+                                  ) -> list[Asset]:
+        """Every asset of exactly this project, with all its replicas. `types` are rule type
+        entries (`image`, `video/*`, `.png`); an asset matching any of them is kept."""
+        return await self._db(self._project_assets, project, tuple(types or ()))
+
+    def _project_assets(self, project: str, types: tuple[str, ...]) -> list[Asset]:
+        names = {loc.location_id: loc.name for loc in self.catalog.locations()}
+        if project == "_unsorted":
+            replicas = [r for r in self.catalog.replicas() if "/" not in r.logical_path]
+        else:
+            replicas = self.catalog.replicas_under(project + "/")
+        by_path: dict[str, list[Replica]] = {}
+        for replica in replicas:
+            by_path.setdefault(replica.logical_path, []).append(replica)
+        metadata = self.catalog.metadata_for(list(by_path))
+        assets = []
+        for path, group in sorted(by_path.items()):
+            meta = metadata.get(path) or _fallback_meta(path)
+            if types:
+                attrs = FileAttrs(path, group[0].size, 0.0, meta.mime_type, meta.category)
+                if not any(type_matches(t, attrs) for t in types):
+                    continue
+            assets.append(Asset(
+                path, project_of(path), meta.category, meta.mime_type, meta.tags, meta.quality,
+                tuple(AssetReplica(r.location_id, names.get(r.location_id, r.location_id),
+                                   r.size, r.mtime_ns, r.content_hash, r.state)
+                      for r in group)))
+        return assets
+
+
+def _fallback_meta(path: str) -> FileMeta:
+    media = classify_name(path)
+    return FileMeta(path, media.category, media.mime_type)
+
+
+@dataclass
+class _LocationScan:
+    """One scan of one location."""
+
+    scanner: MultiPathScanner
+    backend: ThreadedBackend
+    force: bool
+    emitter: _ProgressEmitter
+    comparer: ListingComparer = field(default_factory=lambda: ListingComparer({}))
+    listing_complete: bool = False
+    files_to_read: int = 0
+    bytes_to_read: int = 0
+    files_read: int = 0
+    bytes_read: int = 0
+    examined: list[Examined] = field(default_factory=list)
+    pending_replicas: list[Replica] = field(default_factory=list)
+
+    @property
+    def location(self) -> StorageLocation:
+        return self.backend.location
+
+    def progress(self, phase: str) -> ScanProgress:
+        c = self.comparer
+        return ScanProgress(self.location.name, phase, c.files, c.unchanged_files + self.files_read,
+                            self.files_to_read, self.bytes_to_read, self.bytes_read,
+                            self.listing_complete)
+
+    async def run(self) -> ScanStats:
+        location = self.location
+        db = self.scanner._db
+        await self.backend.call("probe")
+        started = time.time()
+        known = await db(self.scanner.catalog.replica_signatures, location.location_id)
+        self.comparer = ListingComparer(known, self.force)
+        await self.emitter.emit(self.progress("listing"), force=True)
+        workers = int(self.backend.limiter.total_tokens)
+        send_work, receive_work = trio.open_memory_channel[list[ObjectInfo]](workers * 2)
+        async with trio.open_nursery() as nursery:
+            for _ in range(workers):
+                nursery.start_soon(self._examine_worker, receive_work.clone())
+            receive_work.close()
+            async with send_work:
+                await self._list(send_work)
+        await self._flush_replicas()
+        vanished = self.comparer.vanished()
+        if vanished and self.comparer.files == 0:
+            # An unplugged disk leaves its empty mount point behind: that is not the user
+            # deleting every file, so nothing is marked missing.
+            raise LocationUnavailableError(
+                f"location {location.name!r} lists no files but the catalog has "
+                f"{len(vanished)}: not marking them missing (is the disk mounted?)")
+        await self._finish_metadata(vanished)
+        await db(self.scanner.catalog.mark_missing, location.location_id, vanished)
+        c = self.comparer
+        await db(self.scanner.catalog.record_scan, ScanRecord(
+            location.location_id, started, time.time(), c.files, c.bytes, c.new_files,
+            c.changed_files, len(vanished), self.bytes_read, self.force))
+        await self.emitter.emit(self.progress("done"), force=True)
+        return ScanStats(location.location_id, location.name, c.files, c.bytes, c.new_files,
+                         c.changed_files, c.unchanged_files, len(vanished), self.files_read,
+                         self.bytes_read)
+
+    async def _list(self, send_work: trio.MemorySendChannel[list[ObjectInfo]]) -> None:
+        """List in a worker thread, handing batches back to trio as they fill."""
+        send_batch, receive_batch = trio.open_memory_channel[list[ObjectInfo]](4)
+        backend = self.backend.backend
+
+        def produce() -> None:
+            batch: list[ObjectInfo] = []
+            for info in backend.list():
+                batch.append(info)
+                if len(batch) >= LIST_BATCH:
+                    trio.from_thread.run(send_batch.send, batch)
+                    batch = []
+            trio.from_thread.run(send_batch.send, batch)
+
+        async def producer() -> None:
+            async with send_batch:
+                await trio.to_thread.run_sync(produce)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(producer)
+            async with receive_batch:
+                async for batch in receive_batch:
+                    to_read = self.comparer.add(batch)
+                    self.files_to_read += len(to_read)
+                    self.bytes_to_read += sum(info.size for info in to_read)
+                    await self.emitter.emit(self.progress("listing"))
+                    for work in _read_batches(to_read):
+                        await send_work.send(work)
+        self.listing_complete = True
+        reappeared = self.comparer.reappeared
+        if reappeared:
+            sigs = self.comparer.known
+            now = time.time()
+            self.pending_replicas += [
+                Replica(self.location.location_id, info.key, info.size, info.mtime_ns,
+                        sigs[info.key][5], info.inode, info.change_token, "present", now)
+                for info in reappeared]
+
+    async def _examine_worker(self, receive: trio.MemoryReceiveChannel[list[ObjectInfo]]
+                              ) -> None:
+        async with receive:
+            async for work in receive:
+                results = await self.backend.run(examine_batch, self.backend.backend, work,
+                                                 self.force)
+                now = time.time()
+                for result in results:
+                    info = result.info
+                    self.examined.append(result)
+                    self.files_read += 1
+                    self.bytes_read += result.bytes_read
+                    self.pending_replicas.append(Replica(
+                        self.location.location_id, info.key, info.size, info.mtime_ns,
+                        result.content_hash, info.inode, info.change_token, "present", now))
+                if len(self.pending_replicas) >= WRITE_BATCH:
+                    await self._flush_replicas()
+                await self.emitter.emit(self.progress("reading"))
+
+    async def _flush_replicas(self) -> None:
+        batch, self.pending_replicas = self.pending_replicas, []
+        await self.scanner._db(self.scanner.catalog.put_replicas, batch)
+
+    async def _finish_metadata(self, vanished: list[str]) -> None:
+        """Media type, tags and quality of every file read, and of every file whose sidecar
+        appeared, changed or vanished."""
+        listed = self.comparer.listed_keys
+        examined = {e.info.key: e for e in self.examined}
+        sidecars_changed = [k for k in examined if is_sidecar(k)]
+        sidecars_changed += [k for k in vanished if is_sidecar(k)]
+        needed = paths_needing_metadata(examined, sidecars_changed, listed)
+        if not needed:
+            return
+        existing = await self.scanner._db(self.scanner.catalog.metadata_for, sorted(needed))
+        records = []
+        for key in sorted(needed):
+            sidecar = None
+            for sidecar_key in sidecars_for(key, listed):
+                sidecar = await self._read(read_sidecar, sidecar_key)
+                if sidecar is not None:
+                    break
+            result = examined.get(key)
+            if result is not None:
+                media, embedded = result.media, result.embedded
+            else:
+                old = existing.get(key)
+                media = (MediaType(old.mime_type, old.category) if old
+                         else classify_name(key))
+                embedded = None
+                if media.category in XMP_CATEGORIES and not _sidecar_covers(sidecar):
+                    embedded = await self._read(read_embedded, key)
+            records.append(merge_metadata(key, media, existing.get(key), sidecar, embedded))
+        await self.scanner._db(self.scanner.catalog.put_metadata, records)
+
+    async def _read(self, func: Callable[[Backend, str], tuple[T, int]], key: str) -> T | None:
+        """func's value for key, counting the bytes it read; None if the file is gone."""
+        try:
+            value, read = await self.backend.run(func, self.backend.backend, key)
+        except FileNotFoundError:
+            return None
+        self.bytes_read += read
+        return value
+
+
+def _read_batches(infos: Sequence[ObjectInfo]) -> Iterator[list[ObjectInfo]]:
+    """Group small files into read batches; a large file travels alone."""
+    batch: list[ObjectInfo] = []
+    batch_bytes = 0
+    for info in infos:
+        if info.size >= READ_BATCH_BYTES:
+            yield [info]
+            continue
+        batch.append(info)
+        batch_bytes += info.size
+        if len(batch) >= READ_BATCH_FILES or batch_bytes >= READ_BATCH_BYTES:
+            yield batch
+            batch, batch_bytes = [], 0
+    if batch:
+        yield batch
+
+
+def _sidecar_covers(sidecar: XmpMetadata | None) -> bool:
+    return sidecar is not None and bool(sidecar.tags) and sidecar.rating is not None
