@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,13 @@ _MIGRATIONS: dict[int, list[str]] = {
             ("bytes_read", "BIGINT NOT NULL", "Content bytes read (hashing, metadata)."),
             ("forced", "BOOLEAN NOT NULL", "Whether every file was re-read (force_scan)."),
         ], "scan_id"),
+        *_add_column("file_meta", (
+            "tags_origin", "VARCHAR",
+            "Location whose sidecar or file supplied the tags; NULL when set by the user or "
+            "absent. A location may replace another's value only with a better source, or the "
+            "same source at a higher priority, so concurrent scans agree.")),
+        *_add_column("file_meta", (
+            "quality_origin", "VARCHAR", "Location that supplied the quality, as tags_origin.")),
     ],
 }
 
@@ -179,6 +186,8 @@ class FileMeta:
     tags_source: str | None = None  # user | sidecar | embedded
     quality: int | None = None
     quality_source: str | None = None
+    tags_origin: str | None = None  # location id that supplied scanned tags
+    quality_origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +196,17 @@ class SyncBase:
     base_hash: str
     base_size: int
     agreed_at: float
+
+
+@dataclass(frozen=True)
+class ReplicaIndex:
+    """A location's replicas as a scan needs them."""
+
+    # logical path -> (size, mtime_ns, inode) for local locations, (size, change_token) for
+    # object stores: the values a listed file must show for its cataloged hash to hold.
+    trusted: dict[str, tuple[Any, ...]]
+    unhashed: set[str]  # cataloged without a content hash (a scan was interrupted)
+    missing: set[str]  # marked missing by an earlier scan
 
 
 @dataclass(frozen=True)
@@ -221,7 +241,7 @@ class JournalEntry:
 _REPLICA_COLUMNS = ("location_id", "logical_path", "size", "mtime_ns", "content_hash", "inode",
                     "change_token", "state", "seen_at")
 _META_COLUMNS = ("logical_path", "category", "mime_type", "tags", "tags_source", "quality",
-                 "quality_source", "updated_at")
+                 "quality_source", "tags_origin", "quality_origin", "updated_at")
 _LOCATION_COLUMNS = ("location_id", "name", "type", "path", "priority", "status", "rules_json",
                      "config_json", "min_free_bytes", "created_at", "updated_at")
 
@@ -249,6 +269,7 @@ class Catalog:
     def __init__(self, path: Path, *, _schema_version: int = SCHEMA_VERSION):
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._in_transaction = False
         created = not self.path.exists()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -279,15 +300,23 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """All statements inside commit together or not at all."""
+        """All statements inside commit together or not at all. Nested use joins the
+        outer transaction."""
         with self._lock:
+            if self._in_transaction:
+                yield self._con
+                return
             self._con.execute("BEGIN TRANSACTION")
+            self._in_transaction = True
             try:
                 yield self._con
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
-            self._con.execute("COMMIT")
+            else:
+                self._con.execute("COMMIT")
+            finally:
+                self._in_transaction = False
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -390,14 +419,31 @@ class Catalog:
             params.append(location_id)
         return [Replica(*row) for row in self._query(sql + " ORDER BY logical_path", params)]
 
-    def replica_signatures(self, location_id: str
-                           ) -> dict[str, tuple[int, int, int | None, str | None, str, str | None]]:
-        """logical path -> (size, mtime_ns, inode, change_token, state, content_hash) of every
-        replica of a location: what a rescan compares a listing against, as plain tuples
-        because it is loaded for every file of the location on every scan."""
-        rows = self._query("SELECT logical_path, size, mtime_ns, inode, change_token, state, "
-                           "content_hash FROM replicas WHERE location_id = ?", [location_id])
-        return {row[0]: row[1:] for row in rows}
+    def replica_index(self, location_id: str, object_store: bool) -> ReplicaIndex:
+        """What a rescan compares a listing against, loaded in bulk as plain tuples because it
+        covers every file of the location on every scan."""
+        compared = "size, change_token" if object_store else "size, mtime_ns, inode"
+        with self._lock:
+            trusted = {row[0]: row[1:] for row in self._con.execute(
+                f"SELECT logical_path, {compared} FROM replicas WHERE location_id = ? "
+                "AND content_hash IS NOT NULL", [location_id]).fetchall()}
+            unhashed = {row[0] for row in self._con.execute(
+                "SELECT logical_path FROM replicas WHERE location_id = ? "
+                "AND content_hash IS NULL", [location_id]).fetchall()}
+            missing = {row[0] for row in self._con.execute(
+                "SELECT logical_path FROM replicas WHERE location_id = ? "
+                "AND state = 'missing'", [location_id]).fetchall()}
+        return ReplicaIndex(trusted, unhashed, missing)
+
+    def mark_present(self, location_id: str, logical_paths: Sequence[str]) -> None:
+        """Replicas found again, unchanged, after a scan had marked them missing."""
+        if not logical_paths:
+            return
+        now = time.time()
+        with self.transaction() as con:
+            con.execute("UPDATE replicas SET state = 'present', seen_at = $3 "
+                        "WHERE location_id = $1 AND logical_path IN (SELECT unnest($2))",
+                        [location_id, list(logical_paths), now])
 
     def replicas_under(self, prefix: str) -> list[Replica]:
         """Replicas whose logical path starts with `prefix` (no wildcard interpretation)."""
@@ -455,6 +501,78 @@ class Catalog:
     def all_metadata(self) -> dict[str, FileMeta]:
         rows = self._query(f"SELECT {', '.join(_META_COLUMNS[:-1])} FROM file_meta")
         return {row[0]: _meta_from_row(row) for row in rows}
+
+    def set_user_tags(self, logical_path: str, add: Sequence[str], remove: Sequence[str],
+                      media: tuple[str, str]) -> FileMeta:
+        """Add and remove tags as the user asks; the result is marked `user`, so scans keep it.
+        `media` (category, MIME type) is used when the file has no metadata row yet."""
+        with self.transaction():
+            meta = self.metadata(logical_path) or FileMeta(logical_path, *media)
+            removed = {t.casefold() for t in remove}
+            tags = [t for t in meta.tags if t.casefold() not in removed]
+            for tag in add:
+                if tag.casefold() not in {t.casefold() for t in tags}:
+                    tags.append(tag)
+            updated = replace(meta, tags=tuple(tags), tags_source="user", tags_origin=None)
+            self.put_metadata([updated])
+        return updated
+
+    def set_user_quality(self, logical_path: str, stars: int, media: tuple[str, str]
+                         ) -> FileMeta:
+        with self.transaction():
+            meta = self.metadata(logical_path) or FileMeta(logical_path, *media)
+            updated = replace(meta, quality=stars, quality_source="user", quality_origin=None)
+            self.put_metadata([updated])
+        return updated
+
+    # -- reports ---------------------------------------------------------------------------
+
+    def location_stats(self) -> list[dict[str, Any]]:
+        """Per location: files and bytes present, missing replicas, and duplicates (present
+        replicas whose content is also held by another replica, anywhere)."""
+        return self._dict_query(f"""
+            {_DUPLICATES_CTE}
+            SELECT l.location_id, l.name,
+                   count(r.logical_path) FILTER (WHERE r.state = 'present') AS files,
+                   coalesce(sum(r.size) FILTER (WHERE r.state = 'present'), 0) AS bytes,
+                   count(r.logical_path) FILTER (WHERE r.state = 'missing') AS missing,
+                   count(d.content_hash) FILTER (WHERE r.state = 'present') AS duplicates
+            FROM locations l
+            LEFT JOIN replicas r ON r.location_id = l.location_id
+            LEFT JOIN dup d ON d.content_hash = r.content_hash
+            GROUP BY l.location_id, l.name, l.priority
+            ORDER BY l.priority DESC, l.name""")
+
+    def project_stats(self) -> list[dict[str, Any]]:
+        """Per project: distinct files, bytes (each file once), missing replicas, duplicates."""
+        return self._dict_query(f"""
+            {_DUPLICATES_CTE}
+            SELECT {_PROJECT_SQL} AS project,
+                   count(DISTINCT r.logical_path) FILTER (WHERE r.state = 'present') AS files,
+                   coalesce(sum(r.size) FILTER (WHERE r.state = 'present'), 0) AS bytes,
+                   count(*) FILTER (WHERE r.state = 'missing') AS missing,
+                   count(d.content_hash) FILTER (WHERE r.state = 'present') AS duplicates
+            FROM replicas r
+            LEFT JOIN dup d ON d.content_hash = r.content_hash
+            GROUP BY 1 ORDER BY 1""")
+
+    def duplicate_groups(self) -> list[dict[str, Any]]:
+        """Every content held by more than one present replica, with where."""
+        return self._dict_query(f"""
+            {_DUPLICATES_CTE}
+            SELECT r.content_hash, any_value(r.size) AS size,
+                   list(struct_pack(location_id := r.location_id,
+                                    logical_path := r.logical_path)
+                        ORDER BY r.logical_path, r.location_id) AS replicas
+            FROM replicas r JOIN dup d ON d.content_hash = r.content_hash
+            WHERE r.state = 'present'
+            GROUP BY r.content_hash ORDER BY size DESC, r.content_hash""")
+
+    def _dict_query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cursor = self._con.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     # -- scans -----------------------------------------------------------------------------
 
@@ -540,6 +658,14 @@ class Catalog:
         return problems
 
 
+_PROJECT_SQL = ("CASE WHEN contains(r.logical_path, '/') THEN split_part(r.logical_path, '/', 1) "
+                "ELSE '_unsorted' END")
+_DUPLICATES_CTE = """WITH dup AS (
+    SELECT content_hash FROM replicas
+    WHERE state = 'present' AND content_hash IS NOT NULL
+    GROUP BY content_hash HAVING count(*) > 1)"""
+
+
 def _location_from_row(row: tuple[Any, ...]) -> StorageLocation:
     (location_id, name, type_, path, priority, status, rules_json, config_json,
      min_free, _created, _updated) = row
@@ -551,8 +677,7 @@ def _location_from_row(row: tuple[Any, ...]) -> StorageLocation:
 
 
 def _meta_from_row(row: tuple[Any, ...]) -> FileMeta:
-    path, category, mime, tags, tags_source, quality, quality_source = row
-    return FileMeta(path, category, mime, tuple(tags), tags_source, quality, quality_source)
+    return FileMeta(row[0], row[1], row[2], tuple(row[3]), *row[4:])
 
 
 # The user guide's name for the search index; here it is the same single catalog.

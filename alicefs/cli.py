@@ -12,13 +12,16 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
+import trio
+
 from alicefs import __version__
 from alicefs.backends import LocationUnavailableError, open_backend
-from alicefs.catalog import Catalog
+from alicefs.catalog import Catalog, FileMeta
 from alicefs.config import (
     DEFAULT_PRIORITY,
     LOCATION_STATUSES,
@@ -31,8 +34,10 @@ from alicefs.config import (
     parse_size,
     rule_from_json,
 )
-from alicefs.errors import EXIT_USAGE, AliceError, ConfigError, UsageError
+from alicefs.errors import EXIT_USAGE, AliceError, ConfigError, NotFoundError, UsageError
 from alicefs.humanize import human_bytes
+from alicefs.layout import STATUS_DIR, logical_candidates
+from alicefs.media import classify_name
 from alicefs.model import LocationType, StorageLocation
 from alicefs.output import Output
 from alicefs.registry import StorageRegistry
@@ -45,6 +50,7 @@ from alicefs.rules import (
     format_explanation,
     reason_text,
 )
+from alicefs.scanner import MultiPathScanner, ScanStats
 
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
@@ -275,6 +281,159 @@ def cmd_remove(ctx: Context) -> int:
     return 0
 
 
+def _scanner(ctx: Context) -> MultiPathScanner:
+    return MultiPathScanner(ctx.catalog, ctx.registry, skip_hidden=ctx.settings.skip_hidden)
+
+
+def _show_progress(ctx: Context) -> bool:
+    return not ctx.args.no_progress and sys.stderr.isatty()
+
+
+def _scan_report(ctx: Context, results: Sequence[ScanStats]) -> int:
+    data = [asdict(s) for s in results]
+    rows = [[s.name, f"{s.files:,}", human_bytes(s.bytes), f"{s.new_files:,}",
+             f"{s.changed_files:,}", f"{s.missing_files:,}", human_bytes(s.bytes_read),
+             f"{s.seconds:.1f}s", s.error or ""] for s in results]
+    ctx.out.table(["LOCATION", "FILES", "SIZE", "NEW", "CHANGED", "MISSING", "READ", "TIME",
+                   "ERROR"], rows, data)
+    failed = [s for s in results if s.error]
+    for s in failed:
+        ctx.out.error(f"{s.name}: {s.error}")
+    return 1 if failed else 0
+
+
+def cmd_discover(ctx: Context) -> int:
+    scanner = _scanner(ctx)
+    stats = trio.run(partial(scanner.discover_all_assets, force_scan=ctx.args.force,
+                             show_progress=_show_progress(ctx)))
+    if not stats.locations:
+        ctx.out.result([], "no locations to scan: `alicefs-ctl from-config` registers them")
+        return 0
+    return _scan_report(ctx, stats.locations)
+
+
+def cmd_scan(ctx: Context) -> int:
+    scanner = _scanner(ctx)
+    location = ctx.registry.get_location(ctx.args.location)
+    stats = trio.run(partial(scanner.scan_location, location, force_scan=ctx.args.force,
+                             show_progress=_show_progress(ctx)))
+    return _scan_report(ctx, [stats])
+
+
+def cmd_find_project(ctx: Context) -> int:
+    assets = trio.run(_scanner(ctx).find_project_assets, ctx.args.project, ctx.args.type)
+    data = [asdict(a) for a in assets]
+    lines = []
+    for a in assets:
+        rating = f" {'★' * a.quality}" if a.quality else ""
+        tags = f" [{', '.join(a.tags)}]" if a.tags else ""
+        lines.append(f"{a.logical_path}  {a.category}{rating}{tags}")
+        for r in a.replicas:
+            state = "" if r.state == "present" else f" ({r.state})"
+            lines.append(f"    {r.location_name}: {human_bytes(r.size)}{state}")
+    summary = f"{len(assets)} assets in project {ctx.args.project!r}"
+    ctx.out.result(data, "\n".join([*lines, summary]) if assets else
+                   f"no assets in project {ctx.args.project!r} (names are exact; "
+                   "`alicefs-ctl stats` lists the projects)")
+    return 0
+
+
+def resolve_logical_path(ctx: Context, path_arg: str) -> str:
+    """The logical path PATH names: a path inside a location's root, a path inside an
+    alicefs mount, or a logical path the catalog knows."""
+    locations = ctx.registry.list_locations()
+    if os.path.isabs(path_arg) or os.path.exists(path_arg):
+        absolute = os.path.abspath(path_arg)
+        for loc in locations:
+            root = loc.path.rstrip("/") + "/"
+            if loc.type is LocationType.LOCAL and absolute.startswith(root):
+                return absolute[len(root):]
+        for candidate in _mount_candidates(absolute):
+            if ctx.catalog.replicas_of(candidate):
+                return candidate
+        raise NotFoundError(f"{path_arg} is neither inside a location nor a cataloged file "
+                            "of an alicefs mount")
+    logical = path_arg.strip("/")
+    if not ctx.catalog.replicas_of(logical):
+        raise NotFoundError(f"no file {logical!r} in the catalog (logical paths are "
+                            "project/rel/path; run `alicefs-ctl discover` to catalog new files)")
+    return logical
+
+
+def _mount_candidates(absolute: str) -> list[str]:
+    parts = absolute.strip("/").split("/")
+    for i in range(len(parts) - 1, -1, -1):
+        mount_point = "/" + "/".join(parts[:i])
+        if os.path.isdir(os.path.join(mount_point, STATUS_DIR)):
+            return logical_candidates(parts[i:])
+    return []
+
+
+def _meta_result(ctx: Context, meta: FileMeta, verb: str) -> int:
+    stars = "unrated" if meta.quality is None else f"{meta.quality} stars"
+    ctx.out.result(asdict(meta), f"{verb} {meta.logical_path}: tags "
+                                 f"[{', '.join(meta.tags)}], {stars}")
+    return 0
+
+
+def cmd_tag(ctx: Context) -> int:
+    if not ctx.args.add and not ctx.args.remove:
+        raise UsageError("nothing to do: give --add TAG and/or --remove TAG")
+    logical = resolve_logical_path(ctx, ctx.args.path)
+    media = classify_name(logical)
+    meta = ctx.catalog.set_user_tags(logical, ctx.args.add or [], ctx.args.remove or [],
+                                     (media.category, media.mime_type))
+    return _meta_result(ctx, meta, "tagged")
+
+
+def cmd_rate(ctx: Context) -> int:
+    logical = resolve_logical_path(ctx, ctx.args.path)
+    media = classify_name(logical)
+    meta = ctx.catalog.set_user_quality(logical, ctx.args.stars,
+                                        (media.category, media.mime_type))
+    return _meta_result(ctx, meta, "rated")
+
+
+def cmd_stats(ctx: Context) -> int:
+    locations = ctx.catalog.location_stats()
+    projects = ctx.catalog.project_stats()
+    last = ctx.catalog.last_scans()
+    for row in locations:
+        scan = last.get(row["location_id"])
+        row["last_scan"] = (time.strftime("%Y-%m-%d %H:%M", time.localtime(scan.finished_at))
+                            if scan else None)
+    headers = ["FILES", "SIZE", "DUPLICATES", "MISSING"]
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        return [f"{row['files']:,}", human_bytes(row["bytes"]), f"{row['duplicates']:,}",
+                f"{row['missing']:,}"]
+
+    if ctx.out.json_mode:
+        ctx.out.result({"locations": locations, "projects": projects}, "")
+        return 0
+    ctx.out.table(["LOCATION", *headers, "LAST SCAN"],
+                  [[r["name"], *cells(r), r["last_scan"] or "never"] for r in locations], None)
+    ctx.out.stdout.write("\n")
+    ctx.out.table(["PROJECT", *headers], [[r["project"], *cells(r)] for r in projects], None)
+    return 0
+
+
+def cmd_duplicates(ctx: Context) -> int:
+    groups = ctx.catalog.duplicate_groups()
+    names = {loc.location_id: loc.name for loc in ctx.registry.list_locations()}
+    lines = []
+    for g in groups:
+        lines.append(f"{g['content_hash'][:16]}  {human_bytes(g['size'])} × "
+                     f"{len(g['replicas'])}")
+        lines += [f"    {names.get(r['location_id'], r['location_id'])}: {r['logical_path']}"
+                  for r in g["replicas"]]
+    redundant = sum(g["size"] * (len(g["replicas"]) - 1) for g in groups)
+    lines.append(f"{len(groups)} contents stored more than once; {human_bytes(redundant)} "
+                 "in extra copies")
+    ctx.out.result(groups, "\n".join(lines))
+    return 0
+
+
 def _explain_attrs(ctx: Context, path_arg: str) -> tuple[FileAttrs, str | None]:
     """The file `explain` asks about: a file inside a location, a cataloged logical path, or a
     new logical path. Returns its attributes and the location it is in now (None: new)."""
@@ -371,6 +530,33 @@ def build_parser() -> argparse.ArgumentParser:
     command("from-config", cmd_from_config,
             "register or update every location of settings.yaml in the catalog")
     command("list", cmd_list, "list the registered locations")
+
+    def scan_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--force", action="store_true",
+                       help="re-read every file, not only new and changed ones")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    scan_options(command("discover", cmd_discover,
+                         "scan every location (not offline) into the catalog"))
+    p = command("scan", cmd_scan, "scan one location into the catalog")
+    p.add_argument("location", metavar="LOCATION", help="location id or name")
+    scan_options(p)
+    p = command("find-project", cmd_find_project,
+                "list every asset of a project, with all its replicas")
+    p.add_argument("project", metavar="NAME", help="the project (top-level folder), exactly")
+    p.add_argument("--type", action="append", metavar="TYPE",
+                   help="only these types: image, video/*, video/mp4, .png (repeatable)")
+    p = command("tag", cmd_tag, "add or remove tags (kept over what scans find)")
+    p.add_argument("path", metavar="PATH",
+                   help="logical path, or a path inside a location or the mount")
+    p.add_argument("--add", action="append", metavar="TAG")
+    p.add_argument("--remove", action="append", metavar="TAG")
+    p = command("rate", cmd_rate, "set a file's quality stars (kept over what scans find)")
+    p.add_argument("path", metavar="PATH",
+                   help="logical path, or a path inside a location or the mount")
+    p.add_argument("stars", type=_int_arg("a star rating", 0, 5), metavar="STARS", help="0-5")
+    command("stats", cmd_stats, "files, bytes, duplicates and missing per location and project")
+    command("duplicates", cmd_duplicates, "contents stored more than once, and where")
 
     p = command("add", cmd_add, "register a new location")
     p.add_argument("--name", required=True, help="unique name (also the directory under "

@@ -5,20 +5,16 @@ sidecars and embedded XMP combine. alicefs/scanner.py does the I/O."""
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from alicefs.backends.base import ObjectInfo
-from alicefs.catalog import FileMeta
+from alicefs.catalog import FileMeta, ReplicaIndex
 from alicefs.media import MediaType
 from alicefs.xmp import XmpMetadata
 
 UNSORTED = "_unsorted"
 SIDECAR_EXTENSION = ".xmp"
-
-# (size, mtime_ns, inode, change_token, state, content_hash), as Catalog.replica_signatures
-Signature = tuple[int, int, "int | None", "str | None", str, "str | None"]
-
 
 def project_of(logical_path: str) -> str:
     """The first path component; a file directly at a location's root is in `_unsorted`."""
@@ -26,64 +22,89 @@ def project_of(logical_path: str) -> str:
     return head if sep else UNSORTED
 
 
-def is_unchanged(signature: Signature, info: ObjectInfo) -> bool:
-    """Can the cataloged content hash be trusted for this listed file without reading it?
+def comparable(info: ObjectInfo, object_store: bool) -> tuple[object, ...]:
+    """What must be unchanged for a cataloged hash to be trusted without reading the file.
 
-    Local files: same size, mtime and inode (a file replaced by rename gets a new inode even
-    with the same size and mtime). Object stores: same size and change token (ETag or
-    generation), which change whenever the content does.
+    Local files: size, mtime and inode (a file replaced by rename gets a new inode even with
+    the same size and mtime). Object stores: size and change token (ETag or generation), which
+    change whenever the content does. Catalog.replica_index loads the same tuples.
     """
-    size, mtime_ns, inode, token, _state, content_hash = signature
-    if content_hash is None or info.size != size:
-        return False
-    if info.change_token is not None or token is not None:
-        return info.change_token == token
-    return info.mtime_ns == mtime_ns and info.inode == inode
+    return (info.size, info.change_token) if object_store else info[1:4]
 
 
-@dataclass
 class ListingComparer:
-    """Compares a location's listing, fed in batches as it arrives, with the catalog."""
+    """Compares a location's listing, fed in batches as it arrives, with the catalog.
 
-    known: dict[str, Signature]
-    force: bool = False
-    new_files: int = 0
-    changed_files: int = 0
-    unchanged_files: int = 0
-    files: int = 0
-    bytes: int = 0
-    reappeared: list[ObjectInfo] = field(default_factory=list)
-    _seen: set[str] = field(default_factory=set)
+    Runs once per listed file on every scan, so the common case (a file whose size, mtime and
+    inode match a hashed replica) costs one dict lookup and one tuple comparison.
+    """
 
-    def add(self, batch: Iterable[ObjectInfo]) -> list[ObjectInfo]:
-        """Account for a batch of listed files; returns those whose content must be read."""
+    def __init__(self, index: ReplicaIndex, force: bool = False, object_store: bool = False):
+        self.index = index
+        self.force = force
+        self.object_store = object_store
+        self.new_files = self.changed_files = self.unchanged_files = 0
+        self.files = self.bytes = 0
+        self.reappeared: list[str] = []
+        self._unseen = set(index.trusted) | index.unhashed
+        self._new: list[str] = []
+
+    def add(self, batch: Iterable[ObjectInfo | str]) -> list[ObjectInfo]:
+        """Account for a batch of listed files; returns those whose content must be read.
+        A bare key is a file the lister already found unchanged (Backend.list's
+        `unchanged_if`)."""
+        # Locals and counters outside the loop: this is the per-file cost of every rescan.
         to_examine = []
-        known = self.known
+        trusted_get = self.index.trusted.get
+        missing = self.index.missing
+        unseen = self._unseen
+        discard = unseen.discard
+        object_store = self.object_store
+        force = self.force
+        files = unchanged = changed = 0
+        size_total = 0
         for info in batch:
-            self.files += 1
-            self.bytes += info.size
-            self._seen.add(info.key)
-            signature = known.get(info.key)
-            if signature is None:
-                self.new_files += 1
-                to_examine.append(info)
-            elif self.force or not is_unchanged(signature, info):
-                self.changed_files += 1
-                to_examine.append(info)
-            else:
-                self.unchanged_files += 1
-                if signature[4] != "present":
+            files += 1
+            if info.__class__ is str:
+                unchanged += 1
+                size_total += trusted_get(info)[0]
+                discard(info)
+                if missing and info in missing:
                     self.reappeared.append(info)
+                continue
+            key = info.key
+            size_total += info.size
+            expected = trusted_get(key)
+            if expected is not None and not force and (
+                    expected == ((info.size, info.change_token) if object_store
+                                 else info[1:4])):
+                unchanged += 1
+                discard(key)
+                if missing and key in missing:
+                    self.reappeared.append(key)
+                continue
+            if key in unseen:
+                changed += 1
+                discard(key)
+            else:
+                self._new.append(key)
+            to_examine.append(info)
+        self.files += files
+        self.bytes += size_total
+        self.unchanged_files += unchanged
+        self.changed_files += changed
+        self.new_files += files - unchanged - changed
         return to_examine
 
     def vanished(self) -> list[str]:
         """Cataloged as present, not listed: now missing. Call after the last batch."""
-        return [key for key, sig in self.known.items()
-                if sig[4] == "present" and key not in self._seen]
+        return sorted(key for key in self._unseen if key not in self.index.missing)
 
     @property
     def listed_keys(self) -> set[str]:
-        return self._seen
+        """Every key listed (computed on demand: only sidecar changes need it)."""
+        known = set(self.index.trusted) | self.index.unhashed
+        return (known - self._unseen) | set(self._new)
 
 
 def sidecars_for(key: str, listed: set[str]) -> list[str]:
@@ -119,31 +140,53 @@ def is_sidecar(key: str) -> bool:
     return key.lower().endswith(SIDECAR_EXTENSION)
 
 
+_SOURCE_RANK = {"embedded": 1, "sidecar": 2}
+
+
+def _pick(existing: tuple[Any, str | None, str | None], found: list[tuple[str, Any]],
+          location_id: str, priority: Mapping[str, int]) -> tuple[Any, str | None, str | None]:
+    """One field's (value, source, origin) after `location_id` reports `found`: its
+    (source, value) candidates, best first."""
+    _, source, origin = existing
+    if source == "user":
+        return existing  # what the user set is never overwritten by a scan
+    mine = next(((v, s, location_id) for s, v in found), None)
+    if source is None or origin is None or origin == location_id:
+        return mine or (None, None, None)  # this location's own value: replace or retract
+    if mine is None:
+        return existing  # another location supplied it; this one has nothing to say
+    if _SOURCE_RANK[mine[1]] != _SOURCE_RANK[source]:
+        return mine if _SOURCE_RANK[mine[1]] > _SOURCE_RANK[source] else existing
+    mine_rank = (priority.get(location_id, 0), location_id)
+    theirs_rank = (priority.get(origin, 0), origin)
+    return mine if mine_rank > theirs_rank else existing
+
+
 def merge_metadata(logical_path: str, media: MediaType, existing: FileMeta | None,
-                   sidecar: XmpMetadata | None, embedded: XmpMetadata | None) -> FileMeta:
-    """The file's metadata from every source, in DESIGN.md's order: what the user set (never
-    overwritten by a scan), then the sidecar, then the embedded packet. Each field is decided
-    on its own: a sidecar with tags and no rating leaves an embedded rating in force."""
-    tags: tuple[str, ...] = ()
-    tags_source: str | None = None
-    quality: int | None = None
-    quality_source: str | None = None
-    if existing is not None and existing.tags_source == "user":
-        tags, tags_source = existing.tags, "user"
-    else:
-        for source, found in (("sidecar", sidecar), ("embedded", embedded)):
-            if found is not None and found.tags:
-                tags, tags_source = found.tags, source
-                break
-    if existing is not None and existing.quality_source == "user":
-        quality, quality_source = existing.quality, "user"
-    else:
-        for source, found in (("sidecar", sidecar), ("embedded", embedded)):
-            if found is not None and found.rating is not None:
-                quality, quality_source = found.rating, source
-                break
-    return FileMeta(logical_path, media.category, media.mime_type, tags, tags_source, quality,
-                    quality_source)
+                   sidecar: XmpMetadata | None, embedded: XmpMetadata | None,
+                   location_id: str, priority: Mapping[str, int]) -> FileMeta:
+    """The file's metadata after `location_id`'s scan read its sidecar and embedded XMP.
+
+    DESIGN.md's order: what the user set (never overwritten by a scan), then the sidecar,
+    then the embedded packet; each field decided on its own (a sidecar with tags and no rating
+    leaves an embedded rating in force). A logical path has replicas in several locations
+    scanned concurrently, so each value remembers the location that supplied it: a location
+    replaces or retracts its own values, and replaces another's only with a better source or
+    the same source from a higher-priority location. The result does not depend on which
+    location is scanned first.
+    """
+    found_tags = [(s, x.tags) for s, x in (("sidecar", sidecar), ("embedded", embedded))
+                  if x is not None and x.tags]
+    found_quality = [(s, x.rating) for s, x in (("sidecar", sidecar), ("embedded", embedded))
+                     if x is not None and x.rating is not None]
+    old = existing or FileMeta(logical_path, media.category, media.mime_type)
+    tags, tags_source, tags_origin = _pick((old.tags, old.tags_source, old.tags_origin),
+                                           found_tags, location_id, priority)
+    quality, quality_source, quality_origin = _pick(
+        (old.quality, old.quality_source, old.quality_origin), found_quality, location_id,
+        priority)
+    return FileMeta(logical_path, media.category, media.mime_type, tuple(tags or ()),
+                    tags_source, quality, quality_source, tags_origin, quality_origin)
 
 
 def paths_needing_metadata(examined: Iterable[str], changed_sidecars: Iterable[str],

@@ -9,11 +9,13 @@ batches, so an interrupted scan keeps what it finished. Locations are scanned co
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -22,7 +24,7 @@ from blake3 import blake3
 
 from alicefs.backends import Backend, LocationUnavailableError, ObjectInfo, open_backend
 from alicefs.backends.threaded import ThreadedBackend
-from alicefs.catalog import Catalog, FileMeta, Replica, ScanRecord
+from alicefs.catalog import Catalog, FileMeta, Replica, ReplicaIndex, ScanRecord
 from alicefs.media import UNKNOWN_MIME, MediaType, classify_name
 from alicefs.model import LocationType, StorageLocation
 from alicefs.progress import ScanProgress, scan_progress_display
@@ -46,6 +48,7 @@ T = TypeVar("T")
 READ_CHUNK = 1 << 20
 BIG_FILE = 16 << 20  # from here on, BLAKE3 may use every core for one file
 LIST_BATCH = 2000
+LIST_BUFFER = 16  # batches the lister may run ahead of the comparison
 # Small files are read in batches, so that per-file thread hand-offs do not dominate.
 READ_BATCH_FILES = 64
 READ_BATCH_BYTES = 8 << 20
@@ -146,8 +149,11 @@ def examine(backend: Backend, info: ObjectInfo, force: bool) -> Examined:
     head = b""
     local = backend.location.type is LocationType.LOCAL
     changed = False
+    # Small files in one read of their listed size (+1 to see the end): asking a buffered
+    # stream for a whole chunk would allocate a megabyte for every small file.
+    chunk_size = min(READ_CHUNK, info.size + 1)
     with backend.open_read(info.key) as stream:
-        while chunk := stream.read(READ_CHUNK):
+        while chunk := stream.read(chunk_size):
             if not read:
                 head = chunk[:SNIFF_BYTES]
             read += len(chunk)
@@ -277,9 +283,10 @@ class MultiPathScanner:
         async def run(location: StorageLocation) -> None:
             results[location.location_id] = await self._scan_one(location, force, emitter)
 
-        async with trio.open_nursery() as nursery:
-            for location in locations:
-                nursery.start_soon(run, location)
+        with _fewer_gc_passes():
+            async with trio.open_nursery() as nursery:
+                for location in locations:
+                    nursery.start_soon(run, location)
         return [results[loc.location_id] for loc in locations]
 
     async def _scan_one(self, location: StorageLocation, force: bool,
@@ -341,7 +348,8 @@ class _LocationScan:
     backend: ThreadedBackend
     force: bool
     emitter: _ProgressEmitter
-    comparer: ListingComparer = field(default_factory=lambda: ListingComparer({}))
+    comparer: ListingComparer = field(
+        default_factory=lambda: ListingComparer(ReplicaIndex({}, set(), set())))
     listing_complete: bool = False
     files_to_read: int = 0
     bytes_to_read: int = 0
@@ -365,9 +373,6 @@ class _LocationScan:
         db = self.scanner._db
         await self.backend.call("probe")
         started = time.time()
-        known = await db(self.scanner.catalog.replica_signatures, location.location_id)
-        self.comparer = ListingComparer(known, self.force)
-        await self.emitter.emit(self.progress("listing"), force=True)
         workers = int(self.backend.limiter.total_tokens)
         send_work, receive_work = trio.open_memory_channel[list[ObjectInfo]](workers * 2)
         async with trio.open_nursery() as nursery:
@@ -397,17 +402,26 @@ class _LocationScan:
 
     async def _list(self, send_work: trio.MemorySendChannel[list[ObjectInfo]]) -> None:
         """List in a worker thread, handing batches back to trio as they fill."""
-        send_batch, receive_batch = trio.open_memory_channel[list[ObjectInfo]](4)
+        object_store = self.location.type is not LocationType.LOCAL
+        index = await self.scanner._db(self.scanner.catalog.replica_index,
+                                       self.location.location_id, object_store)
+        self.comparer = ListingComparer(index, self.force, object_store)
+        await self.emitter.emit(self.progress("listing"), force=True)
+        send_batch, receive_batch = trio.open_memory_channel[list[ObjectInfo]](LIST_BUFFER)
         backend = self.backend.backend
+        unchanged_if = None if self.force else index.trusted
+        comparer = self.comparer
 
         def produce() -> None:
-            batch: list[ObjectInfo] = []
-            for info in backend.list():
+            # The comparison runs here, in the listing thread: a rescan's per-file work then
+            # never has to cross threads, and only files to read come back to trio.
+            batch: list[ObjectInfo | str] = []
+            for info in backend.list(unchanged_if=unchanged_if):
                 batch.append(info)
                 if len(batch) >= LIST_BATCH:
-                    trio.from_thread.run(send_batch.send, batch)
+                    trio.from_thread.run(send_batch.send, comparer.add(batch))
                     batch = []
-            trio.from_thread.run(send_batch.send, batch)
+            trio.from_thread.run(send_batch.send, comparer.add(batch))
 
         async def producer() -> None:
             async with send_batch:
@@ -416,22 +430,15 @@ class _LocationScan:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(producer)
             async with receive_batch:
-                async for batch in receive_batch:
-                    to_read = self.comparer.add(batch)
+                async for to_read in receive_batch:
                     self.files_to_read += len(to_read)
                     self.bytes_to_read += sum(info.size for info in to_read)
                     await self.emitter.emit(self.progress("listing"))
                     for work in _read_batches(to_read):
                         await send_work.send(work)
         self.listing_complete = True
-        reappeared = self.comparer.reappeared
-        if reappeared:
-            sigs = self.comparer.known
-            now = time.time()
-            self.pending_replicas += [
-                Replica(self.location.location_id, info.key, info.size, info.mtime_ns,
-                        sigs[info.key][5], info.inode, info.change_token, "present", now)
-                for info in reappeared]
+        await self.scanner._db(self.scanner.catalog.mark_present, self.location.location_id,
+                               self.comparer.reappeared)
 
     async def _examine_worker(self, receive: trio.MemoryReceiveChannel[list[ObjectInfo]]
                               ) -> None:
@@ -459,16 +466,14 @@ class _LocationScan:
     async def _finish_metadata(self, vanished: list[str]) -> None:
         """Media type, tags and quality of every file read, and of every file whose sidecar
         appeared, changed or vanished."""
-        listed = self.comparer.listed_keys
         examined = {e.info.key: e for e in self.examined}
         sidecars_changed = [k for k in examined if is_sidecar(k)]
         sidecars_changed += [k for k in vanished if is_sidecar(k)]
-        needed = paths_needing_metadata(examined, sidecars_changed, listed)
-        if not needed:
+        if not examined and not sidecars_changed:
             return
-        existing = await self.scanner._db(self.scanner.catalog.metadata_for, sorted(needed))
-        records = []
-        for key in sorted(needed):
+        listed = self.comparer.listed_keys
+        found: list[tuple[str, MediaType | None, XmpMetadata | None, XmpMetadata | None]] = []
+        for key in sorted(paths_needing_metadata(examined, sidecars_changed, listed)):
             sidecar = None
             for sidecar_key in sidecars_for(key, listed):
                 sidecar = await self._read(read_sidecar, sidecar_key)
@@ -476,16 +481,35 @@ class _LocationScan:
                     break
             result = examined.get(key)
             if result is not None:
-                media, embedded = result.media, result.embedded
-            else:
+                found.append((key, result.media, sidecar, result.embedded))
+                continue
+            embedded = None
+            if (classify_name(key).category in XMP_CATEGORIES
+                    and not _sidecar_covers(sidecar)):
+                embedded = await self._read(read_embedded, key)
+            found.append((key, None, sidecar, embedded))
+        await self.scanner._db(self._store_metadata, found)
+
+    def _store_metadata(self, found: Sequence[tuple[str, MediaType | None, XmpMetadata | None,
+                                                    XmpMetadata | None]]) -> None:
+        """Merge what this scan found with the catalog in one transaction, so scans of other
+        locations holding the same files cannot interleave between read and write."""
+        catalog = self.scanner.catalog
+        location_id = self.location.location_id
+        with catalog.transaction():
+            priority = {loc.location_id: loc.priority for loc in catalog.locations()}
+            existing = catalog.metadata_for([key for key, *_ in found])
+            records = []
+            for key, media, sidecar, embedded in found:
                 old = existing.get(key)
-                media = (MediaType(old.mime_type, old.category) if old
-                         else classify_name(key))
-                embedded = None
-                if media.category in XMP_CATEGORIES and not _sidecar_covers(sidecar):
-                    embedded = await self._read(read_embedded, key)
-            records.append(merge_metadata(key, media, existing.get(key), sidecar, embedded))
-        await self.scanner._db(self.scanner.catalog.put_metadata, records)
+                if media is None:
+                    media = (MediaType(old.mime_type, old.category) if old
+                             else classify_name(key))
+                merged = merge_metadata(key, media, old, sidecar, embedded, location_id,
+                                        priority)
+                if merged != old:
+                    records.append(merged)
+            catalog.put_metadata(records)
 
     async def _read(self, func: Callable[[Backend, str], tuple[T, int]], key: str) -> T | None:
         """func's value for key, counting the bytes it read; None if the file is gone."""
@@ -495,6 +519,31 @@ class _LocationScan:
             return None
         self.bytes_read += read
         return value
+
+
+_gc_users = 0
+
+
+@contextmanager
+def _fewer_gc_passes() -> Iterator[None]:
+    """A scan allocates a few objects per file while holding the whole catalog signature
+    table: with the default thresholds the cyclic collector runs hundreds of times per scan,
+    walking all of it each time (a third of a 100,000-file rescan). Scans create no cycles
+    worth collecting early, so collection runs rarely while any scan is in progress."""
+    global _gc_users
+    if _gc_users == 0:
+        _gc_saved[:] = gc.get_threshold()
+        gc.set_threshold(max(_gc_saved[0], 100_000), *_gc_saved[1:])
+    _gc_users += 1
+    try:
+        yield
+    finally:
+        _gc_users -= 1
+        if _gc_users == 0:
+            gc.set_threshold(*_gc_saved)
+
+
+_gc_saved: list[int] = []
 
 
 def _read_batches(infos: Sequence[ObjectInfo]) -> Iterator[list[ObjectInfo]]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import errno
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from alicefs.model import StorageLocation
 from alicefs.rules import SpaceInfo
@@ -116,9 +116,15 @@ class Backend(ABC):
         naming the location and the cause (never a credential) when it is not."""
 
     @abstractmethod
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", *, unchanged_if: Mapping[str, tuple[Any, ...]] | None = None
+             ) -> Iterator[ObjectInfo | str]:
         """Every file under `prefix` (a key prefix ending in '/' or ""), recursively, with size
-        and mtime. Hidden names are skipped when `skip_hidden`; temporary objects always."""
+        and mtime. Hidden names are skipped when `skip_hidden`; temporary objects always.
+
+        `unchanged_if` is a rescan's shortcut: a file whose `scan.comparable` values equal
+        `unchanged_if[key]` may be yielded as its bare key (a str) instead of an ObjectInfo,
+        sparing the work of describing a file nobody needs described. A backend may ignore it.
+        """
 
     @abstractmethod
     def stat(self, key: str) -> ObjectInfo:

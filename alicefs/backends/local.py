@@ -13,9 +13,9 @@ import errno
 import os
 import stat as stat_mod
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from alicefs.backends.base import (
     TEMP_PREFIX,
@@ -131,8 +131,10 @@ class LocalBackend(Backend):
 
     # -- reading -----------------------------------------------------------------------
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", *, unchanged_if: Mapping[str, tuple[Any, ...]] | None = None
+             ) -> Iterator[ObjectInfo | str]:
         root = self._real_root()
+        known = unchanged_if or {}
         start, start_key = root, ""
         if prefix:
             start_key = prefix.rstrip("/")
@@ -176,7 +178,13 @@ class LocalBackend(Backend):
                         continue  # sockets, fifos, devices
                 except FileNotFoundError:
                     continue
-                yield ObjectInfo(key_prefix + name, st.st_size, st.st_mtime_ns, st.st_ino)
+                key = key_prefix + name
+                expected = known.get(key)
+                if (expected is not None and expected[0] == st.st_size
+                        and expected[1] == st.st_mtime_ns and expected[2] == st.st_ino):
+                    yield key
+                else:
+                    yield ObjectInfo(key, st.st_size, st.st_mtime_ns, st.st_ino)
 
     def stat(self, key: str) -> ObjectInfo:
         fd = self._open_path(key)
