@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
 
 import pytest
 
+from tests.conftest import BIN_DIR
 from tests.media_samples import jpeg, mp4, png, xmp
 
 
@@ -137,3 +141,27 @@ def test_stats_and_duplicates(ctl, scanned):
     assert "1 contents stored more than once" in text
     table = ctl("stats", config=config).stdout
     assert "LOCATION" in table and "PROJECT" in table
+
+
+def test_progress_bar_on_a_terminal(scanned):
+    config, *_ = scanned
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([str(BIN_DIR / "alicefs-ctl"), "--config", str(config), "discover"],
+                            stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True,
+                            env=dict(os.environ, COLUMNS="120", TERM="xterm"))
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    assert proc.wait(timeout=60) == 0
+    text = output.decode(errors="replace")
+    # rich draws a bar per location with files, bytes and rate columns.
+    assert "ssd (done)" in text and "hdd (done)" in text
+    assert "3/3 files" in text and "━" in text
