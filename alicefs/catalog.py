@@ -151,6 +151,8 @@ _MIGRATIONS: dict[int, list[str]] = {
             ("bytes_read", "BIGINT NOT NULL", "Content bytes read (hashing, metadata)."),
             ("forced", "BOOLEAN NOT NULL", "Whether every file was re-read (force_scan)."),
         ], "scan_id"),
+    ],
+    4: [
         *_add_column("file_meta", (
             "tags_origin", "VARCHAR",
             "Location whose sidecar or file supplied the tags; NULL when set by the user or "

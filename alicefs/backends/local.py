@@ -204,7 +204,9 @@ class LocalBackend(Backend):
             os.close(fd)
 
     def open_read(self, key: str) -> BinaryIO:
-        return os.fdopen(self._open_file(key), "rb")
+        # Unbuffered: callers read in large chunks, and a buffered reader would allocate
+        # its buffer for every small file of a scan.
+        return os.fdopen(self._open_file(key), "rb", buffering=0)
 
     # -- writing -----------------------------------------------------------------------
 
