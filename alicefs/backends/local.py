@@ -269,6 +269,103 @@ class LocalBackend(Backend):
         finally:
             os.close(dir_fd)
 
+    # -- POSIX operations the mount needs on local replicas ------------------------------
+
+    def open_fd(self, key: str, flags: int) -> int:
+        """A descriptor of the regular file at `key`, opened with `flags` (no O_CREAT)."""
+        path_fd = self._open_path(key)
+        try:
+            if not stat_mod.S_ISREG(os.fstat(path_fd).st_mode):
+                raise UnsafeKeyError(errno.EACCES, f"{key!r} is not a regular file")
+            return os.open(f"/proc/self/fd/{path_fd}", flags | os.O_CLOEXEC)
+        finally:
+            os.close(path_fd)
+
+    def create_fd(self, key: str, mode: int) -> int:
+        """Create the file at `key` (parents as needed) and return a read-write descriptor.
+        Fails with FileExistsError if the name is taken."""
+        check_key(key)
+        parent_key, _, name = key.rpartition("/")
+        dir_fd = self._open_dir(parent_key, create=True)
+        try:
+            return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode,
+                           dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def rename(self, old_key: str, new_key: str) -> None:
+        """Rename within this location (replacing a file at `new_key`, as rename(2) does)."""
+        check_key(old_key)
+        check_key(new_key)
+        old_parent, _, old_name = old_key.rpartition("/")
+        new_parent, _, new_name = new_key.rpartition("/")
+        old_fd = self._open_dir(old_parent, create=False)
+        try:
+            new_fd = self._open_dir(new_parent, create=True)
+            try:
+                os.rename(old_name, new_name, src_dir_fd=old_fd, dst_dir_fd=new_fd)
+            finally:
+                os.close(new_fd)
+        finally:
+            os.close(old_fd)
+
+    def make_dir(self, key: str, mode: int) -> None:
+        check_key(key)
+        parent_key, _, name = key.rpartition("/")
+        dir_fd = self._open_dir(parent_key, create=True)
+        try:
+            os.mkdir(name, mode, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def remove_dir(self, key: str) -> None:
+        check_key(key)
+        parent_key, _, name = key.rpartition("/")
+        dir_fd = self._open_dir(parent_key, create=False)
+        try:
+            os.rmdir(name, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def make_symlink(self, key: str, target: str) -> None:
+        check_key(key)
+        parent_key, _, name = key.rpartition("/")
+        dir_fd = self._open_dir(parent_key, create=True)
+        try:
+            os.symlink(target, name, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def remove_link(self, key: str) -> None:
+        """Remove the symbolic link at `key` itself (never what it points to)."""
+        check_key(key)
+        parent_key, _, name = key.rpartition("/")
+        dir_fd = self._open_dir(parent_key, create=False)
+        try:
+            if not stat_mod.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                raise UnsafeKeyError(errno.EINVAL, f"{key!r} is not a symbolic link")
+            os.unlink(name, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def set_attrs(self, key: str, *, mode: int | None = None,
+                  times_ns: tuple[int, int] | None = None, size: int | None = None,
+                  owner: tuple[int, int] | None = None) -> None:
+        """chmod, utimens, truncate and chown of the file at `key`, through a checked
+        descriptor."""
+        fd = self.open_fd(key, os.O_WRONLY if size is not None else os.O_RDONLY)
+        try:
+            if size is not None:
+                os.ftruncate(fd, size)
+            if mode is not None:
+                os.fchmod(fd, mode & 0o7777)
+            if owner is not None:
+                os.fchown(fd, *owner)
+            if times_ns is not None:
+                os.utime(fd, ns=times_ns)
+        finally:
+            os.close(fd)
+
     def free_space(self) -> SpaceInfo | None:
         st = os.statvfs(self._real_root())
         return SpaceInfo(free_bytes=st.f_bavail * st.f_frsize,

@@ -1,0 +1,323 @@
+"""The mount's in-memory namespace: every directory and file of every view, with inode numbers
+that stay the same for the life of the mount.
+
+Built from the catalog in bulk at mount time and kept current by the filesystem's own
+operations and by scans, so lookups, readdir, getattr and getxattr never touch DuckDB or the
+network. Pure data structure: no I/O here.
+
+Views (DESIGN.md §3), each a tree keyed by "view path":
+- `projects/<vpath>`: the union of every location. A file at a location's root (logical path
+  `x.png`) has the view path `_unsorted/x.png`.
+- `types/<category>/<vpath>`: the same files, grouped by media category.
+- `locations/<name>/<vpath>`: one location's replicas.
+- `.alicefs/`: status files.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES
+from alicefs.media import CATEGORIES
+from alicefs.scan import UNSORTED
+
+ROOT_INODE = 1
+
+# A view is "p" (projects), "t:<category>", "l:<location_id>", "s" (status) or "" (the
+# fixed top-level directories).
+PROJECTS_VIEW = "p"
+STATUS_VIEW = "s"
+
+
+def type_view(category: str) -> str:
+    return f"t:{category}"
+
+
+def location_view(location_id: str) -> str:
+    return f"l:{location_id}"
+
+
+def view_path(logical_path: str) -> str:
+    """Where a logical path shows in the projects view."""
+    return logical_path if "/" in logical_path else f"{UNSORTED}/{logical_path}"
+
+
+def logical_path_of(vpath: str) -> str:
+    """The logical path a projects-view path stands for (files of `_unsorted/` live at the
+    location's root)."""
+    head, _, rest = vpath.partition("/")
+    if head == UNSORTED and rest and "/" not in rest:
+        return rest
+    return vpath
+
+
+@dataclass
+class Replica:
+    """One location's copy, as the mount knows it."""
+
+    size: int
+    mtime_ns: int
+    content_hash: str | None = None
+    state: str = "present"  # present | missing | stale (an older version than the primary)
+
+
+@dataclass
+class FileNode:
+    """A logical file: its replicas and what the views and xattrs show of it."""
+
+    logical_path: str
+    replicas: dict[str, Replica]
+    category: str
+    mime_type: str
+    tags: tuple[str, ...] = ()
+    quality: int | None = None
+    mode: int = stat.S_IFREG | 0o644
+    uid: int = 0
+    gid: int = 0
+    ctime_ns: int = 0
+    symlink_target: bytes | None = None
+    version: int = 0  # bumped on every change of content, for the page cache's keep_cache
+    created_here: str | None = None  # location id, when created through this mount
+
+    @property
+    def is_symlink(self) -> bool:
+        return self.symlink_target is not None
+
+
+@dataclass
+class Entry:
+    """What an inode stands for."""
+
+    view: str
+    vpath: str  # "" for the root of a view
+
+
+@dataclass
+class DirNode:
+    children: set[str] = field(default_factory=set)
+    explicit: bool = False  # made with mkdir: kept when empty
+    mode: int = stat.S_IFDIR | 0o755
+    mtime_ns: int = 0
+
+
+class Namespace:
+    """Directories and files of every view, and inode numbers for them."""
+
+    def __init__(self, locations: dict[str, str], uid: int, gid: int, now_ns: int):
+        """`locations`: location id -> name, in the order `locations/` lists them."""
+        self.locations = dict(locations)
+        self.uid, self.gid = uid, gid
+        self.now_ns = now_ns
+        self.files: dict[str, FileNode] = {}  # projects-view path -> file
+        self.dirs: dict[str, dict[str, DirNode]] = {}  # view -> vpath -> directory
+        self._inodes: dict[tuple[str, str], int] = {}
+        self._entries: dict[int, Entry] = {}
+        self._next_inode = ROOT_INODE
+        self._fixed: dict[str, list[str]] = {}
+        self.inode_of("", "")  # ROOT_INODE
+        for view in self._all_views():
+            self._dir(view, "")
+
+    # -- inodes -----------------------------------------------------------------------
+
+    def inode_of(self, view: str, vpath: str) -> int:
+        key = (view, vpath)
+        inode = self._inodes.get(key)
+        if inode is None:
+            inode = self._next_inode
+            self._next_inode += 1
+            self._inodes[key] = inode
+            self._entries[inode] = Entry(view, vpath)
+        return inode
+
+    def entry(self, inode: int) -> Entry | None:
+        return self._entries.get(inode)
+
+    def _move_inode(self, view: str, old: str, new: str, is_dir: bool) -> None:
+        """The file or directory at `old` is now at `new`: it keeps its inode (and so do the
+        entries below a directory; only that case scans the inode table)."""
+        if is_dir:
+            prefix = old + "/"
+            moves = [(vp, ino) for (v, vp), ino in self._inodes.items()
+                     if v == view and (vp == old or vp.startswith(prefix))]
+        else:
+            inode = self._inodes.get((view, old))
+            moves = [] if inode is None else [(old, inode)]
+        for vp, inode in moves:
+            target = new + vp[len(old):]
+            del self._inodes[(view, vp)]
+            stale = self._inodes.pop((view, target), None)
+            if stale is not None:
+                del self._entries[stale]
+            self._inodes[(view, target)] = inode
+            self._entries[inode] = Entry(view, target)
+
+    # -- views --------------------------------------------------------------------------
+
+    def _all_views(self) -> Iterator[str]:
+        yield PROJECTS_VIEW
+        for category in CATEGORIES:
+            yield type_view(category)
+        for location_id in self.locations:
+            yield location_view(location_id)
+
+    def top_level(self, vpath: str) -> list[str] | None:
+        """Children of the fixed directories (root, types/, locations/), or None."""
+        if vpath == "":
+            return [PROJECTS, TYPES, LOCATIONS, STATUS_DIR]
+        if vpath == TYPES:
+            return [c for c in CATEGORIES if self.dirs[type_view(c)][""].children]
+        if vpath == LOCATIONS:
+            return list(self.locations.values())
+        return None
+
+    def location_id_named(self, name: str) -> str | None:
+        return next((lid for lid, n in self.locations.items() if n == name), None)
+
+    def _dir(self, view: str, vpath: str) -> DirNode:
+        tree = self.dirs.setdefault(view, {})
+        node = tree.get(vpath)
+        if node is None:
+            node = tree[vpath] = DirNode(mtime_ns=self.now_ns)
+            if vpath:
+                parent, name = _split(vpath)
+                self._dir(view, parent).children.add(name)
+        return node
+
+    def _unlink_from(self, view: str, vpath: str) -> None:
+        """Remove a name from its parent, pruning directories that only existed because they
+        held it."""
+        tree = self.dirs.get(view)
+        if tree is None:
+            return
+        parent, name = _split(vpath)
+        while True:
+            node = tree.get(parent)
+            if node is None:
+                return
+            node.children.discard(name)
+            if node.children or node.explicit or parent == "":
+                return
+            del tree[parent]
+            parent, name = _split(parent)
+
+    def is_dir(self, view: str, vpath: str) -> bool:
+        return vpath in self.dirs.get(view, {})
+
+    def children(self, view: str, vpath: str) -> list[str]:
+        node = self.dirs.get(view, {}).get(vpath)
+        return sorted(node.children) if node else []
+
+    def _views_of(self, vpath: str, node: FileNode) -> list[str]:
+        views = [PROJECTS_VIEW, type_view(node.category)]
+        views += [location_view(lid) for lid, r in node.replicas.items()
+                  if r.state != "missing" and lid in self.locations]
+        return views
+
+    # -- files --------------------------------------------------------------------------
+
+    def add_file(self, node: FileNode) -> str:
+        """Add (or replace) a file; returns its projects-view path."""
+        vpath = view_path(node.logical_path)
+        if vpath in self.files:
+            self.remove_file(vpath, keep_inode=True)
+        self.files[vpath] = node
+        for view in self._views_of(vpath, node):
+            parent, name = _split(vpath)
+            self._dir(view, parent).children.add(name)
+        return vpath
+
+    def remove_file(self, vpath: str, keep_inode: bool = False) -> FileNode | None:
+        node = self.files.pop(vpath, None)
+        if node is None:
+            return None
+        for view in self._views_of(vpath, node):
+            self._unlink_from(view, vpath)
+            if not keep_inode:
+                inode = self._inodes.pop((view, vpath), None)
+                if inode is not None:
+                    del self._entries[inode]
+        return node
+
+    def reindex(self, vpath: str, before: list[str]) -> None:
+        """A file's category or replicas changed: move it between views. `before` is what
+        views_of returned before the change."""
+        node = self.files[vpath]
+        after = self._views_of(vpath, node)
+        parent, name = _split(vpath)
+        for view in before:
+            if view not in after:
+                self._unlink_from(view, vpath)
+        for view in after:
+            if view not in before:
+                self._dir(view, parent).children.add(name)
+
+    def views_of(self, vpath: str) -> list[str]:
+        return self._views_of(vpath, self.files[vpath])
+
+    def rename_file(self, old: str, new: str, media: tuple[str, str] | None = None) -> None:
+        """Move a file in every view; it keeps its inodes. A file at `new` is replaced.
+        `media` (category, MIME type) is the file's type under its new name."""
+        node = self.files[old]
+        views = self._views_of(old, node)
+        replaced = self.remove_file(new) if new in self.files else None
+        del self.files[old]
+        for view in views:
+            self._unlink_from(view, old)
+            self._move_inode(view, old, new, is_dir=False)
+        node.logical_path = logical_path_of(new)
+        if media is not None:
+            node.category, node.mime_type = media
+        self.files[new] = node
+        for view in self._views_of(new, node):
+            parent, name = _split(new)
+            self._dir(view, parent).children.add(name)
+        del replaced
+
+    def rename_dir(self, old: str, new: str) -> None:
+        """Move a directory with everything below it, in every view."""
+        prefix = old + "/"
+        moved = [vp for vp in self.files if vp.startswith(prefix)]
+        explicit = [(view, vp, tree[vp]) for view, tree in self.dirs.items()
+                    for vp in list(tree) if (vp == old or vp.startswith(prefix))
+                    and tree[vp].explicit]
+        for vp in moved:
+            self.rename_file(vp, new + vp[len(old):])
+        for view, vp, node in explicit:
+            self.dirs[view].pop(vp, None)
+            self._unlink_from(view, vp)
+            target = new + vp[len(old):]
+            self._dir(view, target).explicit = True
+            self._dir(view, target).mode = node.mode
+        for view in list(self.dirs):
+            if old in self.dirs[view] and not self.dirs[view][old].children:
+                self.dirs[view].pop(old)
+                self._unlink_from(view, old)
+            self._move_inode(view, old, new, is_dir=True)
+
+    def make_dir(self, view: str, vpath: str, mode: int) -> DirNode:
+        node = self._dir(view, vpath)
+        node.explicit = True
+        node.mode = stat.S_IFDIR | (mode & 0o7777)
+        return node
+
+    def remove_dir(self, view: str, vpath: str) -> None:
+        tree = self.dirs.get(view, {})
+        if vpath in tree:
+            del tree[vpath]
+            self._unlink_from(view, vpath)
+        inode = self._inodes.pop((view, vpath), None)
+        if inode is not None:
+            del self._entries[inode]
+
+    def files_under(self, vpath: str) -> Iterable[str]:
+        prefix = vpath + "/" if vpath else ""
+        return [vp for vp in self.files if vp.startswith(prefix)]
+
+
+def _split(vpath: str) -> tuple[str, str]:
+    parent, name = posixpath.split(vpath)
+    return parent, name

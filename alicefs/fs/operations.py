@@ -1,0 +1,1123 @@
+"""The pyfuse3 request handlers: every FUSE operation on the namespace and the replicas.
+
+Metadata requests (lookup, getattr, readdir, getxattr) are answered from the in-memory
+namespace. Data goes to the best replica: local files through descriptors opened in worker
+threads, object-store replicas through the backend's ranged reads, and writes to object stores
+through a staging file uploaded on release. No handler lets anything but a FUSEError escape:
+an OSError becomes its errno, anything else is logged and becomes EIO.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import json
+import logging
+import os
+import stat
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyfuse3
+import trio
+from blake3 import blake3
+
+from alicefs.backends.base import MAX_NAME_BYTES
+from alicefs.catalog import FileMeta
+from alicefs.catalog import Replica as CatalogReplica
+from alicefs.fs.namespace import (
+    PROJECTS_VIEW,
+    ROOT_INODE,
+    STATUS_VIEW,
+    FileNode,
+    Replica,
+    location_view,
+    logical_path_of,
+    type_view,
+)
+from alicefs.fs.state import MountState
+from alicefs.hashing import hash_stream
+from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES
+from alicefs.media import CATEGORIES, UNKNOWN_MIME, MediaType, classify_name
+from alicefs.model import LocationType
+from alicefs.rules import FileAttrs, LocationStatus, PlacementReason, SpaceInfo, target_location
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+XATTR_TAGS = b"user.alicefs.tags"
+XATTR_QUALITY = b"user.alicefs.quality"
+XATTR_LOCATIONS = b"user.alicefs.locations"
+XATTR_SYNC = b"user.alicefs.sync"
+XATTR_XDG_TAGS = b"user.xdg.tags"
+XATTR_BALOO_RATING = b"user.baloo.rating"
+WRITABLE_XATTRS = (XATTR_TAGS, XATTR_QUALITY, XATTR_XDG_TAGS, XATTR_BALOO_RATING)
+ALL_XATTRS = (*WRITABLE_XATTRS, XATTR_LOCATIONS, XATTR_SYNC)
+STATUS_FILES = ("locations.json", "sync.json", "queue.json")
+
+
+def fuse_errors(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Let only FUSEErrors out of a handler (DESIGN.md §3)."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except OSError as exc:
+            if exc.errno is None:
+                log.exception("%s failed", method.__name__)
+                raise pyfuse3.FUSEError(errno.EIO) from None
+            if exc.errno == errno.EIO:
+                log.error("%s: %s", method.__name__, exc)
+            raise pyfuse3.FUSEError(exc.errno) from None
+        except Exception:
+            log.exception("%s failed unexpectedly", method.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper
+
+
+def _fail(code: int) -> pyfuse3.FUSEError:
+    return pyfuse3.FUSEError(code)
+
+
+@dataclass
+class Handle:
+    """An open file."""
+
+    inode: int
+    vpath: str
+    location_id: str | None
+    fd: int | None = None
+    writable: bool = False
+    dirty: bool = False
+    staged: Path | None = None  # object-store write: the local file uploaded on release
+    status: bytes | None = None  # contents of a .alicefs status file
+    hasher: Any = None  # BLAKE3 of the content while writes are sequential from 0
+    hashed_upto: int = 0
+    created: bool = False
+
+
+@dataclass
+class AliceOperations(pyfuse3.Operations):
+    state: MountState
+    uploads: trio.MemorySendChannel[str] | None = None  # projects paths to upload
+    relocations: trio.MemorySendChannel[str] | None = None  # new files to re-place
+    _handles: dict[int, Handle] = field(default_factory=dict)
+    _next_fh: int = 1
+    _cached_version: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__()
+        ns = self.state.namespace
+        # Fixed inodes, allocated up front so they are the same on every mount.
+        for view, vpath in (("", ""), (PROJECTS_VIEW, ""), ("", TYPES), ("", LOCATIONS),
+                            (STATUS_VIEW, "")):
+            ns.inode_of(view, vpath)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    @property
+    def ns(self):
+        return self.state.namespace
+
+    async def _thread(self, location_id: str | None, func: Callable[..., T], *args: Any) -> T:
+        limiter = self.state.backends[location_id].limiter if location_id else None
+        return await trio.to_thread.run_sync(func, *args, limiter=limiter)
+
+    def _child(self, parent_inode: int, name: bytes) -> tuple[str, str]:
+        """(view, vpath) of `name` inside the directory `parent_inode`."""
+        entry = self.ns.entry(parent_inode)
+        if entry is None:
+            raise _fail(errno.ENOENT)
+        text = os.fsdecode(name)
+        if len(name) > MAX_NAME_BYTES:
+            raise _fail(errno.ENAMETOOLONG)
+        if entry.view == "":
+            if entry.vpath == "":
+                fixed = {PROJECTS: (PROJECTS_VIEW, ""), TYPES: ("", TYPES),
+                         LOCATIONS: ("", LOCATIONS), STATUS_DIR: (STATUS_VIEW, "")}
+                if text in fixed:
+                    return fixed[text]
+            elif entry.vpath == TYPES and text in CATEGORIES:
+                return type_view(text), ""
+            elif entry.vpath == LOCATIONS:
+                location_id = self.ns.location_id_named(text)
+                if location_id is not None:
+                    return location_view(location_id), ""
+            raise _fail(errno.ENOENT)
+        if entry.view == STATUS_VIEW:
+            return STATUS_VIEW, text
+        return entry.view, f"{entry.vpath}/{text}" if entry.vpath else text
+
+    def _exists(self, view: str, vpath: str) -> str | None:
+        """'dir', 'file' or None."""
+        if view == "":
+            return "dir"
+        if view == STATUS_VIEW:
+            return "dir" if vpath == "" else ("file" if vpath in STATUS_FILES else None)
+        if self.ns.is_dir(view, vpath):
+            return "dir"
+        node = self.ns.files.get(vpath)
+        if node is None:
+            return None
+        if view == PROJECTS_VIEW:
+            return "file"
+        if view.startswith("t:"):
+            return "file" if type_view(node.category) == view else None
+        replica = node.replicas.get(view[2:])
+        return "file" if replica is not None and replica.state != "missing" else None
+
+    def _file(self, inode: int) -> tuple[str, str, FileNode]:
+        entry = self.ns.entry(inode)
+        if entry is None or entry.view in ("", STATUS_VIEW):
+            raise _fail(errno.ENOENT if entry is None else errno.EISDIR)
+        node = self.ns.files.get(entry.vpath)
+        if node is None or self._exists(entry.view, entry.vpath) != "file":
+            raise _fail(errno.ENOENT)
+        return entry.view, entry.vpath, node
+
+    def _attrs(self, inode: int) -> pyfuse3.EntryAttributes:
+        entry = self.ns.entry(inode)
+        if entry is None:
+            raise _fail(errno.ENOENT)
+        kind = self._exists(entry.view, entry.vpath)
+        if kind is None:
+            raise _fail(errno.ENOENT)
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = inode
+        attr.entry_timeout = self.state.options.entry_timeout
+        attr.attr_timeout = self.state.options.attr_timeout
+        attr.st_uid, attr.st_gid = self.ns.uid, self.ns.gid
+        attr.st_blksize = 128 * 1024
+        read_only = entry.view.startswith("l:") or entry.view in ("", STATUS_VIEW)
+        if kind == "dir":
+            node = self.ns.dirs.get(entry.view, {}).get(entry.vpath)
+            mode = node.mode if node else stat.S_IFDIR | 0o755
+            attr.st_mode = mode & ~0o222 if read_only else mode
+            attr.st_nlink = 2
+            attr.st_size = 4096
+            mtime = node.mtime_ns if node else self.ns.now_ns
+            attr.st_mtime_ns = attr.st_ctime_ns = attr.st_atime_ns = mtime
+            return attr
+        if entry.view == STATUS_VIEW:
+            attr.st_mode = stat.S_IFREG | 0o444
+            attr.st_nlink = 1
+            attr.st_size = len(self._status(entry.vpath))
+            attr.st_mtime_ns = attr.st_ctime_ns = attr.st_atime_ns = time.time_ns()
+            return attr
+        node = self.ns.files[entry.vpath]
+        if entry.view.startswith("l:"):
+            replica = node.replicas[entry.view[2:]]
+        else:
+            primary = self.state.primary(node)
+            replica = node.replicas[primary] if primary else next(iter(node.replicas.values()))
+        attr.st_mode = node.mode & ~0o222 if read_only and not node.is_symlink else node.mode
+        attr.st_nlink = 1
+        attr.st_uid, attr.st_gid = node.uid, node.gid
+        attr.st_size = len(node.symlink_target) if node.is_symlink else replica.size
+        attr.st_blocks = (attr.st_size + 511) // 512
+        attr.st_mtime_ns = attr.st_atime_ns = replica.mtime_ns
+        attr.st_ctime_ns = max(node.ctime_ns, replica.mtime_ns)
+        return attr
+
+    def _writable_view(self, view: str) -> None:
+        if view != PROJECTS_VIEW:
+            raise _fail(errno.EROFS)
+
+    def _touch(self, node: FileNode, location_id: str, size: int | None = None) -> None:
+        """Content of the replica at `location_id` changed: the others are now stale."""
+        now = time.time_ns()
+        replica = node.replicas[location_id]
+        if size is not None:
+            replica.size = size
+        replica.mtime_ns = now
+        replica.content_hash = None
+        node.ctime_ns = now
+        node.version += 1
+        for other_id, other in node.replicas.items():
+            if other_id != location_id and other.state == "present":
+                other.state = "stale"
+
+    # -- lookups ------------------------------------------------------------------------
+
+    @fuse_errors
+    async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+                     ) -> pyfuse3.EntryAttributes:
+        if name == b".":
+            return self._attrs(parent_inode)
+        if name == b"..":
+            return self._attrs(self._parent_inode(parent_inode))
+        view, vpath = self._child(parent_inode, name)
+        if self._exists(view, vpath) is None:
+            raise _fail(errno.ENOENT)
+        return self._attrs(self.ns.inode_of(view, vpath))
+
+    def _parent_inode(self, inode: int) -> int:
+        entry = self.ns.entry(inode)
+        if entry is None or (entry.view == "" and entry.vpath == ""):
+            return ROOT_INODE
+        if entry.vpath == "":
+            if entry.view.startswith("t:"):
+                return self.ns.inode_of("", TYPES)
+            if entry.view.startswith("l:"):
+                return self.ns.inode_of("", LOCATIONS)
+            return ROOT_INODE
+        if entry.view == "":
+            return ROOT_INODE
+        return self.ns.inode_of(entry.view, entry.vpath.rpartition("/")[0])
+
+    @fuse_errors
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attrs(inode)
+
+    @fuse_errors
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        if self._exists(*self._entry_key(inode)) != "dir":
+            raise _fail(errno.ENOTDIR)
+        return inode
+
+    def _entry_key(self, inode: int) -> tuple[str, str]:
+        entry = self.ns.entry(inode)
+        if entry is None:
+            raise _fail(errno.ENOENT)
+        return entry.view, entry.vpath
+
+    def _listing(self, inode: int) -> list[tuple[str, str, str]]:
+        """(name, view, vpath) of every entry of a directory."""
+        view, vpath = self._entry_key(inode)
+        if view == "":
+            if vpath == "":
+                return [(PROJECTS, PROJECTS_VIEW, ""), (TYPES, "", TYPES),
+                        (LOCATIONS, "", LOCATIONS), (STATUS_DIR, STATUS_VIEW, "")]
+            if vpath == TYPES:
+                return [(c, type_view(c), "") for c in self.ns.top_level(TYPES) or []]
+            return [(name, location_view(lid), "") for lid, name in self.ns.locations.items()]
+        if view == STATUS_VIEW:
+            return [(name, STATUS_VIEW, name) for name in STATUS_FILES]
+        prefix = f"{vpath}/" if vpath else ""
+        return [(name, view, prefix + name) for name in self.ns.children(view, vpath)]
+
+    @fuse_errors
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        entries = self._listing(fh)
+        for index in range(start_id, len(entries)):
+            name, view, vpath = entries[index]
+            if self._exists(view, vpath) is None:
+                continue
+            attr = self._attrs(self.ns.inode_of(view, vpath))
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), attr, index + 1):
+                return
+
+    @fuse_errors
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        _, _, node = self._file(inode)
+        if node.symlink_target is None:
+            raise _fail(errno.EINVAL)
+        return node.symlink_target
+
+    @fuse_errors
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        data = pyfuse3.StatvfsData()
+        # Locations on one filesystem count once.
+        by_device = {self.state.devices.get(lid, lid): s
+                     for lid, s in self.state.free_space.items()
+                     if s is not None and self.state.usable(lid)}
+        spaces = list(by_device.values())
+        block = 4096
+        data.f_bsize = data.f_frsize = block
+        data.f_blocks = sum(s.total_bytes for s in spaces) // block
+        data.f_bfree = data.f_bavail = sum(s.free_bytes for s in spaces) // block
+        data.f_files = len(self.ns.files) + 1_000_000
+        data.f_ffree = data.f_favail = 1_000_000
+        data.f_namemax = MAX_NAME_BYTES
+        return data
+
+    # -- open, read, write ----------------------------------------------------------------
+
+    def _new_handle(self, handle: Handle) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        self._handles[fh] = handle
+        return fh
+
+    @fuse_errors
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        entry = self.ns.entry(inode)
+        if entry is None:
+            raise _fail(errno.ENOENT)
+        writable = (flags & os.O_ACCMODE) != os.O_RDONLY
+        if entry.view == STATUS_VIEW:
+            if writable:
+                raise _fail(errno.EROFS)
+            content = self._status(entry.vpath)
+            fh = self._new_handle(Handle(inode, entry.vpath, None, status=content))
+            return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+        view, vpath, node = self._file(inode)
+        if writable:
+            self._writable_view(view)
+        location_id = view[2:] if view.startswith("l:") else self.state.primary(node)
+        if location_id is None or not self.state.usable(location_id):
+            log.error("%s: no reachable location holds the current version", vpath)
+            raise _fail(errno.EIO)
+        handle = Handle(inode, vpath, location_id, writable=writable)
+        local = self.state.local(location_id)
+        if local is not None:
+            open_flags = flags & (os.O_ACCMODE | os.O_APPEND | os.O_TRUNC)
+            handle.fd = await self._thread(location_id, local.open_fd, node.logical_path,
+                                           open_flags)
+        elif writable:
+            handle.staged = await self._stage(location_id, node,
+                                              truncate=bool(flags & os.O_TRUNC))
+            handle.fd = await trio.to_thread.run_sync(os.open, str(handle.staged), os.O_RDWR)
+        if writable and flags & os.O_TRUNC:
+            self._touch(node, location_id, size=0)
+            handle.dirty = True
+            handle.hasher = blake3()
+        keep = not writable and self._cached_version.get(inode) == node.version
+        self._cached_version[inode] = node.version
+        return pyfuse3.FileInfo(fh=self._new_handle(handle), keep_cache=keep)
+
+    async def _stage(self, location_id: str, node: FileNode, truncate: bool) -> Path:
+        """A local working copy of an object-store file, uploaded on release."""
+        staging = self.state.settings.cache_dir / "staging"
+        path = staging / f"{uuid.uuid4().hex}"
+        backend = self.state.backend(location_id)
+
+        def fetch() -> None:
+            staging.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as out:
+                if not truncate:
+                    with backend.open_read(node.logical_path) as stream:
+                        while chunk := stream.read(1 << 20):
+                            out.write(chunk)
+
+        await self._thread(location_id, fetch)
+        return path
+
+    @fuse_errors
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        handle = self._handles[fh]
+        if handle.status is not None:
+            return handle.status[off:off + size]
+        if handle.fd is not None:
+            return await self._thread(handle.location_id, os.pread, handle.fd, size, off)
+        node = self.ns.files[handle.vpath]
+        return await self._thread(handle.location_id, self.state.backend(
+            handle.location_id).read, node.logical_path, off, size)
+
+    @fuse_errors
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self._handles[fh]
+        if not handle.writable or handle.fd is None:
+            raise _fail(errno.EBADF)
+        node = self.ns.files.get(handle.vpath)
+        if node is None:
+            raise _fail(errno.ENOENT)
+        try:
+            written = await self._thread(handle.location_id, os.pwrite, handle.fd, buf, off)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or handle.staged is not None:
+                raise
+            written = await self._write_elsewhere(handle, node, off, buf)
+        if handle.hasher is not None:
+            if off == handle.hashed_upto:
+                handle.hasher.update(buf[:written])
+                handle.hashed_upto += written
+            else:
+                handle.hasher = None
+        replica = node.replicas[handle.location_id]
+        size = max(replica.size, off + written)
+        if not handle.dirty:
+            self._touch(node, handle.location_id, size)
+            handle.dirty = True
+        else:
+            replica.size = size
+            replica.mtime_ns = time.time_ns()
+            node.version += 1
+        return written
+
+    async def _write_elsewhere(self, handle: Handle, node: FileNode, off: int, buf: bytes
+                               ) -> int:
+        """The location filled up under a write: move the file to the next eligible location
+        with room and carry on there, instead of failing with ENOSPC."""
+        full = handle.location_id
+        self.state.free_space[full] = SpaceInfo(0, (self.state.free_space.get(full)
+                                                    or SpaceInfo(0, 0)).total_bytes)
+        size = max(node.replicas[full].size, off + len(buf))
+        target = self._place(node.logical_path, size, exclude={full})
+        if target is None or self.state.local(target) is None:
+            raise _fail(errno.ENOSPC)
+        source_backend = self.state.local(full)
+        target_backend = self.state.local(target)
+
+        def move() -> int:
+            fd = target_backend.create_fd(node.logical_path, stat.S_IMODE(node.mode))
+            try:
+                os.lseek(handle.fd, 0, os.SEEK_SET)
+                while chunk := os.read(handle.fd, 1 << 20):
+                    os.write(fd, chunk)
+                written = os.pwrite(fd, buf, off)
+            except BaseException:
+                os.close(fd)
+                target_backend.delete(node.logical_path)
+                raise
+            os.close(handle.fd)
+            source_backend.delete(node.logical_path)
+            handle.fd = fd
+            return written
+
+        written = await self._thread(target, move)
+        before = self.ns.views_of(handle.vpath)
+        replica = node.replicas.pop(full)
+        node.replicas[target] = Replica(replica.size, time.time_ns(), None, "present")
+        self.ns.reindex(handle.vpath, before)
+        self.state.queue.drop_replica(full, node.logical_path)
+        handle.location_id = target
+        if node.created_here == full:
+            node.created_here = target
+        log.info("%s: %s is full; continued in %s", node.logical_path,
+                 self.state.location(full).name, self.state.location(target).name)
+        return written
+
+    @fuse_errors
+    async def flush(self, fh: int) -> None:
+        return None
+
+    @fuse_errors
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        handle = self._handles[fh]
+        if handle.fd is not None and handle.writable:
+            await self._thread(handle.location_id,
+                               os.fdatasync if datasync else os.fsync, handle.fd)
+        if handle.staged is not None and handle.dirty:
+            await self._upload_now(handle)
+
+    @fuse_errors
+    async def release(self, fh: int) -> None:
+        handle = self._handles.pop(fh)
+        if handle.fd is not None:
+            fd = handle.fd
+            handle.fd = None
+            st = await self._thread(handle.location_id, _fstat_and_close, fd)
+        else:
+            st = None
+        node = self.ns.files.get(handle.vpath)
+        if node is None or not handle.dirty:
+            return
+        replica = node.replicas.get(handle.location_id)
+        if replica is None:
+            return
+        if handle.hasher is not None and st is not None and handle.hashed_upto == st.st_size:
+            replica.content_hash = handle.hasher.hexdigest()
+        if handle.staged is not None:
+            await self._upload_now(handle, st)
+        elif st is not None:
+            replica.size, replica.mtime_ns = st.st_size, st.st_mtime_ns
+            self._record(node, handle.location_id, inode=st.st_ino)
+        if node.created_here is not None and self.relocations is not None:
+            await self.relocations.send(handle.vpath)
+
+    async def _upload_now(self, handle: Handle, st: os.stat_result | None = None) -> None:
+        """Upload a staged object-store file; the staged copy is deleted only once the
+        upload is verified and recorded."""
+        node = self.ns.files[handle.vpath]
+        location_id = handle.location_id
+        backend = self.state.backend(location_id)
+        staged = handle.staged
+        replica = node.replicas[location_id]
+
+        def upload() -> Any:
+            with open(staged, "rb") as source:
+                return backend.write_atomic(node.logical_path, source, overwrite=True,
+                                            expected_hash=replica.content_hash,
+                                            mtime_ns=replica.mtime_ns)
+
+        result = await self._thread(location_id, upload)
+        replica.size = result.info.size
+        replica.content_hash = result.content_hash
+        self._record(node, location_id, change_token=result.info.change_token)
+        if handle.fd is None:
+            await trio.to_thread.run_sync(staged.unlink)
+        handle.dirty = False
+
+    def _record(self, node: FileNode, location_id: str, *, inode: int | None = None,
+                change_token: str | None = None) -> None:
+        replica = node.replicas[location_id]
+        now = time.time()
+        self.state.queue.put_replica(CatalogReplica(
+            location_id, node.logical_path, replica.size, replica.mtime_ns,
+            replica.content_hash, inode, change_token, "present", now))
+        # Older versions elsewhere stay in the catalog as they are: the sync process compares
+        # hashes and brings them level (DESIGN.md §6).
+
+    # -- placement ----------------------------------------------------------------------
+
+    def _place(self, logical_path: str, size: int, exclude: set[str] = frozenset(),
+               current: str | None = None) -> str | None:
+        policies = [loc for loc in self.state.locations
+                    if self.state.usable(loc.location_id) and loc.location_id not in exclude]
+        attrs = FileAttrs.from_name(logical_path, size, time.time())
+        placement = target_location(attrs, policies, self.state.free_space, time.time(),
+                                    current_location_id=current)
+        if placement.reason is PlacementReason.NO_ROOM or placement.location is None:
+            return None
+        return placement.location.location_id
+
+    async def relocate(self, vpath: str) -> None:
+        """Re-place a file created through this mount, now that its final name and size are
+        known (applications write `name.tmp` and rename it; rules on type and size need the
+        final name). Moving it is cheap: it was just written."""
+        node = self.ns.files.get(vpath)
+        if node is None or node.created_here is None or node.is_symlink:
+            return
+        if any(h.vpath == vpath and h.writable for h in self._handles.values()):
+            return  # still being written: looked at again on release
+        current = node.created_here
+        replica = node.replicas.get(current)
+        if replica is None or replica.state != "present":
+            return
+        target = self._place(node.logical_path, replica.size)
+        if target is None or target == current:
+            return
+        await self._move_replica(vpath, node, current, target)
+
+    async def _move_replica(self, vpath: str, node: FileNode, source: str, target: str
+                            ) -> None:
+        """Temp-write, verify, rename, record, then delete the source (DESIGN.md §5), all
+        journaled. Abandoned (target copy removed) if the file changes meanwhile."""
+        version = node.version
+        replica = node.replicas[source]
+        logical = node.logical_path
+        source_backend, target_backend = self.state.backend(source), self.state.backend(target)
+        catalog = self.state.catalog
+        expected = replica.content_hash
+        if expected is None:
+            expected = await self._thread(source, _hash_key, source_backend, logical)
+        op_id = await self._db(catalog.journal_begin, "move", logical,
+                               source_location_id=source, target_location_id=target,
+                               expected_hash=expected)
+
+        def copy() -> Any:
+            with source_backend.open_read(logical) as stream:
+                return target_backend.write_atomic(logical, stream, expected_hash=expected,
+                                                   mtime_ns=replica.mtime_ns)
+
+        result = await self._thread(target, copy)
+        await self._db(catalog.journal_step, op_id, "verified")
+        if node.version != version or self.ns.files.get(vpath) is not node:
+            await self._thread(target, target_backend.delete, logical)
+            await self._db(catalog.journal_end, op_id)
+            return
+        before = self.ns.views_of(vpath)
+        node.replicas[target] = Replica(result.info.size, result.info.mtime_ns,
+                                        result.content_hash, "present")
+        self._record(node, target, inode=result.info.inode,
+                     change_token=result.info.change_token)
+        await self._db(self.state.queue.flush)
+        await self._db(catalog.journal_step, op_id, "recorded")
+        await self._thread(source, source_backend.delete, logical)
+        del node.replicas[source]
+        node.created_here = target
+        self.ns.reindex(vpath, before)
+        self.state.queue.drop_replica(source, logical)
+        await self._db(catalog.journal_end, op_id)
+        log.info("%s placed in %s", logical, self.state.location(target).name)
+
+    # -- creating -----------------------------------------------------------------------
+
+    @fuse_errors
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
+                                                           pyfuse3.EntryAttributes]:
+        view, vpath = self._child(parent_inode, name)
+        self._writable_view(view)
+        if self._exists(view, vpath) is not None:
+            raise _fail(errno.EEXIST)
+        self._check_parent(parent_inode)
+        logical = logical_path_of(vpath)
+        location_id = self._place(logical, 0)
+        if location_id is None:
+            raise _fail(errno.ENOSPC)
+        file_mode = stat.S_IMODE(mode) & ~ctx.umask
+        handle = Handle(0, vpath, location_id, writable=True, dirty=True, created=True,
+                        hasher=blake3())
+        local = self.state.local(location_id)
+        if local is not None:
+            handle.fd = await self._thread(location_id, self._create_local, local, logical,
+                                           file_mode, ctx)
+        else:
+            staging = self.state.settings.cache_dir / "staging"
+            handle.staged = staging / uuid.uuid4().hex
+            await trio.to_thread.run_sync(functools.partial(staging.mkdir, parents=True,
+                                                            exist_ok=True))
+            handle.fd = await trio.to_thread.run_sync(
+                os.open, str(handle.staged), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        now = time.time_ns()
+        media = classify_name(logical)
+        node = FileNode(logical, {location_id: Replica(0, now)}, media.category, media.mime_type,
+                        mode=stat.S_IFREG | file_mode, uid=ctx.uid, gid=ctx.gid, ctime_ns=now,
+                        created_here=location_id)
+        self.ns.add_file(node)
+        inode = self.ns.inode_of(PROJECTS_VIEW, vpath)
+        handle.inode = inode
+        self._cached_version[inode] = node.version
+        return pyfuse3.FileInfo(fh=self._new_handle(handle)), self._attrs(inode)
+
+    @staticmethod
+    def _create_local(local: Any, logical: str, mode: int, ctx: pyfuse3.RequestContext) -> int:
+        fd = local.create_fd(logical, mode)
+        if os.geteuid() == 0 and (ctx.uid, ctx.gid) != (0, 0):
+            os.fchown(fd, ctx.uid, ctx.gid)
+        return fd
+
+    def _check_parent(self, parent_inode: int) -> None:
+        view, vpath = self._entry_key(parent_inode)
+        if view == PROJECTS_VIEW and vpath == "":
+            return  # a new project
+        if self._exists(view, vpath) != "dir":
+            raise _fail(errno.ENOENT)
+
+    def _dir_location(self, vpath: str) -> str | None:
+        """Where a new directory or link under `vpath` goes: the highest-priority writable
+        local location that already holds the parent, else the highest-priority one."""
+        parent = vpath.rpartition("/")[0]
+        candidates = [loc.location_id for loc in self.state.locations
+                      if self.state.usable(loc.location_id)
+                      and loc.status is LocationStatus.ACTIVE
+                      and self.state.local(loc.location_id) is not None]
+        holding = [lid for lid in candidates if parent == "" or self.ns.is_dir(
+            location_view(lid), parent)]
+        chosen = holding or candidates
+        return chosen[0] if chosen else None
+
+    @fuse_errors
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        view, vpath = self._child(parent_inode, name)
+        self._writable_view(view)
+        if self._exists(view, vpath) is not None:
+            raise _fail(errno.EEXIST)
+        self._check_parent(parent_inode)
+        dir_mode = stat.S_IMODE(mode) & ~ctx.umask
+        location_id = self._dir_location(vpath)
+        if location_id is not None:
+            local = self.state.local(location_id)
+            await self._thread(location_id, local.make_dir, logical_path_of(vpath), dir_mode)
+            self.ns.make_dir(location_view(location_id), vpath, dir_mode)
+        self.ns.make_dir(PROJECTS_VIEW, vpath, dir_mode)
+        return self._attrs(self.ns.inode_of(PROJECTS_VIEW, vpath))
+
+    @fuse_errors
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        view, vpath = self._child(parent_inode, name)
+        self._writable_view(view)
+        if self._exists(view, vpath) is not None:
+            raise _fail(errno.EEXIST)
+        self._check_parent(parent_inode)
+        location_id = self._dir_location(vpath)
+        if location_id is None:
+            raise _fail(errno.EPERM)  # symbolic links need a local location
+        logical = logical_path_of(vpath)
+        local = self.state.local(location_id)
+        await self._thread(location_id, local.make_symlink, logical, os.fsdecode(target))
+        now = time.time_ns()
+        node = FileNode(logical, {location_id: Replica(len(target), now)}, "other",
+                        "inode/symlink", mode=stat.S_IFLNK | 0o777, uid=ctx.uid, gid=ctx.gid,
+                        ctime_ns=now, symlink_target=target)
+        self.ns.add_file(node)
+        return self._attrs(self.ns.inode_of(PROJECTS_VIEW, vpath))
+
+    # -- removing and renaming ------------------------------------------------------------
+
+    @fuse_errors
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        view, vpath = self._child(parent_inode, name)
+        if view.startswith("l:") or view in ("", STATUS_VIEW):
+            raise _fail(errno.EROFS)
+        if self._exists(view, vpath) != "file":
+            raise _fail(errno.EISDIR if self._exists(view, vpath) == "dir" else errno.ENOENT)
+        node = self.ns.files[vpath]
+        holders = [lid for lid, r in node.replicas.items() if r.state != "missing"]
+        op_id = None
+        if len(holders) > 1:
+            # Several steps that must all happen: journaled, so start-up finishes the job.
+            op_id = await self._db(self.state.catalog.journal_begin, "delete",
+                                   node.logical_path, payload={"locations": holders})
+        for location_id in holders:
+            if not self.state.usable(location_id):
+                continue
+            await self._delete_replica(location_id, node)
+        # The directory stays on disk when its last file goes: so it does in the views.
+        parent = vpath.rpartition("/")[0]
+        if parent:
+            for view in self.ns.views_of(vpath):
+                if not view.startswith("t:") and self.ns.is_dir(view, parent):
+                    self.ns.dirs[view][parent].explicit = True
+        self.ns.remove_file(vpath)
+        for location_id in node.replicas:
+            self.state.queue.drop_replica(location_id, node.logical_path)
+        self._cached_version.pop(self.ns.inode_of(view, vpath), None)
+        if op_id is not None:
+            await self._db(self.state.catalog.journal_end, op_id)
+
+    async def _delete_replica(self, location_id: str, node: FileNode) -> None:
+        backend = self.state.backend(location_id)
+        local = self.state.local(location_id)
+        func = local.remove_link if node.is_symlink and local else backend.delete
+        with contextlib.suppress(FileNotFoundError):  # already gone: what unlink wants
+            await self._thread(location_id, func, node.logical_path)
+
+    async def _db(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await trio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
+
+    @fuse_errors
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        view, vpath = self._child(parent_inode, name)
+        self._writable_view(view)
+        if self._exists(view, vpath) != "dir":
+            raise _fail(errno.ENOTDIR if self._exists(view, vpath) else errno.ENOENT)
+        if vpath == "" or self.ns.children(view, vpath):
+            raise _fail(errno.ENOTEMPTY)
+        for location_id in list(self.state.backends):
+            local = self.state.local(location_id)
+            if local is None or not self.state.usable(location_id):
+                continue
+            try:
+                await self._thread(location_id, local.remove_dir, logical_path_of(vpath))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            self.ns.remove_dir(location_view(location_id), vpath)
+        self.ns.remove_dir(PROJECTS_VIEW, vpath)
+
+    @fuse_errors
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
+                     name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
+        old_view, old = self._child(parent_inode_old, name_old)
+        new_view, new = self._child(parent_inode_new, name_new)
+        if old_view.startswith("l:") or new_view.startswith("l:") or STATUS_VIEW in (
+                old_view, new_view) or "" in (old_view, new_view):
+            raise _fail(errno.EROFS)
+        if old_view != new_view:
+            raise _fail(errno.EXDEV)  # between projects/ and types/, or two types
+        kind = self._exists(old_view, old)
+        if kind is None:
+            raise _fail(errno.ENOENT)
+        target_kind = self._exists(new_view, new)
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise _fail(errno.EINVAL)
+        if target_kind is not None and flags & pyfuse3.RENAME_NOREPLACE:
+            raise _fail(errno.EEXIST)
+        if old == new:
+            return
+        if kind == "dir":
+            await self._rename_dir(old, new, target_kind)
+        else:
+            if target_kind == "dir":
+                raise _fail(errno.EISDIR)
+            self._check_parent(parent_inode_new)
+            await self._rename_file(old, new)
+
+    async def _rename_file(self, old: str, new: str) -> None:
+        """Rename in every location holding the file (it stays where it is, DESIGN.md §3)."""
+        node = self.ns.files[old]
+        old_logical, new_logical = node.logical_path, logical_path_of(new)
+        replaced = self.ns.files.get(new)
+        for location_id, replica in node.replicas.items():
+            if replica.state == "missing" or not self.state.usable(location_id):
+                continue
+            local = self.state.local(location_id)
+            if local is not None:
+                await self._thread(location_id, local.rename, old_logical, new_logical)
+            else:
+                await self._thread(location_id, _object_rename, self.state.backend(location_id),
+                                   old_logical, new_logical)
+        if replaced is not None:
+            # Copies of the replaced file where the renamed one has no replica now hold an
+            # older version of the new name.
+            for location_id, replica in replaced.replicas.items():
+                if location_id not in node.replicas and replica.state == "present":
+                    node.replicas[location_id] = Replica(replica.size, replica.mtime_ns,
+                                                         replica.content_hash, "stale")
+        for location_id in node.replicas:
+            self.state.queue.drop_replica(location_id, old_logical)
+        media = classify_name(new_logical)
+        if media.mime_type == UNKNOWN_MIME:
+            media = MediaType(node.mime_type, node.category)  # the name says nothing new
+        self.ns.rename_file(old, new, (media.category, media.mime_type))
+        node.ctime_ns = time.time_ns()
+        for location_id, replica in node.replicas.items():
+            if replica.state == "present":
+                self._record(node, location_id)
+        if node.created_here is not None and self.relocations is not None:
+            await self.relocations.send(new)
+
+    async def _rename_dir(self, old: str, new: str, target_kind: str | None) -> None:
+        if target_kind == "file":
+            raise _fail(errno.ENOTDIR)
+        if target_kind == "dir" and self.ns.children(PROJECTS_VIEW, new):
+            raise _fail(errno.ENOTEMPTY)
+        if new.startswith(old + "/"):
+            raise _fail(errno.EINVAL)
+        for location_id in list(self.state.backends):
+            if not self.state.usable(location_id) or not self.ns.is_dir(
+                    location_view(location_id), old):
+                continue
+            local = self.state.local(location_id)
+            if local is not None:
+                if target_kind == "dir":
+                    with contextlib.suppress(FileNotFoundError):
+                        await self._thread(location_id, local.remove_dir, logical_path_of(new))
+                await self._thread(location_id, local.rename, logical_path_of(old),
+                                   logical_path_of(new))
+            else:
+                backend = self.state.backend(location_id)
+                for vp in self.ns.files_under(old):
+                    if location_id in self.ns.files[vp].replicas:
+                        target = logical_path_of(new + vp[len(old):])
+                        await self._thread(location_id, _object_rename, backend,
+                                           logical_path_of(vp), target)
+        moved = self.ns.files_under(old)
+        for vp in moved:
+            node = self.ns.files[vp]
+            for location_id in node.replicas:
+                self.state.queue.drop_replica(location_id, node.logical_path)
+        if target_kind == "dir":
+            for view in list(self.ns.dirs):
+                self.ns.remove_dir(view, new)
+        self.ns.rename_dir(old, new)
+        for vp in self.ns.files_under(new):
+            node = self.ns.files[vp]
+            for location_id, replica in node.replicas.items():
+                if replica.state == "present":
+                    self._record(node, location_id)
+
+    # -- attributes ---------------------------------------------------------------------
+
+    @fuse_errors
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
+                      fields: pyfuse3.SetattrFields, fh: int | None,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        entry = self.ns.entry(inode)
+        if entry is None:
+            raise _fail(errno.ENOENT)
+        if entry.view.startswith("l:") or entry.view in ("", STATUS_VIEW):
+            raise _fail(errno.EROFS)
+        if self._exists(entry.view, entry.vpath) == "dir":
+            node = self.ns.dirs[entry.view][entry.vpath]
+            if fields.update_mode:
+                node.mode = stat.S_IFDIR | stat.S_IMODE(attr.st_mode)
+            if fields.update_mtime:
+                node.mtime_ns = attr.st_mtime_ns
+            return self._attrs(inode)
+        view, _vpath, node = self._file(inode)
+        if fields.update_size and view != PROJECTS_VIEW:
+            raise _fail(errno.EROFS)
+        now = time.time_ns()
+        mode = stat.S_IMODE(attr.st_mode) if fields.update_mode else None
+        owner = None
+        if fields.update_uid or fields.update_gid:
+            owner = (attr.st_uid if fields.update_uid else node.uid,
+                     attr.st_gid if fields.update_gid else node.gid)
+        times = None
+        if fields.update_mtime or fields.update_atime:
+            times = (attr.st_atime_ns if fields.update_atime else now,
+                     attr.st_mtime_ns if fields.update_mtime else now)
+        primary = self.state.primary(node)
+        for location_id, replica in node.replicas.items():
+            local = self.state.local(location_id) if location_id in self.state.backends else None
+            if local is None or replica.state == "missing" or not self.state.usable(location_id):
+                continue
+            size = attr.st_size if fields.update_size and location_id == primary else None
+            if (mode, owner, times, size) == (None, None, None, None) or node.is_symlink:
+                continue
+            if size is not None and fh is not None and self._handles.get(fh) and \
+                    self._handles[fh].fd is not None:
+                await self._thread(location_id, os.ftruncate, self._handles[fh].fd, size)
+                size = None
+            await self._thread(location_id, functools.partial(
+                local.set_attrs, node.logical_path, mode=mode, owner=owner,
+                times_ns=times if location_id == primary else None, size=size))
+        if fields.update_size and primary is not None:
+            self._touch(node, primary, attr.st_size)
+            handle = self._handles.get(fh) if fh is not None else None
+            if handle is not None:
+                handle.dirty = True
+                handle.hasher = blake3() if attr.st_size == 0 else None
+                handle.hashed_upto = 0
+            else:
+                self._record(node, primary)
+        if mode is not None:
+            node.mode = (node.mode & ~0o7777) | mode
+        if owner is not None:
+            node.uid, node.gid = owner
+        if times is not None and primary is not None:
+            node.replicas[primary].mtime_ns = times[1]
+            self._record(node, primary)
+        node.ctime_ns = now
+        return self._attrs(inode)
+
+    # -- extended attributes --------------------------------------------------------------
+
+    @fuse_errors
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if not self.state.options.xattrs:
+            raise _fail(errno.ENOSYS)  # the kernel stops asking for the rest of the mount
+        if name not in ALL_XATTRS:
+            raise _fail(pyfuse3.ENOATTR)
+        _, _, node = self._file(inode)
+        if name in (XATTR_TAGS, XATTR_XDG_TAGS):
+            if not node.tags:
+                raise _fail(pyfuse3.ENOATTR)
+            return ",".join(node.tags).encode()
+        if name == XATTR_QUALITY:
+            if node.quality is None:
+                raise _fail(pyfuse3.ENOATTR)
+            return str(node.quality).encode()
+        if name == XATTR_BALOO_RATING:
+            if node.quality is None:
+                raise _fail(pyfuse3.ENOATTR)
+            return str(node.quality * 2).encode()
+        if name == XATTR_LOCATIONS:
+            names = [self.state.location(lid).name for lid, r in node.replicas.items()
+                     if r.state != "missing"]
+            return ",".join(names).encode()
+        return _sync_state(node).encode()
+
+    @fuse_errors
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        if not self.state.options.xattrs:
+            raise _fail(errno.ENOSYS)
+        entry = self.ns.entry(inode)
+        if entry is None or self._exists(entry.view, entry.vpath) != "file" or \
+                entry.view == STATUS_VIEW:
+            return []
+        node = self.ns.files[entry.vpath]
+        names = [XATTR_LOCATIONS, XATTR_SYNC]
+        if node.tags:
+            names += [XATTR_TAGS, XATTR_XDG_TAGS]
+        if node.quality is not None:
+            names += [XATTR_QUALITY, XATTR_BALOO_RATING]
+        return names
+
+    @fuse_errors
+    async def setxattr(self, inode: int, name: bytes, value: bytes,
+                       ctx: pyfuse3.RequestContext) -> None:
+        if not self.state.options.xattrs:
+            raise _fail(errno.ENOSYS)
+        view, _, node = self._file(inode)
+        if view.startswith("l:"):
+            raise _fail(errno.EROFS)
+        if name in (XATTR_LOCATIONS, XATTR_SYNC):
+            raise _fail(errno.EPERM)
+        if name not in WRITABLE_XATTRS:
+            raise _fail(errno.ENOTSUP)
+        text = value.decode("utf-8", "replace").strip().rstrip("\0")
+        if name in (XATTR_TAGS, XATTR_XDG_TAGS):
+            tags: list[str] = []
+            for tag in (t.strip() for t in text.split(",")):
+                if tag and tag.casefold() not in {t.casefold() for t in tags}:
+                    tags.append(tag)
+            node.tags = tuple(tags)
+        else:
+            try:
+                number = int(float(text))
+            except ValueError:
+                raise _fail(errno.EINVAL) from None
+            stars = number // 2 if name == XATTR_BALOO_RATING else number
+            if not 0 <= stars <= 5 or (name == XATTR_BALOO_RATING and not 0 <= number <= 10):
+                raise _fail(errno.EINVAL)
+            node.quality = stars
+        self._record_metadata(node)
+
+    @fuse_errors
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        if not self.state.options.xattrs:
+            raise _fail(errno.ENOSYS)
+        view, _, node = self._file(inode)
+        if view.startswith("l:"):
+            raise _fail(errno.EROFS)
+        if name in (XATTR_TAGS, XATTR_XDG_TAGS):
+            node.tags = ()
+        elif name in (XATTR_QUALITY, XATTR_BALOO_RATING):
+            node.quality = None
+        elif name in ALL_XATTRS:
+            raise _fail(errno.EPERM)
+        else:
+            raise _fail(pyfuse3.ENOATTR)
+        self._record_metadata(node)
+
+    def _record_metadata(self, node: FileNode) -> None:
+        """What the user set through xattrs is theirs: marked `user`, never overwritten by a
+        scan, and kept by migrations (metadata belongs to the logical path)."""
+        self.state.queue.put_metadata(FileMeta(
+            node.logical_path, node.category, node.mime_type, node.tags, "user",
+            node.quality, "user" if node.quality is not None else None))
+        node.ctime_ns = time.time_ns()
+
+    # -- status files -------------------------------------------------------------------
+
+    def _status(self, name: str) -> bytes:
+        state = self.state
+        if name == "locations.json":
+            data: Any = [{
+                "location_id": loc.location_id, "name": loc.name, "type": loc.type.value,
+                "priority": loc.priority, "status": loc.status.value,
+                "state": ("offline" if loc.status is LocationStatus.OFFLINE else
+                          "unavailable" if loc.location_id in state.unavailable else "online"),
+                "reason": state.unavailable.get(loc.location_id),
+                "free_bytes": (state.free_space.get(loc.location_id) or SpaceInfo(-1, -1)
+                               ).free_bytes if loc.type is LocationType.LOCAL else None,
+            } for loc in state.locations]
+        elif name == "sync.json":
+            counts: dict[str, int] = {}
+            for node in self.ns.files.values():
+                key = _sync_state(node)
+                counts[key] = counts.get(key, 0) + 1
+            data = {"files": len(self.ns.files), "states": counts}
+        else:
+            data = {"catalog_changes_pending": state.queue.pending,
+                    "uploads_pending": sum(1 for h in self._handles.values()
+                                           if h.staged is not None and h.dirty),
+                    "open_files": len(self._handles)}
+        return (json.dumps(data, indent=2) + "\n").encode()
+
+
+def _sync_state(node: FileNode) -> str:
+    states = {r.state for r in node.replicas.values()}
+    if "stale" in states:
+        return "pending_update"
+    if "missing" in states:
+        return "missing"
+    hashes = {r.content_hash for r in node.replicas.values() if r.content_hash}
+    return "conflict" if len(hashes) > 1 else "synced"
+
+
+def _hash_key(backend: Any, key: str) -> str:
+    with backend.open_read(key) as stream:
+        return hash_stream(stream)
+
+
+def _fstat_and_close(fd: int) -> os.stat_result:
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def _object_rename(backend: Any, old: str, new: str) -> None:
+    """Rename on an object store: copy, verify, then delete the old key."""
+    with backend.open_read(old) as source:
+        info = backend.stat(old)
+        backend.write_atomic(new, source, overwrite=True, expected_hash=info.content_hash,
+                             mtime_ns=info.mtime_ns)
+    backend.delete(old)

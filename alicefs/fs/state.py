@@ -1,0 +1,180 @@
+"""Everything a mounted alicefs holds in memory, built from the settings and the catalog."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from dataclasses import dataclass, field
+
+from alicefs.backends import Backend, LocalBackend, open_backend
+from alicefs.backends.threaded import ThreadedBackend
+from alicefs.catalog import Catalog, FileMeta
+from alicefs.config import Settings
+from alicefs.fs.catalog_queue import CatalogQueue
+from alicefs.fs.namespace import FileNode, Namespace, Replica, view_path
+from alicefs.media import classify_name
+from alicefs.model import LocationType, StorageLocation
+from alicefs.rules import LocationStatus, SpaceInfo, by_preference
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    entry_timeout: float = 1.0
+    attr_timeout: float = 1.0
+    xattrs: bool = True  # -o noxattr switches them off for pure listing speed
+    allow_other: bool = False
+
+
+@dataclass
+class MountState:
+    settings: Settings
+    catalog: Catalog
+    locations: list[StorageLocation]  # highest priority first
+    backends: dict[str, ThreadedBackend]
+    namespace: Namespace
+    queue: CatalogQueue
+    options: MountOptions
+    unavailable: dict[str, str] = field(default_factory=dict)  # location id -> why
+    free_space: dict[str, SpaceInfo | None] = field(default_factory=dict)
+    devices: dict[str, int] = field(default_factory=dict)  # local location id -> st_dev
+
+    def location(self, location_id: str) -> StorageLocation:
+        return next(loc for loc in self.locations if loc.location_id == location_id)
+
+    def backend(self, location_id: str) -> Backend:
+        return self.backends[location_id].backend
+
+    def local(self, location_id: str) -> LocalBackend | None:
+        backend = self.backends[location_id].backend
+        return backend if isinstance(backend, LocalBackend) else None
+
+    def usable(self, location_id: str) -> bool:
+        return (location_id in self.backends and location_id not in self.unavailable
+                and self.location(location_id).status is not LocationStatus.OFFLINE)
+
+    def priority(self, location_id: str) -> int:
+        return self.location(location_id).priority
+
+    def primary(self, node: FileNode) -> str | None:
+        """The replica reads and writes go to: the highest-priority usable location holding
+        the current version."""
+        holders = [lid for lid, r in node.replicas.items() if r.state == "present"
+                   and self.usable(lid)]
+        if not holders:
+            return None
+        order = {loc.location_id: i for i, loc in enumerate(self.locations)}
+        return min(holders, key=lambda lid: order.get(lid, len(order)))
+
+
+def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> MountState:
+    """Open every location's backend and load the namespace from the catalog in bulk.
+    A location that cannot be opened or reached is kept, marked unavailable."""
+    locations = by_preference(catalog.locations())
+    backends: dict[str, ThreadedBackend] = {}
+    unavailable: dict[str, str] = {}
+    for loc in locations:
+        if loc.status is LocationStatus.OFFLINE:
+            continue
+        try:
+            backend = open_backend(loc, skip_hidden=settings.skip_hidden)
+        except LookupError as exc:
+            unavailable[loc.location_id] = str(exc)
+            continue
+        backends[loc.location_id] = ThreadedBackend(backend)
+        try:
+            backend.probe()
+        except OSError as exc:
+            unavailable[loc.location_id] = exc.strerror or str(exc)
+    uid, gid = os.getuid(), os.getgid()
+    namespace = Namespace({loc.location_id: loc.name for loc in locations}, uid, gid,
+                          time.time_ns())
+    load_namespace(namespace, catalog)
+    state = MountState(settings, catalog, locations, backends, namespace,
+                       CatalogQueue(catalog), options, unavailable)
+    refresh_free_space(state)
+    return state
+
+
+def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
+    metadata = catalog.all_metadata()
+    nodes: dict[str, FileNode] = {}
+    for r in catalog.replicas():
+        node = nodes.get(r.logical_path)
+        if node is None:
+            meta = metadata.get(r.logical_path)
+            media = classify_name(r.logical_path)
+            node = nodes[r.logical_path] = FileNode(
+                r.logical_path, {}, meta.category if meta else media.category,
+                meta.mime_type if meta else media.mime_type,
+                meta.tags if meta else (), meta.quality if meta else None,
+                stat.S_IFREG | 0o644, namespace.uid, namespace.gid, r.mtime_ns)
+        node.replicas[r.location_id] = Replica(r.size, r.mtime_ns, r.content_hash, r.state)
+    for node in nodes.values():
+        namespace.add_file(node)
+
+
+def refresh_free_space(state: MountState) -> None:
+    """Free space of every usable location (blocking: statvfs; run in a worker thread)."""
+    for loc in state.locations:
+        if not state.usable(loc.location_id):
+            continue
+        try:
+            state.free_space[loc.location_id] = state.backend(loc.location_id).free_space()
+            if loc.type is LocationType.LOCAL:
+                state.devices[loc.location_id] = os.stat(loc.path).st_dev
+        except OSError as exc:
+            state.unavailable[loc.location_id] = exc.strerror or str(exc)
+
+
+@dataclass(frozen=True)
+class CatalogView:
+    """Replicas and metadata of some locations, as a scan left them in the catalog."""
+
+    replicas: dict[str, dict[str, Replica]]  # logical path -> location id -> replica
+    metadata: dict[str, FileMeta]
+
+
+def read_catalog_view(catalog: Catalog, location_ids: set[str]) -> CatalogView:
+    """Blocking: run in a worker thread."""
+    by_path: dict[str, dict[str, Replica]] = {}
+    for r in catalog.replicas():
+        if r.location_id in location_ids:
+            by_path.setdefault(r.logical_path, {})[r.location_id] = Replica(
+                r.size, r.mtime_ns, r.content_hash, r.state)
+    return CatalogView(by_path, catalog.all_metadata())
+
+
+def apply_catalog_view(state: MountState, view: CatalogView, busy: set[str]) -> int:
+    """Bring the namespace level with what scans recorded: files added or changed directly in
+    a location appear, vanished ones show as missing. Files in `busy` (open for writing
+    through the mount) are left alone. Runs on the trio thread, so no handler interleaves.
+    Returns the number of changes."""
+    namespace = state.namespace
+    changes = 0
+    for logical, replicas in view.replicas.items():
+        vpath = view_path(logical)
+        if vpath in busy:
+            continue
+        node = namespace.files.get(vpath)
+        if node is None:
+            meta = view.metadata.get(logical)
+            media = classify_name(logical)
+            node = FileNode(logical, dict(replicas), meta.category if meta else media.category,
+                            meta.mime_type if meta else media.mime_type,
+                            meta.tags if meta else (), meta.quality if meta else None,
+                            stat.S_IFREG | 0o644, namespace.uid, namespace.gid, time.time_ns())
+            namespace.add_file(node)
+            changes += 1
+            continue
+        before = namespace.views_of(vpath)
+        for location_id, replica in replicas.items():
+            known = node.replicas.get(location_id)
+            if known is None or (known.state != "stale" and (
+                    known.size, known.mtime_ns, known.state) != (
+                    replica.size, replica.mtime_ns, replica.state)):
+                node.replicas[location_id] = replica
+                node.version += 1
+                changes += 1
+        namespace.reindex(vpath, before)
+    return changes

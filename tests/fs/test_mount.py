@@ -1,0 +1,340 @@
+"""The mounted filesystem, through ordinary file operations only."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import subprocess
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+from tests.conftest import BIN_DIR
+
+TIERS = {
+    "ssd": "priority: 100, rules: [{include_types: [image], max_size_bytes: 10MB}]",
+    "hdd": "priority: 50",
+}
+
+
+@pytest.fixture
+def fs(mount_factory):
+    return mount_factory(TIERS)
+
+
+def test_tree_and_placement_by_rules(fs):
+    assert sorted(os.listdir(fs.mountpoint)) == [".alicefs", "locations", "projects", "types"]
+    (fs.projects / "shoot").mkdir()
+    (fs.projects / "shoot" / "a.png").write_bytes(b"png")
+    (fs.projects / "shoot" / "notes.txt").write_text("text")
+    # Checked on the backing stores directly.
+    assert (fs.roots["ssd"] / "shoot" / "a.png").read_bytes() == b"png"
+    assert (fs.roots["hdd"] / "shoot" / "notes.txt").read_text() == "text"
+    assert not (fs.roots["hdd"] / "shoot" / "a.png").exists()
+    assert sorted(os.listdir(fs.projects / "shoot")) == ["a.png", "notes.txt"]
+
+
+def test_files_already_in_locations_show_in_every_view(fs):
+    (fs.roots["hdd"] / "old").mkdir()
+    (fs.roots["hdd"] / "old" / "clip.mp4").write_bytes(b"v" * 1000)
+    (fs.roots["ssd"] / "root-file.png").write_bytes(b"r")
+    fs.restart()
+    assert (fs.projects / "old" / "clip.mp4").read_bytes() == b"v" * 1000
+    assert (fs.mountpoint / "types" / "video" / "old" / "clip.mp4").stat().st_size == 1000
+    assert (fs.mountpoint / "locations" / "hdd" / "old" / "clip.mp4").exists()
+    assert not (fs.mountpoint / "locations" / "ssd" / "old").exists()
+    # A file at a location's root belongs to the project _unsorted.
+    assert (fs.projects / "_unsorted" / "root-file.png").read_bytes() == b"r"
+    # types/ and locations/ agree with projects/.
+    in_projects = {str(p.relative_to(fs.projects)) for p in fs.projects.rglob("*")
+                   if p.is_file()}
+    in_types = {str(p.relative_to(p.parents[len(p.relative_to(fs.mountpoint / "types")
+                                                   .parts) - 2]))
+                for p in (fs.mountpoint / "types").rglob("*") if p.is_file()}
+    in_locations = set()
+    for name in ("ssd", "hdd"):
+        base = fs.mountpoint / "locations" / name
+        in_locations |= {str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()}
+    assert in_projects == in_types == {"old/clip.mp4", "_unsorted/root-file.png"}
+    assert in_locations == in_projects
+
+
+def test_read_write_seek_append_truncate(fs):
+    path = fs.projects / "p" / "data.bin"
+    path.parent.mkdir()
+    with open(path, "wb") as f:
+        f.write(b"0123456789")
+        f.seek(20)
+        f.write(b"X")
+    assert path.read_bytes() == b"0123456789" + b"\0" * 10 + b"X"
+    with open(path, "ab") as f:
+        f.write(b"tail")
+    with open(path, "r+b") as f:
+        f.seek(2)
+        f.write(b"ab")
+        f.seek(0)
+        assert f.read(5) == b"01ab4"
+        f.truncate(4)
+    assert path.read_bytes() == b"01ab"
+    os.truncate(path, 0)
+    assert path.stat().st_size == 0
+    assert (fs.roots["hdd"] / "p" / "data.bin").read_bytes() == b""
+
+
+def test_temp_file_renamed_to_its_final_name_lands_by_the_final_name(fs):
+    (fs.projects / "render").mkdir()
+    tmp = fs.projects / "render" / "x.png.tmp"
+    tmp.write_bytes(b"image bytes")
+    assert (fs.roots["hdd"] / "render" / "x.png.tmp").exists()  # .tmp: not an image yet
+    os.rename(tmp, fs.projects / "render" / "x.png")
+    assert (fs.projects / "render" / "x.png").read_bytes() == b"image bytes"
+    deadline = 50
+    while not (fs.roots["ssd"] / "render" / "x.png").exists() and deadline:
+        deadline -= 1
+        subprocess.run(["sleep", "0.1"])
+    assert (fs.roots["ssd"] / "render" / "x.png").read_bytes() == b"image bytes"
+    assert not (fs.roots["hdd"] / "render" / "x.png").exists()
+    assert os.getxattr(fs.projects / "render" / "x.png", "user.alicefs.locations") == b"ssd"
+
+
+def test_rename_keeps_inode_and_location(fs):
+    (fs.projects / "a").mkdir()
+    (fs.projects / "a" / "doc.txt").write_text("hello")
+    inode = (fs.projects / "a" / "doc.txt").stat().st_ino
+    (fs.projects / "b" / "deep").mkdir(parents=True)
+    os.rename(fs.projects / "a" / "doc.txt", fs.projects / "b" / "deep" / "doc.txt")
+    assert (fs.projects / "b" / "deep" / "doc.txt").stat().st_ino == inode
+    assert (fs.roots["hdd"] / "b" / "deep" / "doc.txt").read_text() == "hello"
+    assert not (fs.roots["hdd"] / "a" / "doc.txt").exists()
+    # Replacing rename, as editors save.
+    (fs.projects / "b" / "new.txt").write_text("replacement")
+    os.rename(fs.projects / "b" / "new.txt", fs.projects / "b" / "deep" / "doc.txt")
+    assert (fs.projects / "b" / "deep" / "doc.txt").read_text() == "replacement"
+    # A directory rename moves everything below it.
+    os.rename(fs.projects / "b", fs.projects / "c")
+    assert (fs.projects / "c" / "deep" / "doc.txt").read_text() == "replacement"
+    assert (fs.roots["hdd"] / "c" / "deep" / "doc.txt").exists()
+
+
+def test_unlink_mkdir_rmdir_symlink(fs):
+    (fs.projects / "d" / "e").mkdir(parents=True)
+    assert (fs.roots["ssd"] / "d" / "e").is_dir()
+    (fs.projects / "d" / "e" / "f.txt").write_text("f")
+    with pytest.raises(OSError) as info:
+        os.rmdir(fs.projects / "d" / "e")
+    assert info.value.errno == errno.ENOTEMPTY
+    os.unlink(fs.projects / "d" / "e" / "f.txt")
+    assert not (fs.roots["hdd"] / "d" / "e" / "f.txt").exists()
+    assert (fs.projects / "d" / "e").is_dir()  # emptied, still there
+    os.rmdir(fs.projects / "d" / "e")
+    assert not (fs.projects / "d" / "e").exists()
+    (fs.projects / "d" / "target.txt").write_text("t")
+    os.symlink("target.txt", fs.projects / "d" / "link")
+    assert os.readlink(fs.projects / "d" / "link") == "target.txt"
+    assert (fs.projects / "d" / "link").read_text() == "t"
+    os.unlink(fs.projects / "d" / "link")
+    with pytest.raises(FileNotFoundError):
+        (fs.projects / "nope" / "x").write_text("x")
+    with pytest.raises(FileExistsError):
+        os.mkdir(fs.projects / "d")
+
+
+def test_posix_errors(fs):
+    with pytest.raises(OSError) as info:
+        (fs.projects / ("n" * 256)).write_text("x")
+    assert info.value.errno == errno.ENAMETOOLONG
+    (fs.projects / "p").mkdir()
+    (fs.projects / "p" / "f.txt").write_text("x")
+    with pytest.raises(IsADirectoryError):
+        os.unlink(fs.projects / "p")
+    with pytest.raises(NotADirectoryError):
+        os.rmdir(fs.projects / "p" / "f.txt")
+    # A name with "..": resolved by the kernel inside the mount, never outside a location.
+    assert not (fs.projects / ".." / ".." / "etc").exists()
+
+
+def test_read_only_views(fs):
+    (fs.projects / "p").mkdir()
+    (fs.projects / "p" / "a.png").write_bytes(b"a")
+    for path in (fs.mountpoint / "locations" / "ssd" / "p" / "new.txt",
+                 fs.mountpoint / "types" / "image" / "p" / "new.png",
+                 fs.mountpoint / ".alicefs" / "x"):
+        with pytest.raises(OSError) as info:
+            path.write_bytes(b"x")
+        assert info.value.errno == errno.EROFS
+    with pytest.raises(OSError) as info:
+        os.unlink(fs.mountpoint / "locations" / "ssd" / "p" / "a.png")
+    assert info.value.errno == errno.EROFS
+    with pytest.raises(OSError) as info:
+        os.open(fs.mountpoint / "types" / "image" / "p" / "a.png", os.O_RDWR)
+    assert info.value.errno == errno.EROFS
+    # types/ allows rename and unlink.
+    os.rename(fs.mountpoint / "types" / "image" / "p" / "a.png",
+              fs.mountpoint / "types" / "image" / "p" / "b.png")
+    assert (fs.projects / "p" / "b.png").read_bytes() == b"a"
+    os.unlink(fs.mountpoint / "types" / "image" / "p" / "b.png")
+    assert not (fs.roots["ssd"] / "p" / "b.png").exists()
+
+
+def test_xattrs_with_getfattr_setfattr_and_desktop_names(fs):
+    (fs.projects / "p").mkdir()
+    photo = fs.projects / "p" / "photo.png"
+    photo.write_bytes(b"p")
+    run = subprocess.run
+    assert run(["setfattr", "-n", "user.alicefs.tags", "-v", "portfolio,client", str(photo)]
+               ).returncode == 0
+    assert run(["setfattr", "-n", "user.baloo.rating", "-v", "8", str(photo)]).returncode == 0
+    out = run(["getfattr", "-d", "-m", "-", str(photo)], capture_output=True, text=True).stdout
+    assert 'user.alicefs.quality="4"' in out and 'user.xdg.tags="portfolio,client"' in out
+    assert 'user.alicefs.locations="ssd"' in out and 'user.alicefs.sync="synced"' in out
+    os.setxattr(photo, "user.xdg.tags", b"a,b")
+    assert os.getxattr(photo, "user.alicefs.tags") == b"a,b"
+    with pytest.raises(OSError) as info:
+        os.setxattr(photo, "user.alicefs.locations", b"x")
+    assert info.value.errno == errno.EPERM
+    with pytest.raises(OSError) as info:
+        os.setxattr(photo, "user.alicefs.quality", b"9")
+    assert info.value.errno == errno.EINVAL
+    # Kept in the catalog: visible to alicefs-ctl after unmounting, and after a remount.
+    fs.restart()
+    assert os.getxattr(photo, "user.alicefs.quality") == b"4"
+    fs.stop()
+    assets = json.loads(fs.ctl("find-project", "p", "--json").stdout)
+    assert assets[0]["tags"] == ["a", "b"] and assets[0]["quality"] == 4
+
+
+def test_noxattr_option(mount_factory):
+    fs = mount_factory(TIERS, extra_args=["-o", "noxattr"])
+    (fs.projects / "p").mkdir()
+    (fs.projects / "p" / "a.png").write_bytes(b"a")
+    with pytest.raises(OSError) as info:
+        os.getxattr(fs.projects / "p" / "a.png", "user.alicefs.tags")
+    assert info.value.errno in (errno.ENOTSUP, errno.ENOSYS)
+
+
+def _writer(args):
+    path, seed = args
+    data = hashlib.sha256(str(seed).encode()).digest() * 4000
+    for _ in range(3):
+        with open(path, "wb") as f:
+            f.write(data)
+        with open(path, "rb") as f:
+            if f.read() != data:
+                return False
+    return True
+
+
+def test_eight_processes_writing_and_reading(fs):
+    (fs.projects / "par").mkdir()
+    jobs = [(str(fs.projects / "par" / f"f{i}.bin"), i) for i in range(8)]
+    with ProcessPoolExecutor(8) as pool:
+        assert all(pool.map(_writer, jobs))
+    for path, seed in jobs:
+        expected = hashlib.sha256(str(seed).encode()).digest() * 4000
+        with open(path, "rb") as f:
+            assert f.read() == expected
+
+
+def test_two_gib_file_round_trips(fs):
+    (fs.projects / "big").mkdir()
+    path = fs.projects / "big" / "huge.bin"
+    block = os.urandom(1 << 20)
+    digest = hashlib.blake2b()
+    with open(path, "wb") as f:
+        for i in range(2048):
+            chunk = block[i % 256:] + block[:i % 256]
+            f.write(chunk)
+            digest.update(chunk)
+    check = hashlib.blake2b()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            check.update(chunk)
+    assert path.stat().st_size == 2 << 30
+    assert check.hexdigest() == digest.hexdigest()
+    os.unlink(path)
+
+
+def test_status_files(fs):
+    locations = json.loads((fs.mountpoint / ".alicefs" / "locations.json").read_text())
+    assert [loc["name"] for loc in locations] == ["ssd", "hdd"]
+    assert all(loc["state"] == "online" for loc in locations)
+    sync = json.loads((fs.mountpoint / ".alicefs" / "sync.json").read_text())
+    assert "states" in sync
+    assert "uploads_pending" in json.loads((fs.mountpoint / ".alicefs" / "queue.json")
+                                           .read_text())
+
+
+def test_a_location_going_offline_leaves_the_rest_usable(mount_factory):
+    fs = mount_factory(TIERS, start=False)
+    (fs.roots["ssd"] / "p").mkdir()
+    (fs.roots["ssd"] / "p" / "fast.png").write_bytes(b"fast")
+    (fs.roots["hdd"] / "p").mkdir()
+    (fs.roots["hdd"] / "p" / "slow.txt").write_text("slow")
+    fs.start()
+    fs.stop()
+    fs.roots["ssd"].rename(fs.roots["ssd"].with_name("unplugged"))
+    fs.start()
+    assert (fs.projects / "p" / "slow.txt").read_text() == "slow"
+    with pytest.raises(OSError) as info:
+        (fs.projects / "p" / "fast.png").read_bytes()
+    assert info.value.errno == errno.EIO
+    locations = json.loads((fs.mountpoint / ".alicefs" / "locations.json").read_text())
+    assert {loc["name"]: loc["state"] for loc in locations} == {"ssd": "unavailable",
+                                                                 "hdd": "online"}
+    # New images cannot go to the unplugged SSD: they land where there is room.
+    (fs.projects / "p" / "new.png").write_bytes(b"new")
+    assert (fs.roots["hdd"] / "p" / "new.png").read_bytes() == b"new"
+
+
+def test_sigkill_of_the_mount_loses_nothing(mount_factory):
+    fs = mount_factory(TIERS)
+    (fs.projects / "k").mkdir()
+    for i in range(50):
+        (fs.projects / "k" / f"{i}.txt").write_text(str(i))
+    fs.kill()
+    fs.start()
+    assert sorted(os.listdir(fs.projects / "k")) == sorted(f"{i}.txt" for i in range(50))
+    assert all((fs.projects / "k" / f"{i}.txt").read_text() == str(i) for i in range(50))
+
+
+def test_mount_errors_are_one_clear_line(mount_factory, tmp_path):
+    fs = mount_factory(TIERS, start=False)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "file").write_text("x")
+    cases = [
+        (["mount", "--config", str(fs.config), str(busy)], "is not empty"),
+        (["mount", "--config", str(tmp_path / "none.yaml"), str(fs.mountpoint)],
+         "none.yaml: no such file"),
+        (["mount", "--config", str(fs.config), str(tmp_path / "nodir")], "does not exist"),
+        (["mount", "--config", str(fs.config), str(fs.mountpoint), "-o", "bogus"],
+         "unknown mount option 'bogus'"),
+    ]
+    for args, message in cases:
+        result = subprocess.run([str(BIN_DIR / "alicefs"), *args], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 2
+        assert message in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_background_mount_and_umount(mount_factory):
+    fs = mount_factory(TIERS, start=False)
+    result = subprocess.run([str(BIN_DIR / "alicefs"), "mount", "--config", str(fs.config),
+                             str(fs.mountpoint)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    try:
+        assert os.path.ismount(fs.mountpoint)
+        (fs.projects / "bg").mkdir()
+        (fs.projects / "bg" / "f.txt").write_text("background")
+    finally:
+        result = subprocess.run([str(BIN_DIR / "alicefs"), "umount", str(fs.mountpoint)],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert not os.path.ismount(fs.mountpoint)
+    assert (fs.roots["hdd"] / "bg" / "f.txt").read_text() == "background"
+    # umount waited for the catalog to be written: alicefs-ctl sees the file at once.
+    assets = json.loads(fs.ctl("find-project", "bg", "--json").stdout)
+    assert [a["logical_path"] for a in assets] == ["bg/f.txt"]
