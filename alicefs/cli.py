@@ -180,18 +180,21 @@ def cmd_from_config(ctx: Context) -> int:
     return 0
 
 
-def _space_of(location: StorageLocation, skip_hidden: bool) -> tuple[SpaceInfo | None, str]:
-    """Free space and a reachability word for display; cloud locations report no limit."""
+def _space_of(location: StorageLocation, skip_hidden: bool, check: bool = False
+              ) -> tuple[SpaceInfo | None, str]:
+    """Free space and a reachability word for display. Object stores have no free space to
+    show and are only contacted with `check` (a network round trip each)."""
     if location.status is LocationStatus.OFFLINE:
-        return None, "offline"
+        return None, "offline (configured)"
+    backend = open_backend(location, skip_hidden=skip_hidden)
     try:
-        backend = open_backend(location, skip_hidden=skip_hidden)
-    except LookupError:
-        return None, "unchecked"
-    try:
+        if location.type is LocationType.LOCAL or check:
+            backend.probe()
+        else:
+            return None, "unchecked"
         return backend.free_space(), "reachable"
-    except LocationUnavailableError:
-        return None, "unreachable"
+    except LocationUnavailableError as exc:
+        return None, f"offline: {exc.strerror or exc}"
 
 
 def _display_path(loc: StorageLocation) -> str:
@@ -201,8 +204,9 @@ def _display_path(loc: StorageLocation) -> str:
 
 def cmd_list(ctx: Context) -> int:
     rows, data = [], []
+    failed = False
     for loc in ctx.registry.list_locations():
-        space, reach = _space_of(loc, ctx.settings.skip_hidden)
+        space, reach = _space_of(loc, ctx.settings.skip_hidden, ctx.args.check)
         data.append({
             "location_id": loc.location_id, "name": loc.name, "type": loc.type.value,
             "path": loc.path, "priority": loc.priority, "status": loc.status.value,
@@ -213,6 +217,7 @@ def cmd_list(ctx: Context) -> int:
         })
         free = human_bytes(space.free_bytes) if space else ("—" if reach == "reachable"
                                                              else reach)
+        failed = failed or reach.startswith("offline:")
         rules = "; ".join(f"({r.describe()})" for r in loc.rules) if loc.rules else "any file"
         rows.append([loc.location_id, loc.name, loc.type.value, _display_path(loc),
                      str(loc.priority), loc.status.value, free, rules])
@@ -222,7 +227,7 @@ def cmd_list(ctx: Context) -> int:
         return 0
     ctx.out.table(["ID", "NAME", "TYPE", "PATH", "PRIORITY", "STATUS", "FREE", "RULES"],
                   rows, data)
-    return 0
+    return 1 if failed and ctx.args.check else 0
 
 
 def _parse_rules(texts: Sequence[str] | None) -> list[Rule] | None:
@@ -529,7 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     command("init", cmd_init, "create the catalog (and a starter settings.yaml if none exists)")
     command("from-config", cmd_from_config,
             "register or update every location of settings.yaml in the catalog")
-    command("list", cmd_list, "list the registered locations")
+    p = command("list", cmd_list, "list the registered locations")
+    p.add_argument("--check", action="store_true",
+                   help="contact every location (S3/GCS included); exit 1 if any is offline")
 
     def scan_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--force", action="store_true",

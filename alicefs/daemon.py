@@ -145,6 +145,11 @@ class Mount:
             view = await trio.to_thread.run_sync(read_catalog_view, state.catalog, scanned)
             busy = {h.vpath for h in ops._handles.values() if h.writable}
             changes = apply_catalog_view(state, view, busy)
+            for location_id in scanned:
+                local = state.local(location_id)
+                if local is not None:
+                    dirs = await trio.to_thread.run_sync(local.list_dirs)
+                    state.namespace.add_existing_dirs(location_id, dirs)
             log.info("scan: %d files in %.1fs, %d changes shown", stats.files,
                      time.monotonic() - started, changes)
             await trio.sleep(self.settings.scan_interval)

@@ -133,7 +133,11 @@ def examine(backend: Backend, info: ObjectInfo, force: bool) -> Examined:
     media = classify_name(info.key)
     want_xmp = media.category in XMP_CATEGORIES or media.mime_type == UNKNOWN_MIME
     if backend.location.type is not LocationType.LOCAL and not force:
-        known = info.content_hash or backend.stat(info.key).content_hash
+        if info.content_hash is None:
+            # Object listings carry no metadata: the stat has the stored hash and the
+            # original modification time (the listing's is the upload time).
+            info = backend.stat(info.key)
+        known = info.content_hash
         if known is not None:
             # Written by alicefs: the hash is in the object's metadata; read nothing but
             # (for nameless types) the signature bytes.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -41,3 +42,55 @@ def ctl(tmp_path: Path):
                               env=env, timeout=60)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
     return run
+
+
+# ---------------------------------------------------------------------------------------------
+# Real object-store servers (tests/servers.py), one of each per test session, started only when
+# a test asks for them. A server that will not start fails the test that needed it.
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """A SeaweedFS S3 server on loopback with one access key (see S3Server)."""
+    from tests.servers import S3Server, ServerStartError
+
+    server = S3Server(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        server.start()
+    except ServerStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(s3_server) -> str:
+    """A bucket on `s3_server` shared by the session; tests keep apart by key prefix."""
+    return s3_server.create_bucket()
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory: pytest.TempPathFactory):
+    """gcp-storage-emulator on loopback, with STORAGE_EMULATOR_HOST pointing at it for this
+    process while the session lasts."""
+    from tests.servers import GCSEmulator, ServerStartError
+
+    server = GCSEmulator(tmp_path_factory.mktemp("gcs-emulator"))
+    try:
+        server.start()
+    except ServerStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = server.host_url
+    yield server
+    if previous is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = previous
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_bucket(gcs_server) -> str:
+    """A bucket on `gcs_server` shared by the session; tests keep apart by key prefix."""
+    return gcs_server.create_bucket()

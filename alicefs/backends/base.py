@@ -93,8 +93,10 @@ class Backend(ABC):
     - LocationUnavailableError: the location cannot be reached at all.
     - any other OSError: carries the errno the mount should return.
 
-    Writes are atomic: a reader sees the old content or the new, never a partial file, and an
-    interrupted write leaves at most a temporary object named with TEMP_PREFIX.
+    Writes are atomic: a reader sees the old content or the new, never a partial file. An
+    interrupted write leaves at most a temporary file named with TEMP_PREFIX (local), or an
+    unfinished multipart upload / resumable session that is invisible under any key (object
+    stores: docs/cloud.md shows the lifecycle rule that cleans them up).
     """
 
     #: Parallel calls allowed when `config.max_concurrent` is not set.
@@ -144,7 +146,9 @@ class Backend(ABC):
                      mtime_ns: int | None = None) -> WriteResult:
         """Write to a temporary name, flush, verify, then publish under `key`.
 
-        With `expected_hash` the stored bytes are re-read and must hash to it. Without
+        With `expected_hash` the stored content must hash to it before it is published: local
+        files are re-read from disk; object stores check the hash streamed while uploading,
+        the SDK's transfer checksums and the stored size and metadata. Without
         `overwrite` an existing key is never replaced (FileExistsError). `mtime_ns` sets the
         modification time, so copies keep the original's age.
         """

@@ -186,6 +186,28 @@ class LocalBackend(Backend):
                 else:
                     yield ObjectInfo(key, st.st_size, st.st_mtime_ns, st.st_ino)
 
+    def list_dirs(self) -> list[str]:
+        """Every directory below the root (as keys), empty ones included: the catalog records
+        files only, and the mount must still show the directories a user made."""
+        root = self._real_root()
+        found: list[str] = []
+        stack = [(root, "")]
+        while stack:
+            directory, key_prefix = stack.pop()
+            try:
+                entries = list(os.scandir(directory))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if entry.name[0] == "." and (self.skip_hidden
+                                             or entry.name.startswith(TEMP_PREFIX)):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    key = key_prefix + entry.name
+                    found.append(key)
+                    stack.append((entry.path, key + "/"))
+        return found
+
     def stat(self, key: str) -> ObjectInfo:
         fd = self._open_path(key)
         try:

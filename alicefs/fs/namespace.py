@@ -298,6 +298,15 @@ class Namespace:
                 self._unlink_from(view, old)
             self._move_inode(view, old, new, is_dir=True)
 
+    def add_existing_dirs(self, location_id: str, logical_dirs: Iterable[str]) -> None:
+        """Directories found on a location's disk: shown (empty or not) in projects/ and in
+        that location's view. Files at a location's root are the project `_unsorted`, so its
+        top-level directories are projects as they are."""
+        for logical in logical_dirs:
+            for view in (PROJECTS_VIEW, location_view(location_id)):
+                if logical not in self.dirs.get(view, {}):
+                    self._dir(view, logical).explicit = True
+
     def make_dir(self, view: str, vpath: str, mode: int) -> DirNode:
         node = self._dir(view, vpath)
         node.explicit = True

@@ -711,7 +711,14 @@ class AliceOperations(pyfuse3.Operations):
         location_id = self._dir_location(vpath)
         if location_id is not None:
             local = self.state.local(location_id)
-            await self._thread(location_id, local.make_dir, logical_path_of(vpath), dir_mode)
+            try:
+                await self._thread(location_id, local.make_dir, logical_path_of(vpath),
+                                   dir_mode)
+            except FileExistsError:
+                # On disk but not yet seen by a scan (directories hold no catalog rows).
+                self.ns.make_dir(location_view(location_id), vpath, dir_mode)
+                self.ns.make_dir(PROJECTS_VIEW, vpath, dir_mode)
+                raise
             self.ns.make_dir(location_view(location_id), vpath, dir_mode)
         self.ns.make_dir(PROJECTS_VIEW, vpath, dir_mode)
         return self._attrs(self.ns.inode_of(PROJECTS_VIEW, vpath))
@@ -973,7 +980,7 @@ class AliceOperations(pyfuse3.Operations):
         if not self.state.options.xattrs:
             raise _fail(errno.ENOSYS)  # the kernel stops asking for the rest of the mount
         if name not in ALL_XATTRS:
-            raise _fail(pyfuse3.ENOATTR)
+            raise _fail(_unsupported_or_absent(name))
         _, _, node = self._file(inode)
         if name in (XATTR_TAGS, XATTR_XDG_TAGS):
             if not node.tags:
@@ -1072,8 +1079,8 @@ class AliceOperations(pyfuse3.Operations):
             data: Any = [{
                 "location_id": loc.location_id, "name": loc.name, "type": loc.type.value,
                 "priority": loc.priority, "status": loc.status.value,
-                "state": ("offline" if loc.status is LocationStatus.OFFLINE else
-                          "unavailable" if loc.location_id in state.unavailable else "online"),
+                "state": ("offline" if loc.status is LocationStatus.OFFLINE
+                          or loc.location_id in state.unavailable else "online"),
                 "reason": state.unavailable.get(loc.location_id),
                 "free_bytes": (state.free_space.get(loc.location_id) or SpaceInfo(-1, -1)
                                ).free_bytes if loc.type is LocationType.LOCAL else None,
@@ -1090,6 +1097,16 @@ class AliceOperations(pyfuse3.Operations):
                                            if h.staged is not None and h.dirty),
                     "open_files": len(self._handles)}
         return (json.dumps(data, indent=2) + "\n").encode()
+
+
+def _unsupported_or_absent(name: bytes) -> int:
+    """Security labels and ACLs are not supported here, and saying so (ENOTSUP rather than
+    "no such attribute") lets `ls -l` and other coreutils stop asking for them on every file
+    of the listing: they cache "unsupported" per filesystem. This is what makes `ls -lR` with
+    xattrs on nearly as fast as with them off."""
+    if name.startswith((b"security.", b"system.", b"trusted.")):
+        return errno.EOPNOTSUPP
+    return pyfuse3.ENOATTR
 
 
 def _sync_state(node: FileNode) -> str:

@@ -281,7 +281,7 @@ def test_a_location_going_offline_leaves_the_rest_usable(mount_factory):
         (fs.projects / "p" / "fast.png").read_bytes()
     assert info.value.errno == errno.EIO
     locations = json.loads((fs.mountpoint / ".alicefs" / "locations.json").read_text())
-    assert {loc["name"]: loc["state"] for loc in locations} == {"ssd": "unavailable",
+    assert {loc["name"]: loc["state"] for loc in locations} == {"ssd": "offline",
                                                                  "hdd": "online"}
     # New images cannot go to the unplugged SSD: they land where there is room.
     (fs.projects / "p" / "new.png").write_bytes(b"new")

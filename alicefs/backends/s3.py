@@ -1,0 +1,997 @@
+"""An S3 bucket (AWS or any S3-compatible store), holding files at key `<prefix><logical path>`.
+
+Object-store plumbing that the GCS backend shares (key mapping, upload sources, ranged
+readers) sits in the first half of this module; the S3Backend follows.
+
+S3 publishes an object atomically when a PUT or a multipart completion succeeds, so no
+temporary object is ever written: an interrupted upload leaves nothing under the final key (an
+aborted or abandoned multipart upload is invisible to GET and LIST).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import itertools
+import logging
+import math
+import mimetypes
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime, timedelta
+from typing import Any, BinaryIO, TypeVar
+
+import boto3
+import botocore.exceptions as bexc
+from botocore.config import Config
+
+from alicefs.backends.base import (
+    TEMP_PREFIX,
+    Backend,
+    IntegrityError,
+    LocationUnavailableError,
+    ObjectInfo,
+    UnsafeKeyError,
+    WriteResult,
+    check_key,
+)
+from alicefs.backends.retry import call_with_retry, describe_error
+from alicefs.hashing import CHUNK_SIZE, hash_bytes, hash_stream, new_hasher
+from alicefs.model import StorageLocation, is_secret_key
+from alicefs.rules import SpaceInfo
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+HASH_METADATA = "alicefs-blake3"
+MTIME_METADATA = "alicefs-mtime-ns"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+mimetypes.init()  # once, here: lazy initialisation from several threads at once is racy
+
+# =============================================================================================
+# Object-store plumbing shared with gcs.py
+
+
+def logical_key(object_key: str, prefix: str, skip_hidden: bool) -> str | None:
+    """The logical path an object key under `prefix` stands for, or None when the object is
+    not a file of this location: outside the prefix, a "directory marker" (a key ending in
+    '/'), a key that is no valid logical path (`a//b`, `..`), a temporary object, or a hidden
+    name when `skip_hidden`."""
+    if not object_key.startswith(prefix):
+        return None
+    key = object_key[len(prefix):]
+    if not key or key.endswith("/"):
+        log.debug("skipping directory marker %r", object_key)
+        return None
+    try:
+        check_key(key)
+    except UnsafeKeyError:
+        log.debug("skipping object %r: not a valid logical path", object_key)
+        return None
+    parts = key.split("/")
+    if any(part.startswith(TEMP_PREFIX) for part in parts):
+        return None
+    if skip_hidden and any(part.startswith(".") for part in parts):
+        return None
+    return key
+
+
+def list_prefix(prefix: str) -> str:
+    """A `list()` prefix as a key prefix: "" or a checked path with one trailing '/'."""
+    return f"{check_key(prefix.rstrip('/'))}/" if prefix else ""
+
+
+def datetime_ns(moment: datetime) -> int:
+    """Nanoseconds since the epoch, exact to the microsecond (float seconds lose precision)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def metadata_mtime_ns(metadata: dict[str, str] | None, fallback_ns: int) -> int:
+    """The original mtime stored at upload, else the store's own timestamp."""
+    value = (metadata or {}).get(MTIME_METADATA)
+    if value is not None:
+        with contextlib.suppress(ValueError):
+            return int(value)
+    return fallback_ns
+
+
+def upload_metadata(content_hash: str, mtime_ns: int | None) -> dict[str, str]:
+    # Without a given mtime the upload time is recorded, so stat is stable across copies.
+    mtime = mtime_ns if mtime_ns is not None else time.time_ns()
+    return {HASH_METADATA: content_hash, MTIME_METADATA: str(mtime)}
+
+
+def content_type_of(key: str) -> str:
+    return mimetypes.guess_type(key, strict=False)[0] or "application/octet-stream"
+
+
+def _remaining_size(data: object) -> int | None:
+    """Bytes left in a seekable file object, or None for streams and iterables."""
+    seekable = getattr(data, "seekable", None)
+    if seekable is None:
+        return None
+    try:
+        if not seekable():
+            return None
+        position = data.tell()  # type: ignore[attr-defined]
+        end = data.seek(0, io.SEEK_END)  # type: ignore[attr-defined]
+        data.seek(position)  # type: ignore[attr-defined]
+    except (OSError, ValueError):
+        return None
+    return max(0, end - position)
+
+
+def _iter_chunks(data: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
+    if hasattr(data, "read"):
+        while chunk := data.read(CHUNK_SIZE):  # type: ignore[union-attr]
+            yield chunk
+    else:
+        for chunk in data:
+            if chunk:
+                yield bytes(chunk)
+
+
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    """`size` bytes, or fewer only at end of file (raw files may return short reads)."""
+    parts = []
+    while size > 0:
+        chunk = stream.read(size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+def _blocks(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """The bytes of `chunks` re-cut into blocks of exactly `size` (the last may be shorter)."""
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        while len(buffer) >= size:
+            yield bytes(buffer[:size])
+            del buffer[:size]
+    if buffer:
+        yield bytes(buffer)
+
+
+class UploadSource:
+    """The bytes of one write, with the hash their object metadata announces known before the
+    first request (S3 and GCS fix metadata when an upload starts).
+
+    Build it with `upload_source()`. `small` holds everything when the data fits the in-memory
+    limit. Otherwise the data is read from a seekable `file` (the caller's own, or a spool) or,
+    when the caller vouches for the hash and the store can take a one-shot stream, straight
+    from the caller's iterator. Whatever is sent is hashed again on the way (`blocks()`,
+    `reader()`), and `verify()` refuses to publish when that differs from the announced or the
+    expected hash.
+    """
+
+    def __init__(self, *, announced_hash: str, size: int | None, small: bytes | None = None,
+                 file: BinaryIO | None = None, start: int = 0,
+                 stream: Iterator[bytes] | None = None):
+        self.announced_hash = announced_hash
+        self.size = size
+        self.small = small
+        self.file = file
+        self.start = start
+        self._stream = stream
+        self._hasher = new_hasher()
+        self._sent = 0
+
+    def blocks(self, block_size: int) -> Iterator[bytes]:
+        """The data (of a file- or stream-backed source) in blocks of `block_size`, hashed as
+        they are produced. A file-backed source can be read again; a stream only once."""
+        self._restart()
+        if self.file is not None:
+            self.file.seek(self.start)
+            chunks: Iterable[bytes] = iter(lambda: _read_exactly(self.file, block_size), b"")
+        elif self._stream is not None:
+            chunks, self._stream = _blocks(self._stream, block_size), None
+        else:
+            raise ValueError("blocks() of an in-memory or already consumed source")
+        for block in chunks:
+            self._record(block)
+            yield block
+
+    def reader(self) -> BinaryIO:
+        """A fresh file object over the data (from the start) that hashes what is read."""
+        if self.file is None:
+            raise ValueError("reader() needs a file-backed source")
+        self.file.seek(self.start)
+        self._restart()
+        return _HashingReader(self)  # type: ignore[return-value]
+
+    def _restart(self) -> None:
+        self._hasher = new_hasher()
+        self._sent = 0
+
+    def _record(self, data: bytes) -> None:
+        self._hasher.update(data)
+        self._sent += len(data)
+
+    @property
+    def sent_bytes(self) -> int:
+        return self._sent
+
+    def verify(self, what: str, expected_hash: str | None) -> str:
+        """The hash of what was sent, when it matches the announced (and expected) hash;
+        raises IntegrityError otherwise."""
+        sent = self._hasher.hexdigest()
+        if sent != self.announced_hash or (expected_hash is not None and sent != expected_hash):
+            raise IntegrityError(f"{what}: content hash {sent} does not match expected "
+                                 f"{expected_hash or self.announced_hash}; nothing published")
+        return sent
+
+
+class _HashingReader(io.RawIOBase):
+    def __init__(self, source: UploadSource):
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        assert self._source.file is not None
+        # Short only at the end of the data, so a reader can tell the end from a short read.
+        data = _read_exactly(self._source.file, len(buffer))
+        buffer[:len(data)] = data
+        self._source._record(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._source.sent_bytes
+
+
+@contextlib.contextmanager
+def upload_source(data: BinaryIO | Iterable[bytes], *, limit: int, expected_hash: str | None,
+                  stream_ok: bool) -> Iterator[UploadSource]:
+    """An UploadSource for `data`: in memory up to `limit` bytes, else file-backed. A one-shot
+    stream over the limit is streamed as it comes when `stream_ok` and `expected_hash` are
+    given (the hash to announce is then known), and otherwise spooled to an anonymous temporary
+    file while it is hashed."""
+    size = _remaining_size(data)
+    if size is not None:
+        stream: BinaryIO = data  # type: ignore[assignment]
+        if size <= limit:
+            body = _read_exactly(stream, size)
+            yield UploadSource(announced_hash=hash_bytes(body), size=len(body), small=body)
+            return
+        start = stream.tell()
+        announced = expected_hash or hash_stream(stream)
+        yield UploadSource(announced_hash=announced, size=size, file=stream, start=start)
+        return
+    chunks = _iter_chunks(data)
+    head = bytearray()
+    for chunk in chunks:
+        head += chunk
+        if len(head) > limit:
+            break
+    if len(head) <= limit:
+        body = bytes(head)
+        yield UploadSource(announced_hash=hash_bytes(body), size=len(body), small=body)
+        return
+    rest = itertools.chain([bytes(head)], chunks)
+    if stream_ok and expected_hash is not None:
+        yield UploadSource(announced_hash=expected_hash, size=None, stream=rest)
+        return
+    with tempfile.TemporaryFile(prefix=TEMP_PREFIX) as spool:
+        hasher = new_hasher()
+        for chunk in rest:
+            hasher.update(chunk)
+            spool.write(chunk)
+        spool.flush()
+        size = spool.tell()
+        yield UploadSource(announced_hash=expected_hash or hasher.hexdigest(), size=size,
+                           file=spool)  # type: ignore[arg-type]
+
+
+class RangedReader(io.RawIOBase):
+    """A seekable read-only stream over a remote object, fetched by ranged requests of
+    `window` bytes. `fetch(offset, length)` does one request (retrying as the backend does)
+    and should pin the object version, so a concurrent overwrite is an error, not a mix."""
+
+    def __init__(self, fetch: Callable[[int, int], bytes], size: int, window: int = 8 * MiB):
+        self._fetch = fetch
+        self._size = size
+        self._window = window
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise OSError(errno.EINVAL, "negative seek position")
+        self._position = base + offset
+        return self._position
+
+    def _fetch_at(self, length: int) -> bytes:
+        length = min(length, self._size - self._position)
+        if length <= 0:
+            return b""
+        data = self._fetch(self._position, length)
+        if not data:
+            raise OSError(errno.EIO, "object ended before its stated size")
+        self._position += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._fetch_at(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def readall(self) -> bytes:
+        # RawIOBase.readall would read in 8 KiB requests: fetch whole windows instead.
+        parts = []
+        while data := self._fetch_at(self._window):
+            parts.append(data)
+        return b"".join(parts)
+
+
+def open_ranged(fetch: Callable[[int, int], bytes], size: int,
+                window: int = 8 * MiB) -> BinaryIO:
+    return io.BufferedReader(RangedReader(fetch, size, window),  # type: ignore[return-value]
+                             buffer_size=window)
+
+
+def run_parallel(jobs: Iterable[Callable[[], T]], workers: int,
+                 stop: threading.Event) -> list[T]:
+    """Each job's result, in job order, running at most `workers` at once. `jobs` is consumed
+    lazily, so a producer that reads and hashes data only runs ahead by `workers` jobs. On the
+    first failure `stop` is set (running jobs should give up retrying), queued jobs are
+    cancelled, and the error is raised once every running job has ended."""
+    results: dict[int, T] = {}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alicefs-part") as pool:
+        pending: dict[Future[T], int] = {}
+        try:
+            for index, job in enumerate(jobs):
+                pending[pool.submit(job)] = index
+                if len(pending) >= workers:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        results[pending.pop(future)] = future.result()
+            for future in list(pending):
+                results[pending.pop(future)] = future.result()
+        except BaseException:
+            stop.set()
+            for future in pending:
+                future.cancel()
+            raise
+    return [results[i] for i in range(len(results))]
+
+
+# =============================================================================================
+# S3
+
+# Error codes that mean "try again": throttling, timeouts, server trouble.
+_TRANSIENT_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+    "RequestThrottledException", "TooManyRequests", "TooManyRequestsException",
+    "RequestLimitExceeded", "BandwidthLimitExceeded", "RequestTimeout", "RequestTimeoutException",
+    "InternalError", "ServiceUnavailable", "PriorRequestNotComplete", "OperationAborted",
+})
+# Errors that say the bucket or the credentials are unusable, not just one object.
+_LOCATION_CODES = frozenset({
+    "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+    "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem",
+    "InvalidBucketName", "PermanentRedirect", "AuthorizationHeaderMalformed",
+})
+_ARCHIVE_CODES = frozenset({"InvalidObjectState"})
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
+_CREDENTIAL_ERRORS = (bexc.NoCredentialsError, bexc.PartialCredentialsError,
+                      bexc.ProfileNotFound, bexc.CredentialRetrievalError, bexc.NoRegionError)
+
+
+def error_code(exc: BaseException) -> tuple[str, int]:
+    """(error code, HTTP status) of a botocore ClientError; ("", 0) for anything else."""
+    if not isinstance(exc, bexc.ClientError):
+        return "", 0
+    response = exc.response or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code, status
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an S3 call that raised `exc` may succeed if simply tried again."""
+    if isinstance(exc, bexc.ClientError):
+        code, status = error_code(exc)
+        return code in _TRANSIENT_CODES or status in (429, 500, 502, 503, 504)
+    if isinstance(exc, bexc.SSLError):
+        return False  # a certificate problem does not heal by itself
+    return isinstance(exc, (bexc.ConnectionError, bexc.HTTPClientError,
+                            bexc.IncompleteReadError, ConnectionError, TimeoutError))
+
+
+class S3Backend(Backend):
+    """Bucket `location.path`, keys under `location.prefix`.
+
+    Writes up to `multipart_threshold` are one PUT of bytes held in memory; larger ones are a
+    multipart upload of `multipart_chunksize` parts, up to `part_workers` in parallel. Every
+    object carries its BLAKE3 hash (`alicefs-blake3`) and original mtime (`alicefs-mtime-ns`)
+    as user metadata. `list()` cannot see metadata (ListObjectsV2 does not return it): it
+    reports LastModified and no hash; `stat()` reports both from metadata.
+    """
+
+    default_max_concurrent = 16
+    default_multipart_threshold = 64 * MiB
+    default_multipart_chunksize = 16 * MiB
+    min_part_size = 5 * MiB  # the S3 minimum for every part but the last
+    max_parts = 10_000
+    #: Objects larger than this are copied part by part (the S3 limit of one CopyObject).
+    max_single_copy = 5 << 30
+    #: Memory one multipart upload may hold in parts in flight.
+    part_buffer_bytes = 128 * MiB
+    list_page_size = 1000
+    connect_timeout = 5.0
+    read_timeout = 60.0
+
+    def __init__(self, location: StorageLocation, *, skip_hidden: bool = True):
+        super().__init__(location, skip_hidden=skip_hidden)
+        config = location.config
+        self.bucket = location.path
+        self.prefix = location.prefix
+        self.multipart_threshold = int(config.get("multipart_threshold",
+                                                  self.default_multipart_threshold))
+        self.part_size = max(self.min_part_size,
+                             int(config.get("multipart_chunksize",
+                                            self.default_multipart_chunksize)))
+        self.part_workers = max(1, min(self.max_concurrent,
+                                       self.part_buffer_bytes // self.part_size))
+        self._secrets = [str(v) for k, v in config.items() if is_secret_key(k) and v]
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        # Cleared when the store answers If-None-Match with NotImplemented (see write_atomic).
+        self._conditional_writes = True
+
+    # -- client and errors -------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return f"location {self.location.name!r} (s3://{self.bucket}/{self.prefix})"
+
+    def _scrub(self, text: str) -> str:
+        """`text` with every configured credential value blanked out: server messages are
+        quoted in errors and logs, and no credential may ever reach either."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client, created on first use from this backend's own Session (never from
+        or into os.environ) with our timeouts and without boto's own retries."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
+
+    def _make_client(self) -> Any:
+        config = self.location.config
+        session_args: dict[str, Any] = {}
+        if config.get("aws_access_key_id"):
+            session_args.update(aws_access_key_id=config["aws_access_key_id"],
+                                aws_secret_access_key=config.get("aws_secret_access_key"),
+                                aws_session_token=config.get("aws_session_token"))
+        elif config.get("profile"):
+            session_args["profile_name"] = config["profile"]
+        if config.get("region"):
+            session_args["region_name"] = config["region"]
+        client_config = Config(
+            connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+            # One attempt per call: call_with_retry is the only retry loop, so retry_deadline
+            # bounds the whole call.
+            retries={"mode": "standard", "total_max_attempts": 1},
+            max_pool_connections=self.max_concurrent * (1 + self.part_workers),
+            s3={"addressing_style": config.get("addressing_style", "auto")},
+            user_agent_extra="alicefs")
+        try:
+            session = boto3.session.Session(**session_args)
+            return session.client("s3", endpoint_url=config.get("endpoint_url"),
+                                  config=client_config)
+        except (bexc.BotoCoreError, ValueError) as exc:
+            raise LocationUnavailableError(
+                f"{self.where}: cannot set up the S3 client: "
+                f"{self._scrub(describe_error(exc))}") from None
+
+    def _call(self, what: str, fn: Callable[[], T], *, key: str | None = None,
+              stop: threading.Event | None = None) -> T:
+        """fn() with transient failures retried until the deadline, and any failure mapped to
+        the OSError the Backend contract promises."""
+        def transient(exc: BaseException) -> bool:
+            return is_transient(exc) and not (stop is not None and stop.is_set())
+
+        try:
+            return call_with_retry(fn, deadline=self.retry_deadline, is_transient=transient,
+                                   what=f"{self.where}: {what}",
+                                   describe=lambda e: self._scrub(describe_error(e)))
+        except (bexc.BotoCoreError, bexc.ClientError) as exc:
+            # Some botocore errors are OSErrors too (via requests); they still need mapping.
+            # OSErrors raised by fn itself (FileExistsError, IntegrityError) pass unchanged.
+            raise self._map_error(exc, what, key) from None
+
+    def _map_error(self, exc: BaseException, what: str, key: str | None) -> OSError:
+        """The contract's OSError for an S3 failure that is final."""
+        code, status = error_code(exc)
+        cause = self._scrub(describe_error(exc))
+        where = f"{self.where}: {what}"
+        if code in _NOT_FOUND_CODES and key is not None:
+            return self._not_found(key)
+        if code in _NOT_FOUND_CODES or code in _LOCATION_CODES:
+            reason = ("bucket does not exist" if code in ("NoSuchBucket", "404", "NotFound")
+                      else "credentials or bucket settings rejected")
+            return LocationUnavailableError(f"{where}: {reason} ({cause})")
+        if code in _ARCHIVE_CODES:
+            message = (f"{where}: {key!r} is in an archive storage class (GLACIER or "
+                       "DEEP_ARCHIVE) and must be restored before it can be read (e.g. `aws "
+                       "s3api restore-object`, then retry once the restore has finished)")
+            log.warning("%s", message)
+            return OSError(errno.EIO, message)
+        if code == "AccessDenied":
+            return PermissionError(errno.EACCES, f"{where}: access denied ({cause}); see "
+                                                 "docs/cloud.md for the permissions needed")
+        if status == 403:
+            # A HEAD answers 403 without a body, whatever the reason.
+            return LocationUnavailableError(f"{where}: access denied; check the credentials "
+                                            f"and permissions ({cause})")
+        if isinstance(exc, _CREDENTIAL_ERRORS):
+            return LocationUnavailableError(f"{where}: no usable credentials ({cause})")
+        if isinstance(exc, bexc.EndpointConnectionError | bexc.ConnectTimeoutError
+                      | bexc.ProxyConnectionError | bexc.SSLError):
+            return LocationUnavailableError(
+                f"{where}: endpoint unreachable after retrying for up to "
+                f"{self.retry_deadline:g}s ({cause})")
+        if is_transient(exc):
+            return OSError(errno.EIO, f"{where}: still failing after retrying for up to "
+                                      f"{self.retry_deadline:g}s ({cause})")
+        return OSError(errno.EIO, f"{where}: {cause}")
+
+    def _not_found(self, key: str) -> OSError:
+        """A bare 404 (HEAD has no body) is a missing key or a missing bucket: ask which."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except bexc.ClientError as exc:
+            if error_code(exc)[1] == 404:
+                return LocationUnavailableError(f"{self.where}: bucket does not exist")
+        except bexc.BotoCoreError:
+            pass  # cannot tell; the key is missing as far as this call knows
+        return FileNotFoundError(errno.ENOENT, f"{key!r} not found in {self.where}")
+
+    # -- keys and metadata -------------------------------------------------------------
+
+    def object_key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def _info(self, key: str, head: dict[str, Any]) -> ObjectInfo:
+        metadata = head.get("Metadata") or {}
+        return ObjectInfo(key, int(head["ContentLength"]),
+                          metadata_mtime_ns(metadata, datetime_ns(head["LastModified"])),
+                          change_token=head.get("ETag"),
+                          content_hash=metadata.get(HASH_METADATA))
+
+    def _write_args(self, key: str) -> dict[str, Any]:
+        """Arguments every new object gets: content type, storage class, encryption."""
+        config = self.location.config
+        args: dict[str, Any] = {"ContentType": content_type_of(key)}
+        if config.get("storage_class"):
+            args["StorageClass"] = config["storage_class"]
+        if config.get("server_side_encryption"):
+            args["ServerSideEncryption"] = config["server_side_encryption"]
+        if config.get("sse_kms_key_id"):
+            args["SSEKMSKeyId"] = config["sse_kms_key_id"]
+        return args
+
+    def _head(self, key: str) -> dict[str, Any]:
+        full = self.object_key(key)
+        return self._call(f"stat {key!r}",
+                          lambda: self.client.head_object(Bucket=self.bucket, Key=full), key=key)
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self._head(key)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _refuse_existing(self, key: str) -> None:
+        if self._exists(key):
+            raise FileExistsError(errno.EEXIST, f"{key!r} exists in {self.where}")
+
+    # -- Backend -----------------------------------------------------------------------
+
+    def probe(self) -> None:
+        try:
+            self._call("probe", lambda: self.client.head_bucket(Bucket=self.bucket))
+        except LocationUnavailableError:
+            raise
+        except OSError as exc:
+            raise LocationUnavailableError(str(exc)) from None
+
+    def list(self, prefix: str = "", *, unchanged_if: Mapping[str, tuple[Any, ...]] | None = None
+             ) -> Iterator[ObjectInfo]:
+        # `unchanged_if` is ignored (the contract allows it): describing a listed object costs
+        # nothing beyond the listing request itself.
+        # Pages are fetched one request at a time (continuation tokens rather than boto's
+        # paginator), so a transient failure retries that page instead of the whole listing.
+        request: dict[str, Any] = {"Bucket": self.bucket,
+                                   "Prefix": self.prefix + list_prefix(prefix),
+                                   "MaxKeys": self.list_page_size}
+        while True:
+            page = self._call("list", lambda: self.client.list_objects_v2(**request))
+            for item in page.get("Contents", ()):
+                key = logical_key(item["Key"], self.prefix, self.skip_hidden)
+                if key is not None:
+                    yield ObjectInfo(key, int(item["Size"]), datetime_ns(item["LastModified"]),
+                                     change_token=item.get("ETag"))
+            if not page.get("IsTruncated"):
+                return
+            request["ContinuationToken"] = page["NextContinuationToken"]
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self._info(key, self._head(key))
+
+    def read(self, key: str, offset: int, length: int) -> bytes:
+        if offset < 0:
+            raise OSError(errno.EINVAL, f"negative offset {offset} reading {key!r}")
+        if length <= 0:
+            self.stat(key)  # a missing key is still an error
+            return b""
+        return self._get_range(key, offset, length, etag=None)
+
+    def _get_range(self, key: str, offset: int, length: int, etag: str | None) -> bytes:
+        full = self.object_key(key)
+
+        def fetch() -> bytes:
+            args: dict[str, Any] = {"Bucket": self.bucket, "Key": full,
+                                    "Range": f"bytes={offset}-{offset + length - 1}"}
+            if etag is not None:
+                args["IfMatch"] = etag
+            try:
+                response = self.client.get_object(**args)
+            except bexc.ClientError as exc:
+                code = error_code(exc)[0]
+                if code == "InvalidRange":
+                    return b""  # offset at or past the end
+                if etag is not None and code in _PRECONDITION_CODES:
+                    raise OSError(errno.ESTALE, f"{key!r} in {self.where} changed while it "
+                                                "was being read") from None
+                raise
+            # Reading the body is inside the retried call: a connection lost mid-body
+            # re-requests the same range.
+            with contextlib.closing(response["Body"]) as body:
+                return body.read()
+
+        return self._call(f"read {key!r}", fetch, key=key)
+
+    def open_read(self, key: str) -> BinaryIO:
+        info = self.stat(key)
+        return open_ranged(lambda offset, length: self._get_range(key, offset, length,
+                                                                  etag=info.change_token),
+                           info.size)
+
+    def write_atomic(self, key: str, data: BinaryIO | Iterable[bytes], *,
+                     expected_hash: str | None = None, overwrite: bool = False,
+                     mtime_ns: int | None = None) -> WriteResult:
+        """PUT (or a multipart upload) straight to the final key: S3 publishes only a
+        complete object, so no temporary name is needed.
+
+        Without `overwrite` the write is conditional (`If-None-Match: *`), so S3 itself
+        refuses an existing key, even one created a moment before. A store that answers
+        NotImplemented to that header gets a HEAD check before publishing instead, which
+        leaves a small race: a key created between the HEAD and the PUT is replaced. Stores
+        that silently ignore the header cannot be detected (see docs/cloud.md).
+
+        With `expected_hash` nothing is sent when an in-memory body does not match, a
+        multipart upload is aborted before completion when the streamed hash does not, and
+        the published object is checked afterwards (size and metadata).
+        """
+        self.object_key(key)
+        with upload_source(data, limit=self.multipart_threshold, expected_hash=expected_hash,
+                           stream_ok=True) as source:
+            content_hash = source.announced_hash
+            metadata = upload_metadata(content_hash, mtime_ns)
+            if source.small is not None:
+                if expected_hash is not None and content_hash != expected_hash:
+                    raise IntegrityError(f"{key!r} in {self.where}: content hash "
+                                         f"{content_hash} does not match expected "
+                                         f"{expected_hash}; nothing published")
+                etag = self._put(key, source.small, metadata, overwrite)
+                size = len(source.small)
+            else:
+                etag = self._multipart_upload(key, source, metadata, overwrite, expected_hash)
+                size = source.sent_bytes
+        if expected_hash is not None:
+            info = self._verify_published(key, size, content_hash)
+        else:
+            info = ObjectInfo(key, size, int(metadata[MTIME_METADATA]), change_token=etag,
+                              content_hash=content_hash)
+        return WriteResult(info, content_hash)
+
+    def _verify_published(self, key: str, size: int, content_hash: str) -> ObjectInfo:
+        info = self.stat(key)
+        if info.size != size or info.content_hash != content_hash:
+            raise IntegrityError(f"{key!r} in {self.where}: stored object ({info.size} bytes, "
+                                 f"hash {info.content_hash}) is not what was written "
+                                 f"({size} bytes, hash {content_hash})")
+        return info
+
+    def _is_ours(self, key: str, size: int | None, content_hash: str) -> bool:
+        """Whether `key` holds exactly what we meant to publish: after a retried request whose
+        first attempt did succeed, the retry sees the object our first attempt made."""
+        try:
+            info = self.stat(key)
+        except FileNotFoundError:
+            return False
+        return info.content_hash == content_hash and (size is None or info.size == size)
+
+    def _conditional(self, key: str, overwrite: bool, args: dict[str, Any]) -> None:
+        """Make a publishing request refuse an existing key, or check by HEAD first."""
+        if overwrite:
+            return
+        if self._conditional_writes:
+            args["IfNoneMatch"] = "*"
+        else:
+            self._refuse_existing(key)
+
+    def _publish_refused(self, exc: bexc.ClientError, key: str, attempt: int, size: int | None,
+                         content_hash: str) -> bool:
+        """Interpret a failed conditional publish. True: retry without the condition (the store
+        lacks it). False: our own earlier attempt published it. Raises FileExistsError when
+        the key is someone else's, and re-raises anything else."""
+        code, status = error_code(exc)
+        if code in _PRECONDITION_CODES:
+            if attempt > 1 and self._is_ours(key, size, content_hash):
+                return False
+            raise FileExistsError(errno.EEXIST, f"{key!r} exists in {self.where}") from None
+        if code == "NotImplemented" or status == 501:
+            log.warning("%s: the store does not support conditional writes (If-None-Match); "
+                        "checking for existing keys before each write instead", self.where)
+            self._conditional_writes = False
+            return True
+        raise exc
+
+    def _put(self, key: str, body: bytes, metadata: dict[str, str], overwrite: bool) -> str:
+        full = self.object_key(key)
+        attempts = 0
+
+        def put() -> str:
+            nonlocal attempts
+            attempts += 1
+            args = {"Bucket": self.bucket, "Key": full, "Body": body, "Metadata": metadata,
+                    **self._write_args(key)}
+            self._conditional(key, overwrite, args)
+            try:
+                return self.client.put_object(**args)["ETag"]
+            except bexc.ClientError as exc:
+                if "IfNoneMatch" not in args:
+                    raise
+                if self._publish_refused(exc, key, attempts, len(body),
+                                         metadata[HASH_METADATA]):
+                    return put()
+                return self.stat(key).change_token or ""
+
+        return self._call(f"write {key!r}", put, key=key)
+
+    # -- multipart ---------------------------------------------------------------------
+
+    def _part_size_for(self, size: int | None) -> int:
+        if size is None:
+            return self.part_size
+        # Stay within S3's 10,000 parts, in whole MiB.
+        needed = math.ceil(size / self.max_parts / MiB) * MiB
+        return max(self.part_size, needed)
+
+    def _multipart_upload(self, key: str, source: UploadSource, metadata: dict[str, str],
+                          overwrite: bool, expected_hash: str | None) -> str:
+        part_size = self._part_size_for(source.size)
+
+        def parts(upload_id: str, stop: threading.Event) -> Iterator[Callable[[], dict]]:
+            for number, block in enumerate(source.blocks(part_size), start=1):
+                if number > self.max_parts:
+                    raise OSError(errno.EFBIG, f"{key!r}: more than {self.max_parts} parts of "
+                                               f"{part_size} bytes; raise multipart_chunksize")
+                yield lambda n=number, b=block: self._upload_part(key, upload_id, n, b, stop)
+
+        return self._multipart(
+            key, metadata, overwrite, parts,
+            before_complete=lambda: source.verify(f"{key!r} in {self.where}", expected_hash),
+            size=lambda: source.sent_bytes)
+
+    def _upload_part(self, key: str, upload_id: str, number: int, body: bytes,
+                     stop: threading.Event) -> dict:
+        full = self.object_key(key)
+        response = self._call(
+            f"upload part {number} of {key!r}",
+            lambda: self.client.upload_part(Bucket=self.bucket, Key=full, UploadId=upload_id,
+                                            PartNumber=number, Body=body),
+            key=key, stop=stop)
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+    def _multipart(self, key: str, metadata: dict[str, str], overwrite: bool,
+                   parts: Callable[[str, threading.Event], Iterable[Callable[[], dict]]], *,
+                   before_complete: Callable[[], object],
+                   size: Callable[[], int | None]) -> str:
+        """Create a multipart upload, run its part jobs in parallel, complete it; abort it on
+        any failure, so nothing (not even an invisible upload) is left behind."""
+        full = self.object_key(key)
+        if not overwrite:
+            # Completion is conditional too; this only avoids sending gigabytes to be refused.
+            self._refuse_existing(key)
+        create = {"Bucket": self.bucket, "Key": full, "Metadata": metadata,
+                  **self._write_args(key)}
+        upload_id = self._call(f"start multipart upload of {key!r}",
+                               lambda: self.client.create_multipart_upload(**create)["UploadId"],
+                               key=key)
+        try:
+            stop = threading.Event()
+            done = run_parallel(parts(upload_id, stop), self.part_workers, stop)
+            before_complete()
+            return self._complete(key, upload_id, done, overwrite, size(),
+                                  metadata.get(HASH_METADATA, ""))
+        except BaseException:
+            self._abort(key, upload_id)
+            raise
+
+    def _complete(self, key: str, upload_id: str, parts: list[dict], overwrite: bool,
+                  size: int | None, content_hash: str) -> str:
+        full = self.object_key(key)
+        attempts = 0
+
+        def complete() -> str:
+            nonlocal attempts
+            attempts += 1
+            args = {"Bucket": self.bucket, "Key": full, "UploadId": upload_id,
+                    "MultipartUpload": {"Parts": parts}}
+            self._conditional(key, overwrite, args)
+            try:
+                return self.client.complete_multipart_upload(**args)["ETag"]
+            except bexc.ClientError as exc:
+                code = error_code(exc)[0]
+                if code == "NoSuchUpload" and attempts > 1 and self._is_ours(key, size,
+                                                                             content_hash):
+                    # The first attempt completed it; only its response was lost.
+                    return self.stat(key).change_token or ""
+                if "IfNoneMatch" not in args:
+                    raise
+                if self._publish_refused(exc, key, attempts, size, content_hash):
+                    return complete()
+                return self.stat(key).change_token or ""
+
+        return self._call(f"complete multipart upload of {key!r}", complete, key=key)
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        full = self.object_key(key)
+
+        def abort() -> None:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=full,
+                                                   UploadId=upload_id)
+            except bexc.ClientError as exc:
+                if error_code(exc)[0] != "NoSuchUpload":  # else: already gone
+                    raise
+
+        try:
+            self._call(f"abort multipart upload of {key!r}", abort)
+        except OSError as exc:
+            # Not fatal: an unfinished upload is invisible under the key. A lifecycle rule
+            # (AbortIncompleteMultipartUpload) removes it; docs/cloud.md shows one.
+            log.warning("%s: could not abort multipart upload %s of %r; its parts stay "
+                        "stored (invisible) until a lifecycle rule removes them: %s",
+                        self.where, upload_id, key, exc)
+
+    # -- deleting and copying ----------------------------------------------------------
+
+    def delete(self, key: str) -> None:
+        # S3 reports success for a missing key; the contract wants FileNotFoundError.
+        self._head(key)
+        full = self.object_key(key)
+        self._call(f"delete {key!r}",
+                   lambda: self.client.delete_object(Bucket=self.bucket, Key=full), key=key)
+
+    def copy_within(self, src_key: str, dst_key: str, *, overwrite: bool = False) -> WriteResult:
+        """Server-side copy inside this bucket: the bytes never leave the store. Metadata (hash,
+        mtime) is copied; storage class and encryption are this location's. The copy is
+        verified by size and hash metadata; a source without alicefs metadata is hashed by
+        reading the copy back."""
+        source = self._head(src_key)
+        src = self._info(src_key, source)
+        metadata = dict(source.get("Metadata") or {})
+        copy_source = {"Bucket": self.bucket, "Key": self.object_key(src_key)}
+        if src.size <= self.max_single_copy:
+            self._copy_object(dst_key, copy_source, src, overwrite)
+        else:
+            self._copy_multipart(dst_key, copy_source, src, metadata, overwrite)
+        content_hash = src.content_hash
+        if content_hash is None:
+            with self.open_read(dst_key) as stream:
+                content_hash = hash_stream(stream)
+            info = self.stat(dst_key)
+        else:
+            info = self._verify_published(dst_key, src.size, content_hash)
+        return WriteResult(info, content_hash)
+
+    def _copy_object(self, dst_key: str, copy_source: dict[str, str], src: ObjectInfo,
+                     overwrite: bool) -> None:
+        attempts = 0
+
+        def copy() -> None:
+            nonlocal attempts
+            attempts += 1
+            args = {"Bucket": self.bucket, "Key": self.object_key(dst_key),
+                    "CopySource": copy_source, "CopySourceIfMatch": src.change_token,
+                    "MetadataDirective": "COPY", **self._write_args(dst_key)}
+            args.pop("ContentType")  # kept from the source along with the metadata
+            self._conditional(dst_key, overwrite, args)
+            try:
+                self.client.copy_object(**args)
+            except bexc.ClientError as exc:
+                code = error_code(exc)[0]
+                # 412 is also the answer when the source changed (CopySourceIfMatch).
+                if code in _PRECONDITION_CODES and ("IfNoneMatch" not in args
+                                                    or not self._exists(dst_key)):
+                    raise OSError(errno.ESTALE, f"{src.key!r} in {self.where} changed while "
+                                                "it was being copied") from None
+                if "IfNoneMatch" not in args or code not in (*_PRECONDITION_CODES,
+                                                             "NotImplemented"):
+                    raise
+                if self._publish_refused(exc, dst_key, attempts, src.size,
+                                         src.content_hash or ""):
+                    copy()
+
+        self._call(f"copy {src.key!r} to {dst_key!r}", copy, key=src.key)
+
+    def _copy_multipart(self, dst_key: str, copy_source: dict[str, str], src: ObjectInfo,
+                        metadata: dict[str, str], overwrite: bool) -> None:
+        part_size = self._part_size_for(src.size)
+        full = self.object_key(dst_key)
+
+        def copy_part(upload_id: str, number: int, first: int, last: int,
+                      stop: threading.Event) -> dict:
+            response = self._call(
+                f"copy part {number} of {src.key!r} to {dst_key!r}",
+                lambda: self.client.upload_part_copy(
+                    Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number,
+                    CopySource=copy_source, CopySourceRange=f"bytes={first}-{last}",
+                    CopySourceIfMatch=src.change_token),
+                key=src.key, stop=stop)
+            return {"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]}
+
+        def parts(upload_id: str, stop: threading.Event) -> Iterator[Callable[[], dict]]:
+            for number, first in enumerate(range(0, src.size, part_size), start=1):
+                last = min(first + part_size, src.size) - 1
+                yield lambda n=number, a=first, b=last: copy_part(upload_id, n, a, b, stop)
+
+        self._multipart(dst_key, metadata, overwrite, parts, before_complete=lambda: None,
+                        size=lambda: src.size)
+
+    def free_space(self) -> SpaceInfo | None:
+        return None  # buckets have no meaningful size limit
+
+
+__all__ = [
+    "HASH_METADATA",
+    "MTIME_METADATA",
+    "RangedReader",
+    "S3Backend",
+    "UploadSource",
+    "is_transient",
+    "logical_key",
+    "upload_source",
+]
