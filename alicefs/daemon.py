@@ -32,6 +32,7 @@ from alicefs.scanner import MultiPathScanner
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 1.0
+UPLOAD_WORKERS = 4
 SPACE_INTERVAL = 5.0
 
 
@@ -75,6 +76,7 @@ class Mount:
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         """Mount, serve until unmounted or signalled, then flush and unmount."""
+        self._unmounted = trio.Event()
         catalog = await trio.to_thread.run_sync(Catalog, self.settings.catalog_path)
         try:
             state = await trio.to_thread.run_sync(build_state, self.settings, catalog,
@@ -83,7 +85,9 @@ class Mount:
                 log.warning("location %s unavailable: %s", state.location(location_id).name,
                             why)
             send_relocation, receive_relocation = trio.open_memory_channel[str](10_000)
-            ops = AliceOperations(state, relocations=send_relocation)
+            send_upload, receive_upload = trio.open_memory_channel[tuple[str, str]](100_000)
+            ops = AliceOperations(state, uploads=send_upload, relocations=send_relocation)
+            await self._resume_uploads(state, ops, send_upload)
             fuse_options = set(pyfuse3.default_options) | {"fsname=alicefs", "subtype=alicefs",
                                                              "noatime"}
             if self.options.allow_other:
@@ -97,7 +101,10 @@ class Mount:
                     nursery.start_soon(self._space_loop, state)
                     nursery.start_soon(self._scan_loop, state, ops)
                     nursery.start_soon(self._relocation_worker, ops, receive_relocation)
-                    unmounted_by_us = await self._wait_for_signal_or_unmount(nursery, ready)
+                    for _ in range(UPLOAD_WORKERS):
+                        nursery.start_soon(self._upload_worker, ops, receive_upload.clone())
+                    unmounted_by_us = await self._wait_for_signal_or_unmount(nursery, ready,
+                                                                             ops)
             finally:
                 await trio.to_thread.run_sync(state.queue.flush)
                 pyfuse3.close(unmount=unmounted_by_us)
@@ -105,20 +112,69 @@ class Mount:
             catalog.close()
 
     async def _wait_for_signal_or_unmount(self, nursery: trio.Nursery,
-                                          ready: Callable[[], None] | None) -> bool:
+                                          ready: Callable[[], None] | None,
+                                          ops: AliceOperations) -> bool:
+        """Until SIGTERM/SIGINT (`alicefs umount`) or an unmount from outside; then finish
+        the uploads of staged files before the services stop."""
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             if ready is not None:
                 ready()
-            async for signum in signals:
-                log.info("signal %d: finishing pending work and unmounting", signum)
-                nursery.cancel_scope.cancel()
-                return True
-        return False
+            async with trio.open_nursery() as waiters:
+                signalled = False
+
+                async def on_signal() -> None:
+                    nonlocal signalled
+                    async for signum in signals:
+                        log.info("signal %d: finishing pending work, then unmounting", signum)
+                        signalled = True
+                        waiters.cancel_scope.cancel()
+
+                async def on_unmount() -> None:
+                    await self._unmounted.wait()
+                    waiters.cancel_scope.cancel()
+
+                waiters.start_soon(on_signal)
+                waiters.start_soon(on_unmount)
+        while ops.pending_uploads:
+            log.info("waiting for %d uploads", len(ops.pending_uploads))
+            await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()
+        return signalled
 
     async def _serve(self, nursery: trio.Nursery) -> None:
         await pyfuse3.main(min_tasks=4, max_tasks=64)
         log.info("unmounted")
-        nursery.cancel_scope.cancel()
+        self._unmounted.set()
+
+    async def _resume_uploads(self, state: MountState, ops: AliceOperations,
+                              send: trio.MemorySendChannel[tuple[str, str]]) -> None:
+        """Staging files an earlier run left (crash, plain fusermount3 -u) are shown and
+        uploaded now."""
+        leftovers = await trio.to_thread.run_sync(ops.staging.leftovers)
+        for staged in leftovers:
+            if staged.location_id not in state.backends:
+                log.warning("staged %s for unknown location %s kept in %s",
+                            staged.logical_path, staged.location_id, staged.path)
+                continue
+            key = (ops.adopt_staged(staged), staged.location_id)
+            ops.pending_uploads.add(key)
+            await send.send(key)
+            log.info("resuming upload of %s", staged.logical_path)
+
+    async def _upload_worker(self, ops: AliceOperations,
+                             receive: trio.MemoryReceiveChannel[tuple[str, str]]) -> None:
+        async with receive:
+            async for key in receive:
+                await self._upload_one(ops, key)
+
+    async def _upload_one(self, ops: AliceOperations, key: tuple[str, str]) -> None:
+        try:
+            await ops.upload_staged(*key)
+        except OSError as exc:
+            # Kept staged: retried at the next mount (the backend already retried transient
+            # failures until its deadline).
+            log.error("upload of %s failed: %s", key[0], exc)
+            ops.pending_uploads.discard(key)
 
     async def _flush_loop(self, state: MountState) -> None:
         while True:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, TypeVar
 
@@ -23,31 +22,27 @@ from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.oauth2 import service_account
 
 from alicefs.backends.base import (
-    Backend,
     IntegrityError,
     LocationUnavailableError,
     ObjectInfo,
     WriteResult,
-    check_key,
 )
-from alicefs.backends.retry import call_with_retry, describe_error
-from alicefs.backends.s3 import (
+from alicefs.backends.objectstore import (
     HASH_METADATA,
-    MTIME_METADATA,
     MiB,
+    ObjectStoreBackend,
     UploadSource,
     content_type_of,
     datetime_ns,
     list_prefix,
     logical_key,
     metadata_mtime_ns,
-    open_ranged,
     upload_metadata,
     upload_source,
 )
+from alicefs.backends.retry import call_with_retry, describe_error
 from alicefs.hashing import hash_stream
 from alicefs.model import StorageLocation
-from alicefs.rules import SpaceInfo
 
 T = TypeVar("T")
 
@@ -82,7 +77,7 @@ _SDK_ERRORS = (gexc.GoogleAPICallError, InvalidResponse, DataCorruption,
                requests.exceptions.RequestException, gauth.GoogleAuthError)
 
 
-class GCSBackend(Backend):
+class GCSBackend(ObjectStoreBackend):
     """Bucket `location.path`, objects under `location.prefix`.
 
     Writes up to `resumable_threshold` are one request from memory; larger ones are resumable
@@ -90,23 +85,16 @@ class GCSBackend(Backend):
     file or a spool. A failed resumable upload is restarted from its first byte on retry.
     """
 
-    default_max_concurrent = 16
     default_resumable_threshold = 8 * MiB
-    list_page_size = 1000
-    connect_timeout = 5.0
-    read_timeout = 60.0
 
     def __init__(self, location: StorageLocation, *, skip_hidden: bool = True):
         super().__init__(location, skip_hidden=skip_hidden)
         config = location.config
         self.bucket_name = location.path
-        self.prefix = location.prefix
         self.resumable_threshold = int(config.get("resumable_threshold",
                                                   self.default_resumable_threshold))
         quantum = self.resumable_threshold // _CHUNK_QUANTUM * _CHUNK_QUANTUM
         self.chunk_size = min(max(_CHUNK_QUANTUM, quantum), 64 * MiB)
-        self._client: storage.Client | None = None
-        self._client_lock = threading.Lock()
 
     # -- client and errors -------------------------------------------------------------
 
@@ -117,13 +105,6 @@ class GCSBackend(Backend):
     @property
     def timeout(self) -> tuple[float, float]:
         return (self.connect_timeout, self.read_timeout)
-
-    @property
-    def client(self) -> storage.Client:
-        with self._client_lock:
-            if self._client is None:
-                self._client = self._make_client()
-            return self._client
 
     @property
     def bucket(self) -> storage.Bucket:
@@ -172,14 +153,9 @@ class GCSBackend(Backend):
         if status == 403:
             return PermissionError(errno.EACCES, f"{where}: access denied ({cause}); see "
                                                  "docs/cloud.md for the permissions needed")
-        if isinstance(exc, requests.exceptions.ConnectionError | gauth.TransportError):
-            return LocationUnavailableError(
-                f"{where}: endpoint unreachable after retrying for up to "
-                f"{self.retry_deadline:g}s ({cause})")
-        if is_transient(exc):
-            return OSError(errno.EIO, f"{where}: still failing after retrying for up to "
-                                      f"{self.retry_deadline:g}s ({cause})")
-        return OSError(errno.EIO, f"{where}: {cause}")
+        unreachable = isinstance(exc, requests.exceptions.ConnectionError | gauth.TransportError)
+        return self._final_error(where, cause, unreachable=unreachable,
+                                 transient=is_transient(exc))
 
     def _not_found(self, key: str) -> OSError:
         """A 404 for an object may mean the bucket is gone: a one-object listing tells (and
@@ -194,9 +170,6 @@ class GCSBackend(Backend):
         return FileNotFoundError(errno.ENOENT, f"{key!r} not found in {self.where}")
 
     # -- keys and metadata -------------------------------------------------------------
-
-    def object_key(self, key: str) -> str:
-        return self.prefix + check_key(key)
 
     def _info(self, key: str, blob: storage.Blob) -> ObjectInfo:
         metadata = blob.metadata or {}
@@ -220,19 +193,14 @@ class GCSBackend(Backend):
 
     # -- Backend -----------------------------------------------------------------------
 
-    def probe(self) -> None:
+    def _probe_request(self) -> None:
         # A one-object listing: it needs only the permission every use needs anyway.
         def list_one() -> None:
             for _ in self.client.list_blobs(self.bucket_name, prefix=self.prefix or None,
                                             max_results=1, retry=None, timeout=self.timeout):
                 pass
 
-        try:
-            self._call("probe", list_one)
-        except LocationUnavailableError:
-            raise
-        except OSError as exc:
-            raise LocationUnavailableError(str(exc)) from None
+        self._call("probe", list_one)
 
     def list(self, prefix: str = "", *, unchanged_if: Mapping[str, tuple[Any, ...]] | None = None
              ) -> Iterator[ObjectInfo]:
@@ -260,16 +228,9 @@ class GCSBackend(Backend):
     def stat(self, key: str) -> ObjectInfo:
         return self._info(key, self._reload(key))
 
-    def read(self, key: str, offset: int, length: int) -> bytes:
-        if offset < 0:
-            raise OSError(errno.EINVAL, f"negative offset {offset} reading {key!r}")
-        if length <= 0:
-            self.stat(key)  # a missing key is still an error
-            return b""
-        return self._get_range(key, offset, length, generation=None)
-
-    def _get_range(self, key: str, offset: int, length: int, generation: int | None) -> bytes:
+    def _get_range(self, key: str, offset: int, length: int, change_token: str | None) -> bytes:
         blob = self.bucket.blob(self.object_key(key))
+        generation = int(change_token) if change_token else None
 
         def fetch() -> bytes:
             try:
@@ -285,13 +246,6 @@ class GCSBackend(Backend):
                                             "being read") from None
 
         return self._call(f"read {key!r}", fetch, key=key)
-
-    def open_read(self, key: str) -> BinaryIO:
-        info = self.stat(key)
-        generation = int(info.change_token) if info.change_token else None
-        return open_ranged(lambda offset, length: self._get_range(key, offset, length,
-                                                                  generation=generation),
-                           info.size)
 
     def write_atomic(self, key: str, data: BinaryIO | Iterable[bytes], *,
                      expected_hash: str | None = None, overwrite: bool = False,
@@ -425,9 +379,6 @@ class GCSBackend(Backend):
             return True
         return False
 
-    def free_space(self) -> SpaceInfo | None:
-        return None  # buckets have no meaningful size limit
-
 
 def _emulated() -> bool:
     """Whether google-cloud-storage talks to an emulator (it reads the same variable)."""
@@ -455,4 +406,4 @@ class _VerifyingReader:
         return self._reader.tell()
 
 
-__all__ = ["MTIME_METADATA", "GCSBackend", "is_transient"]
+__all__ = ["GCSBackend", "is_transient"]

@@ -19,6 +19,7 @@ import posixpath
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES
 from alicefs.media import CATEGORIES
@@ -62,6 +63,7 @@ class Replica:
     mtime_ns: int
     content_hash: str | None = None
     state: str = "present"  # present | missing | stale (an older version than the primary)
+    staged: Path | None = None  # object stores: newer content waiting in a staging file
 
 
 @dataclass

@@ -17,7 +17,6 @@ import logging
 import os
 import stat
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,9 @@ from alicefs.fs.namespace import (
     location_view,
     logical_path_of,
     type_view,
+    view_path,
 )
+from alicefs.fs.staging import StagedFile, Staging
 from alicefs.fs.state import MountState
 from alicefs.hashing import hash_stream
 from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES
@@ -109,14 +110,17 @@ class Handle:
 @dataclass
 class AliceOperations(pyfuse3.Operations):
     state: MountState
-    uploads: trio.MemorySendChannel[str] | None = None  # projects paths to upload
+    # (projects path, location id) of staging files to upload; None: upload at release
+    uploads: trio.MemorySendChannel[tuple[str, str]] | None = None
     relocations: trio.MemorySendChannel[str] | None = None  # new files to re-place
     _handles: dict[int, Handle] = field(default_factory=dict)
     _next_fh: int = 1
     _cached_version: dict[int, int] = field(default_factory=dict)
+    pending_uploads: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         super().__init__()
+        self.staging = Staging(self.state.settings.cache_dir / "staging")
         ns = self.state.namespace
         # Fixed inodes, allocated up front so they are the same on every mount.
         for view, vpath in (("", ""), (PROJECTS_VIEW, ""), ("", TYPES), ("", LOCATIONS),
@@ -370,14 +374,24 @@ class AliceOperations(pyfuse3.Operations):
             raise _fail(errno.EIO)
         handle = Handle(inode, vpath, location_id, writable=writable)
         local = self.state.local(location_id)
+        open_flags = flags & (os.O_ACCMODE | os.O_APPEND | os.O_TRUNC)
+        staged = node.replicas[location_id].staged
         if local is not None:
-            open_flags = flags & (os.O_ACCMODE | os.O_APPEND | os.O_TRUNC)
             handle.fd = await self._thread(location_id, local.open_fd, node.logical_path,
                                            open_flags)
+        elif staged is not None:
+            # Newer than the object store: the staging file waiting for its upload.
+            handle.fd = await trio.to_thread.run_sync(os.open, str(staged),
+                                                      open_flags | os.O_CLOEXEC)
+            handle.staged = staged if writable else None
         elif writable:
             handle.staged = await self._stage(location_id, node,
                                               truncate=bool(flags & os.O_TRUNC))
-            handle.fd = await trio.to_thread.run_sync(os.open, str(handle.staged), os.O_RDWR)
+            handle.fd = await trio.to_thread.run_sync(
+                os.open, str(handle.staged), (open_flags & ~os.O_TRUNC) | os.O_CLOEXEC)
+            # From now on the staging file is the current content (a reader may open the file
+            # before this handle's release arrives).
+            node.replicas[location_id].staged = handle.staged
         if writable and flags & os.O_TRUNC:
             self._touch(node, location_id, size=0)
             handle.dirty = True
@@ -387,21 +401,18 @@ class AliceOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=self._new_handle(handle), keep_cache=keep)
 
     async def _stage(self, location_id: str, node: FileNode, truncate: bool) -> Path:
-        """A local working copy of an object-store file, uploaded on release."""
-        staging = self.state.settings.cache_dir / "staging"
-        path = staging / f"{uuid.uuid4().hex}"
+        """A local working copy of an object-store file, uploaded after release."""
         backend = self.state.backend(location_id)
 
-        def fetch() -> None:
-            staging.mkdir(parents=True, exist_ok=True)
-            with open(path, "wb") as out:
-                if not truncate:
-                    with backend.open_read(node.logical_path) as stream:
-                        while chunk := stream.read(1 << 20):
-                            out.write(chunk)
+        def fetch() -> Path:
+            path = self.staging.create(location_id, node.logical_path)
+            if not truncate:
+                with open(path, "wb") as out, backend.open_read(node.logical_path) as stream:
+                    while chunk := stream.read(1 << 20):
+                        out.write(chunk)
+            return path
 
-        await self._thread(location_id, fetch)
-        return path
+        return await self._thread(location_id, fetch)
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -499,7 +510,7 @@ class AliceOperations(pyfuse3.Operations):
             await self._thread(handle.location_id,
                                os.fdatasync if datasync else os.fsync, handle.fd)
         if handle.staged is not None and handle.dirty:
-            await self._upload_now(handle)
+            await self.upload_staged(handle.vpath, handle.location_id, from_handle=handle)
 
     @fuse_errors
     async def release(self, fh: int) -> None:
@@ -511,43 +522,59 @@ class AliceOperations(pyfuse3.Operations):
         else:
             st = None
         node = self.ns.files.get(handle.vpath)
-        if node is None or not handle.dirty:
+        replica = node.replicas.get(handle.location_id) if node else None
+        if node is None or replica is None:
             return
-        replica = node.replicas.get(handle.location_id)
-        if replica is None:
+        if not handle.dirty:
+            if (handle.staged is not None and replica.staged == handle.staged
+                    and (handle.vpath, handle.location_id) not in self.pending_uploads
+                    and not any(h.staged == handle.staged for h in self._handles.values())):
+                # Opened for writing, never written: the object store is still current.
+                replica.staged = None
+                await trio.to_thread.run_sync(self.staging.discard, handle.staged)
             return
         if handle.hasher is not None and st is not None and handle.hashed_upto == st.st_size:
             replica.content_hash = handle.hasher.hexdigest()
         if handle.staged is not None:
-            await self._upload_now(handle, st)
+            replica.size, replica.mtime_ns = st.st_size, st.st_mtime_ns
+            key = (handle.vpath, handle.location_id)
+            self.pending_uploads.add(key)
+            if self.uploads is not None:
+                await self.uploads.send(key)
+            else:
+                await self.upload_staged(*key)
         elif st is not None:
             replica.size, replica.mtime_ns = st.st_size, st.st_mtime_ns
             self._record(node, handle.location_id, inode=st.st_ino)
         if node.created_here is not None and self.relocations is not None:
             await self.relocations.send(handle.vpath)
 
-    async def _upload_now(self, handle: Handle, st: os.stat_result | None = None) -> None:
-        """Upload a staged object-store file; the staged copy is deleted only once the
-        upload is verified and recorded."""
-        node = self.ns.files[handle.vpath]
-        location_id = handle.location_id
-        backend = self.state.backend(location_id)
-        staged = handle.staged
-        replica = node.replicas[location_id]
-
-        def upload() -> Any:
-            with open(staged, "rb") as source:
-                return backend.write_atomic(node.logical_path, source, overwrite=True,
-                                            expected_hash=replica.content_hash,
-                                            mtime_ns=replica.mtime_ns)
-
-        result = await self._thread(location_id, upload)
+    async def upload_staged(self, vpath: str, location_id: str,
+                            from_handle: Handle | None = None) -> None:
+        """Upload a staging file and, once verified and recorded, let it go. With
+        `from_handle` (fsync) the content of the open file is uploaded and the working copy
+        stays for the handle."""
+        node = self.ns.files.get(vpath)
+        replica = node.replicas.get(location_id) if node else None
+        staged = from_handle.staged if from_handle else (replica.staged if replica else None)
+        if node is None or replica is None or staged is None:
+            self.pending_uploads.discard((vpath, location_id))
+            return
+        if from_handle is None and any(h.vpath == vpath and h.writable and h.staged == staged
+                                       for h in self._handles.values()):
+            return  # opened for writing again: uploaded after that release
+        version = node.version
+        result = await self._thread(location_id, self.staging.upload,
+                                    self.state.backend(location_id), staged,
+                                    node.logical_path, replica.mtime_ns, replica.content_hash)
         replica.size = result.info.size
         replica.content_hash = result.content_hash
         self._record(node, location_id, change_token=result.info.change_token)
-        if handle.fd is None:
-            await trio.to_thread.run_sync(staged.unlink)
-        handle.dirty = False
+        if from_handle is None and node.version == version and replica.staged == staged:
+            replica.staged = None
+            await self._db(self.state.queue.flush)
+            await trio.to_thread.run_sync(self.staging.discard, staged)
+        self.pending_uploads.discard((vpath, location_id))
 
     def _record(self, node: FileNode, location_id: str, *, inode: int | None = None,
                 change_token: str | None = None) -> None:
@@ -558,6 +585,26 @@ class AliceOperations(pyfuse3.Operations):
             replica.content_hash, inode, change_token, "present", now))
         # Older versions elsewhere stay in the catalog as they are: the sync process compares
         # hashes and brings them level (DESIGN.md §6).
+
+    def adopt_staged(self, staged: StagedFile) -> str:
+        """Show a staging file left by an earlier run as the current content of its replica
+        (it is newer than the object store). Returns its projects path."""
+        st = os.stat(staged.path)
+        vpath = view_path(staged.logical_path)
+        node = self.ns.files.get(vpath)
+        if node is None:
+            media = classify_name(staged.logical_path)
+            node = FileNode(staged.logical_path, {}, media.category, media.mime_type,
+                            uid=self.ns.uid, gid=self.ns.gid, ctime_ns=st.st_mtime_ns)
+            node.replicas[staged.location_id] = Replica(st.st_size, st.st_mtime_ns)
+            self.ns.add_file(node)
+        before = self.ns.views_of(vpath)
+        replica = node.replicas.setdefault(staged.location_id,
+                                           Replica(st.st_size, st.st_mtime_ns))
+        replica.size, replica.mtime_ns, replica.state = st.st_size, st.st_mtime_ns, "present"
+        replica.content_hash, replica.staged = None, staged.path
+        self.ns.reindex(vpath, before)
+        return vpath
 
     # -- placement ----------------------------------------------------------------------
 
@@ -655,15 +702,14 @@ class AliceOperations(pyfuse3.Operations):
             handle.fd = await self._thread(location_id, self._create_local, local, logical,
                                            file_mode, ctx)
         else:
-            staging = self.state.settings.cache_dir / "staging"
-            handle.staged = staging / uuid.uuid4().hex
-            await trio.to_thread.run_sync(functools.partial(staging.mkdir, parents=True,
-                                                            exist_ok=True))
-            handle.fd = await trio.to_thread.run_sync(
-                os.open, str(handle.staged), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            handle.staged = await trio.to_thread.run_sync(self.staging.create, location_id,
+                                                          logical)
+            handle.fd = await trio.to_thread.run_sync(os.open, str(handle.staged),
+                                                      os.O_RDWR | os.O_CLOEXEC)
         now = time.time_ns()
         media = classify_name(logical)
-        node = FileNode(logical, {location_id: Replica(0, now)}, media.category, media.mime_type,
+        node = FileNode(logical, {location_id: Replica(0, now, staged=handle.staged)},
+                        media.category, media.mime_type,
                         mode=stat.S_IFREG | file_mode, uid=ctx.uid, gid=ctx.gid, ctime_ns=now,
                         created_here=location_id)
         self.ns.add_file(node)
@@ -761,6 +807,10 @@ class AliceOperations(pyfuse3.Operations):
             op_id = await self._db(self.state.catalog.journal_begin, "delete",
                                    node.logical_path, payload={"locations": holders})
         for location_id in holders:
+            staged = node.replicas[location_id].staged
+            if staged is not None:
+                self.pending_uploads.discard((vpath, location_id))
+                await trio.to_thread.run_sync(self.staging.discard, staged)
             if not self.state.usable(location_id):
                 continue
             await self._delete_replica(location_id, node)
@@ -839,15 +889,25 @@ class AliceOperations(pyfuse3.Operations):
         node = self.ns.files[old]
         old_logical, new_logical = node.logical_path, logical_path_of(new)
         replaced = self.ns.files.get(new)
+        requeue = []
         for location_id, replica in node.replicas.items():
             if replica.state == "missing" or not self.state.usable(location_id):
                 continue
             local = self.state.local(location_id)
+            backend = self.state.backend(location_id)
             if local is not None:
                 await self._thread(location_id, local.rename, old_logical, new_logical)
+            elif replica.staged is not None:
+                # Not uploaded yet: the upload goes to the new name, the old key goes away.
+                await trio.to_thread.run_sync(self.staging.renamed, replica.staged,
+                                              new_logical)
+                with contextlib.suppress(FileNotFoundError):
+                    await self._thread(location_id, backend.delete, old_logical)
+                self.pending_uploads.discard((old, location_id))
+                requeue.append(location_id)
             else:
-                await self._thread(location_id, _object_rename, self.state.backend(location_id),
-                                   old_logical, new_logical)
+                await self._thread(location_id, _object_rename, backend, old_logical,
+                                   new_logical)
         if replaced is not None:
             # Copies of the replaced file where the renamed one has no replica now hold an
             # older version of the new name.
@@ -863,8 +923,14 @@ class AliceOperations(pyfuse3.Operations):
         self.ns.rename_file(old, new, (media.category, media.mime_type))
         node.ctime_ns = time.time_ns()
         for location_id, replica in node.replicas.items():
-            if replica.state == "present":
+            if replica.state == "present" and replica.staged is None:
                 self._record(node, location_id)
+        for location_id in requeue:
+            self.pending_uploads.add((new, location_id))
+            if self.uploads is not None:
+                await self.uploads.send((new, location_id))
+            else:
+                await self.upload_staged(new, location_id)
         if node.created_here is not None and self.relocations is not None:
             await self.relocations.send(new)
 
@@ -1093,8 +1159,7 @@ class AliceOperations(pyfuse3.Operations):
             data = {"files": len(self.ns.files), "states": counts}
         else:
             data = {"catalog_changes_pending": state.queue.pending,
-                    "uploads_pending": sum(1 for h in self._handles.values()
-                                           if h.staged is not None and h.dirty),
+                    "uploads_pending": len(self.pending_uploads),
                     "open_files": len(self._handles)}
         return (json.dumps(data, indent=2) + "\n").encode()
 

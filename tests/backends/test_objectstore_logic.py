@@ -19,15 +19,15 @@ from alicefs.backends import IntegrityError, LocationUnavailableError, UnsafeKey
 from alicefs.backends import gcs as gcs_module
 from alicefs.backends import s3 as s3_module
 from alicefs.backends.base import TEMP_PREFIX
-from alicefs.backends.s3 import (
+from alicefs.backends.objectstore import (
     RangedReader,
-    S3Backend,
     datetime_ns,
     list_prefix,
     logical_key,
     metadata_mtime_ns,
     upload_source,
 )
+from alicefs.backends.s3 import S3Backend
 from alicefs.hashing import hash_bytes
 from alicefs.model import LocationType
 from tests.backends.conftest import cloud_location
@@ -254,7 +254,7 @@ def test_gcs_error_mapping():
 
 
 def test_errors_are_logged_at_debug_only_for_skipped_keys(caplog):
-    caplog.set_level(logging.DEBUG, logger="alicefs.backends.s3")
+    caplog.set_level(logging.DEBUG, logger="alicefs.backends.objectstore")
     assert logical_key("p/dir/", "", True) is None
     assert "directory marker" in caplog.text
 

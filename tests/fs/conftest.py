@@ -96,8 +96,11 @@ def mount_factory(tmp_path):
     mounts: list[MountedFS] = []
 
     def create(locations: dict[str, str], *, extra_args: list[str] | None = None,
-               settings_extra: str = "", start: bool = True) -> MountedFS:
-        """`locations`: name -> the rest of its YAML entry (priority, rules, ...), one line."""
+               settings_extra: str = "", start: bool = True,
+               cloud: dict[str, str] | None = None) -> MountedFS:
+        """`locations`: name -> the rest of its YAML entry (priority, rules, ...), one line;
+        a directory is made for each. `cloud`: name -> the whole entry (type, path = bucket,
+        config) of S3/GCS locations."""
         lines = []
         roots = {}
         for name, entry in locations.items():
@@ -105,6 +108,8 @@ def mount_factory(tmp_path):
             root.mkdir(parents=True, exist_ok=True)
             roots[name] = root
             lines.append(f"    - {{name: {name}, path: {root}{', ' + entry if entry else ''}}}")
+        for name, entry in (cloud or {}).items():
+            lines.append(f"    - {{name: {name}, {entry}}}")
         config = tmp_path / "settings.yaml"
         config.write_text("storage:\n  scan_interval: 1h\n" + settings_extra
                           + "  locations:\n" + "\n".join(lines) + "\n")

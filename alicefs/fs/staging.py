@@ -1,0 +1,81 @@
+"""Local working copies of object-store files written through the mount.
+
+Writes to an S3/GCS replica go to a staging file in `cache_dir/staging/`; a background worker
+uploads it after the file is closed, and only a verified upload that is recorded lets the
+staging file go. Each staging file has a manifest naming its location and logical path, so
+one left behind by a crash or a plain `fusermount3 -u` is uploaded at the next mount: nothing
+written is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from alicefs.backends.base import Backend, WriteResult
+
+MANIFEST_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    path: Path
+    location_id: str
+    logical_path: str
+
+
+class Staging:
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def create(self, location_id: str, logical_path: str) -> Path:
+        """An empty staging file with its manifest (blocking)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / uuid.uuid4().hex
+        manifest = path.with_suffix(MANIFEST_SUFFIX)
+        temp = manifest.with_suffix(".tmp")
+        temp.write_text(json.dumps({"location_id": location_id, "logical_path": logical_path}))
+        os.replace(temp, manifest)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        return path
+
+    def renamed(self, path: Path, logical_path: str) -> None:
+        """The file was renamed before its upload: the manifest follows (blocking)."""
+        manifest = path.with_suffix(MANIFEST_SUFFIX)
+        data = json.loads(manifest.read_text())
+        data["logical_path"] = logical_path
+        temp = manifest.with_suffix(".tmp")
+        temp.write_text(json.dumps(data))
+        os.replace(temp, manifest)
+
+    def upload(self, backend: Backend, path: Path, logical_path: str, mtime_ns: int,
+               expected_hash: str | None) -> WriteResult:
+        """Upload a staging file, verified (blocking). The staging file stays."""
+        with open(path, "rb") as source:
+            return backend.write_atomic(logical_path, source, overwrite=True,
+                                        expected_hash=expected_hash, mtime_ns=mtime_ns)
+
+    def discard(self, path: Path) -> None:
+        """The upload is verified and recorded: let the working copy go (blocking)."""
+        path.with_suffix(MANIFEST_SUFFIX).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+
+    def leftovers(self) -> list[StagedFile]:
+        """Staging files of earlier runs, oldest first (blocking)."""
+        if not self.directory.is_dir():
+            return []
+        found = []
+        manifests = sorted(self.directory.glob(f"*{MANIFEST_SUFFIX}"),
+                           key=lambda p: p.stat().st_mtime_ns)
+        for manifest in manifests:
+            data = json.loads(manifest.read_text())
+            path = manifest.with_suffix("")
+            if path.exists():
+                found.append(StagedFile(path, data["location_id"], data["logical_path"]))
+            else:
+                manifest.unlink()
+        return found

@@ -1,0 +1,120 @@
+"""The mount over local, S3 (SeaweedFS) and GCS (emulator) locations together."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+
+import pytest
+
+from tests.servers import S3_REGION
+
+
+@pytest.fixture
+def cloud_fs(mount_factory, s3_server, s3_bucket, gcs_server, gcs_bucket):
+    prefix = f"mount-{uuid.uuid4().hex[:8]}/"
+    s3 = (f"type: s3, path: {s3_bucket}, priority: 50, rules: [{{include_types: [video]}}], "
+          f"config: {{endpoint_url: '{s3_server.endpoint_url}', region: {S3_REGION}, "
+          f"prefix: {prefix}, aws_access_key_id: {s3_server.access_key}, "
+          f"aws_secret_access_key: {s3_server.secret_key}, retry_deadline: 3}}")
+    gcs = (f"type: gcs, path: {gcs_bucket}, priority: 40, rules: [{{include_types: [audio]}}], "
+           f"config: {{prefix: {prefix}}}")
+    os.environ["STORAGE_EMULATOR_HOST"] = gcs_server.host_url
+    fs = mount_factory({"ssd": "priority: 100, rules: [{include_types: [image]}]",
+                        "hdd": "priority: 10"}, cloud={"s3": s3, "gcs": gcs})
+    fs.s3_client = s3_server.client()
+    fs.s3_bucket, fs.gcs_bucket, fs.prefix = s3_bucket, gcs_bucket, prefix
+    return fs
+
+
+def s3_object(fs, key: str) -> bytes | None:
+    try:
+        return fs.s3_client.get_object(Bucket=fs.s3_bucket, Key=fs.prefix + key)["Body"].read()
+    except fs.s3_client.exceptions.NoSuchKey:
+        return None
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.1)
+
+
+def test_files_land_in_cloud_locations_and_survive_a_remount(cloud_fs):
+    fs = cloud_fs
+    (fs.projects / "film").mkdir()
+    video = os.urandom(3 << 20)
+    (fs.projects / "film" / "clip.mp4").write_bytes(video)
+    (fs.projects / "film" / "song.wav").write_bytes(b"RIFF" + os.urandom(1000))
+    (fs.projects / "film" / "still.png").write_bytes(b"png")
+    wait_for(lambda: s3_object(fs, "film/clip.mp4") == video)
+    assert (fs.roots["ssd"] / "film" / "still.png").read_bytes() == b"png"
+    assert (fs.projects / "film" / "clip.mp4").read_bytes() == video
+    fs.restart()
+    assert (fs.projects / "film" / "clip.mp4").read_bytes() == video
+    assert (fs.projects / "film" / "song.wav").read_bytes()[:4] == b"RIFF"
+    locations = os.getxattr(fs.projects / "film" / "song.wav", "user.alicefs.locations")
+    assert locations == b"gcs"
+    # Overwrite in place, append, rename and delete on the object store.
+    with open(fs.projects / "film" / "clip.mp4", "r+b") as f:
+        f.seek(10)
+        f.write(b"EDITED")
+    edited = video[:10] + b"EDITED" + video[16:]
+    wait_for(lambda: s3_object(fs, "film/clip.mp4") == edited)
+    os.rename(fs.projects / "film" / "clip.mp4", fs.projects / "film" / "final.mp4")
+    assert s3_object(fs, "film/final.mp4") == edited and s3_object(fs, "film/clip.mp4") is None
+    os.unlink(fs.projects / "film" / "final.mp4")
+    assert s3_object(fs, "film/final.mp4") is None
+    assert sorted(os.listdir(fs.mountpoint / "locations" / "gcs" / "film")) == ["song.wav"]
+
+
+def test_sigkill_during_uploads_loses_nothing(cloud_fs):
+    fs = cloud_fs
+    (fs.projects / "batch").mkdir()
+    contents = {f"v{i}.mp4": hashlib.sha256(str(i).encode()).digest() * 20_000
+                for i in range(6)}
+    for name, data in contents.items():
+        (fs.projects / "batch" / name).write_bytes(data)
+    fs.kill()  # uploads were queued, some perhaps under way
+    fs.start()
+    for name, data in contents.items():
+        assert (fs.projects / "batch" / name).read_bytes() == data
+    wait_for(lambda: all(s3_object(fs, f"batch/{n}") == d for n, d in contents.items()))
+    queue = json.loads((fs.mountpoint / ".alicefs" / "queue.json").read_text())
+    assert queue["uploads_pending"] == 0
+
+
+def test_uploads_that_could_not_finish_resume_at_the_next_mount(cloud_fs, s3_server):
+    fs = cloud_fs
+    (fs.projects / "offline").mkdir()
+    data = os.urandom(1 << 20)
+    s3_server.kill()
+    try:
+        (fs.projects / "offline" / "take.mp4").write_bytes(data)
+        # The store is down: the upload fails after its retry deadline, the staging file
+        # stays, and the content is still served from it.
+        assert (fs.projects / "offline" / "take.mp4").read_bytes() == data
+        wait_for(lambda: "upload of offline/take.mp4 failed" in fs.log.read_text())
+        fs.kill()
+    finally:
+        s3_server.start()
+    fs.start()
+    wait_for(lambda: s3_object(fs, "offline/take.mp4") == data)
+    assert "resuming upload of offline/take.mp4" in fs.log.read_text()
+    assert (fs.projects / "offline" / "take.mp4").read_bytes() == data
+
+
+def test_umount_waits_for_uploads(cloud_fs):
+    fs = cloud_fs
+    (fs.projects / "u").mkdir()
+    data = os.urandom(8 << 20)
+    (fs.projects / "u" / "big.mp4").write_bytes(data)
+    fs.stop()  # fusermount3 -u: the process finishes the upload before it exits
+    assert s3_object(fs, "u/big.mp4") == data
+    staging = fs.config.parent / "cache" / "staging"
+    assert not staging.exists() or not any(staging.iterdir())
