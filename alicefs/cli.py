@@ -12,14 +12,14 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import trio
 
-from alicefs import __version__
+from alicefs import __version__, control
 from alicefs.backends import LocationUnavailableError, open_backend
 from alicefs.catalog import Catalog, FileMeta
 from alicefs.config import (
@@ -115,8 +115,10 @@ class Context:
 
     args: argparse.Namespace
     out: Output
+    cwd: Path = field(default_factory=Path.cwd)  # the caller's, also when run by a mount
     _settings: Settings | None = None
     _catalog: Catalog | None = None
+    owns_catalog: bool = True  # False when a running mount lends its catalog
 
     @property
     def config_path(self) -> Path:
@@ -138,8 +140,12 @@ class Context:
     def registry(self) -> StorageRegistry:
         return StorageRegistry(self.catalog)
 
+    def path(self, text: str) -> str:
+        """A path argument, absolute, relative to the caller's working directory."""
+        return os.path.normpath(os.path.join(self.cwd, text))
+
     def close(self) -> None:
-        if self._catalog is not None:
+        if self._catalog is not None and self.owns_catalog:
             self._catalog.close()
 
 
@@ -247,7 +253,7 @@ def cmd_add(ctx: Context) -> int:
         values["config"] = config_from_json(args.location_config, "--config-json")
     if args.min_free_bytes is not None:
         values["min_free_bytes"] = args.min_free_bytes
-    location = location_from_values(values, "alicefs-ctl add", Path.cwd())
+    location = location_from_values(values, "alicefs-ctl add", ctx.cwd)
     ctx.registry.register_location(location)
     ctx.out.result({"location_id": location.location_id, "name": location.name},
                    f"added {location.name} ({location.location_id})")
@@ -263,7 +269,7 @@ def cmd_update(ctx: Context) -> int:
         raise UsageError("nothing to update: give --priority, --status, --name, --rule or "
                          "--clear-rules")
     if args.name is not None:
-        location_from_values({"name": args.name, "path": "/"}, "--name", Path.cwd())
+        location_from_values({"name": args.name, "path": "/"}, "--name", ctx.cwd)
     status = LocationStatus(args.status) if args.status else None
     updated = ctx.registry.update_location(args.location_id, name=args.name,
                                            priority=args.priority, status=status, rules=rules)
@@ -347,8 +353,8 @@ def resolve_logical_path(ctx: Context, path_arg: str) -> str:
     """The logical path PATH names: a path inside a location's root, a path inside an
     alicefs mount, or a logical path the catalog knows."""
     locations = ctx.registry.list_locations()
-    if os.path.isabs(path_arg) or os.path.exists(path_arg):
-        absolute = os.path.abspath(path_arg)
+    absolute = ctx.path(path_arg)
+    if os.path.isabs(path_arg) or os.path.exists(absolute):
         for loc in locations:
             root = loc.path.rstrip("/") + "/"
             if loc.type is LocationType.LOCAL and absolute.startswith(root):
@@ -445,7 +451,7 @@ def _explain_attrs(ctx: Context, path_arg: str) -> tuple[FileAttrs, str | None]:
     args = ctx.args
     locations = ctx.registry.list_locations()
     logical, size, mtime, current = None, 0, time.time(), None
-    as_path = os.path.abspath(path_arg)
+    as_path = ctx.path(path_arg)
     for loc in locations:
         if loc.type is LocationType.LOCAL and as_path.startswith(loc.path.rstrip("/") + "/"):
             logical = os.path.relpath(as_path, loc.path).replace(os.sep, "/")
@@ -612,12 +618,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str], *, stdout: TextIO, stderr: TextIO, cwd: Path | None = None,
+        settings: Settings | None = None, catalog: Catalog | None = None) -> int:
+    """Run one alicefs-ctl command. A running mount calls this with its own settings and
+    catalog (DuckDB allows one writing process); otherwise a command whose mount is running
+    is forwarded to it over the control socket."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    out = Output(json_mode=getattr(args, "json", False))
-    ctx = Context(args, out)
+    out = Output(json_mode=getattr(args, "json", False), stdout=stdout, stderr=stderr)
+    ctx = Context(args, out, cwd=cwd or Path.cwd(), _settings=settings, _catalog=catalog,
+                  owns_catalog=catalog is None)
     try:
+        if catalog is None and args.command != "init":
+            forwarded = control.forward(ctx.settings.state_dir, list(argv), ctx.cwd)
+            if forwarded is not None:
+                code, output, errors = forwarded
+                stdout.write(output)
+                stderr.write(errors)
+                return code
         return args.func(ctx)
     except ConfigError as exc:
         if args.debug:
@@ -645,12 +663,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         traceback_text = traceback.format_exc()
         if args.debug:
-            sys.stderr.write(traceback_text)
+            stderr.write(traceback_text)
         out.error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the "
                   "traceback, and please report it)")
         return EXIT_INTERNAL
     finally:
         ctx.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(sys.argv[1:] if argv is None else argv, stdout=sys.stdout, stderr=sys.stderr)
 
 
 if __name__ == "__main__":

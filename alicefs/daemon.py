@@ -3,10 +3,13 @@ catalog write-behind, free-space refresh, periodic scans and re-placement of new
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +18,7 @@ from pathlib import Path
 import pyfuse3
 import trio
 
+from alicefs import cli, control
 from alicefs.catalog import Catalog
 from alicefs.config import Settings
 from alicefs.errors import UsageError
@@ -27,6 +31,7 @@ from alicefs.fs.state import (
     read_catalog_view,
     refresh_free_space,
 )
+from alicefs.rules import by_preference
 from alicefs.scanner import MultiPathScanner
 
 log = logging.getLogger(__name__)
@@ -101,6 +106,7 @@ class Mount:
                     nursery.start_soon(self._space_loop, state)
                     nursery.start_soon(self._scan_loop, state, ops)
                     nursery.start_soon(self._relocation_worker, ops, receive_relocation)
+                    nursery.start_soon(self._control_server, state, ops)
                     for _ in range(UPLOAD_WORKERS):
                         nursery.start_soon(self._upload_worker, ops, receive_upload.clone())
                     unmounted_by_us = await self._wait_for_signal_or_unmount(nursery, ready,
@@ -209,6 +215,73 @@ class Mount:
             log.info("scan: %d files in %.1fs, %d changes shown", stats.files,
                      time.monotonic() - started, changes)
             await trio.sleep(self.settings.scan_interval)
+
+    async def _control_server(self, state: MountState, ops: AliceOperations) -> None:
+        """Run alicefs-ctl commands sent over the control socket (see alicefs.control)."""
+        path = await trio.to_thread.run_sync(control.prepare_socket_dir,
+                                             self.settings.state_dir)
+        listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            await listener.bind(str(path))
+            os.chmod(path, 0o600)
+            listener.listen(16)
+            async with trio.open_nursery() as connections:
+                while True:
+                    conn, _ = await listener.accept()
+                    connections.start_soon(self._control_request, conn, state, ops)
+        finally:
+            listener.close()
+            path.unlink(missing_ok=True)
+
+    async def _control_request(self, conn: trio.socket.SocketType, state: MountState,
+                               ops: AliceOperations) -> None:
+        stream = trio.SocketStream(conn)
+        async with stream:
+            data = bytearray()
+            while chunk := await stream.receive_some(1 << 16):
+                data += chunk
+                if len(data) > control.MAX_MESSAGE:
+                    return
+            try:
+                argv, cwd = control.decode_request(bytes(data))
+            except (ValueError, KeyError) as exc:
+                log.warning("bad control request: %s", exc)
+                return
+            await trio.to_thread.run_sync(state.queue.flush)
+            stdout, stderr = io.StringIO(), io.StringIO()
+            # cli.run reports every failure of the command itself as an exit code; whatever
+            # still escapes is a bug in alicefs, and the mount must outlive it.
+            try:
+                code = await trio.to_thread.run_sync(functools.partial(
+                    cli.run, argv, stdout=stdout, stderr=stderr, cwd=cwd,
+                    settings=self.settings, catalog=state.catalog))
+                await self._after_command(state, ops)
+            except Exception:
+                log.exception("control command %s failed", argv)
+                code = cli.EXIT_INTERNAL
+                stderr.write("alicefs-ctl: error: internal error in the mount; see its log\n")
+            await stream.send_all(control.encode_reply(code, stdout.getvalue(),
+                                                       stderr.getvalue()))
+
+    async def _after_command(self, state: MountState, ops: AliceOperations) -> None:
+        """Bring the namespace level with what a command changed in the catalog: replicas
+        (discover, scan), tags and ratings (tag, rate), locations' names, priorities, rules
+        and status (update, from-config). Locations added or removed take effect at the next
+        mount."""
+        locations = {loc.location_id: loc
+                     for loc in await trio.to_thread.run_sync(state.catalog.locations)}
+        current = [locations.get(loc.location_id, loc) for loc in state.locations]
+        state.locations[:] = by_preference(current)
+        for loc in state.locations:
+            state.namespace.locations[loc.location_id] = loc.name
+        view = await trio.to_thread.run_sync(read_catalog_view, state.catalog,
+                                             set(state.backends))
+        busy = {h.vpath for h in ops._handles.values() if h.writable}
+        apply_catalog_view(state, view, busy)
+        for node in state.namespace.files.values():
+            meta = view.metadata.get(node.logical_path)
+            if meta is not None:
+                node.tags, node.quality = meta.tags, meta.quality
 
     async def _relocation_worker(self, ops: AliceOperations,
                                  receive: trio.MemoryReceiveChannel[str]) -> None:

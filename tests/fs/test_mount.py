@@ -338,3 +338,31 @@ def test_background_mount_and_umount(mount_factory):
     # umount waited for the catalog to be written: alicefs-ctl sees the file at once.
     assets = json.loads(fs.ctl("find-project", "bg", "--json").stdout)
     assert [a["logical_path"] for a in assets] == ["bg/f.txt"]
+
+
+def test_alicefs_ctl_works_while_mounted(fs):
+    socket_path = fs.config.parent / "state" / "control.sock"
+    assert socket_path.is_socket() and (socket_path.stat().st_mode & 0o777) == 0o600
+    listed = json.loads(fs.ctl("list", "--json").stdout)
+    assert [loc["name"] for loc in listed] == ["ssd", "hdd"]
+    (fs.projects / "live").mkdir()
+    (fs.projects / "live" / "shot.png").write_bytes(b"png")
+    # Tag and rate by mount path; the mount shows the change at once.
+    assert fs.ctl("tag", str(fs.projects / "live" / "shot.png"), "--add", "hero").returncode == 0
+    assert fs.ctl("rate", "live/shot.png", "5").returncode == 0
+    assert os.getxattr(fs.projects / "live" / "shot.png", "user.alicefs.tags") == b"hero"
+    assert os.getxattr(fs.projects / "live" / "shot.png", "user.baloo.rating") == b"10"
+    # A file added directly in a location appears after a scan run through the mount.
+    (fs.roots["hdd"] / "live" / "direct.txt").parent.mkdir(exist_ok=True)
+    (fs.roots["hdd"] / "live" / "direct.txt").write_text("direct")
+    result = fs.ctl("scan", "hdd", "--json")
+    assert result.returncode == 0, result.stderr
+    assert (fs.projects / "live" / "direct.txt").read_text() == "direct"
+    assets = json.loads(fs.ctl("find-project", "live", "--json").stdout)
+    assert [a["logical_path"] for a in assets] == ["live/direct.txt", "live/shot.png"]
+    # Priorities changed through the mount take effect for new files at once.
+    assert fs.ctl("update", "--location-id", "hdd", "--priority", "200").returncode == 0
+    (fs.projects / "live" / "after.png").write_bytes(b"p")
+    assert (fs.roots["hdd"] / "live" / "after.png").exists()
+    # Errors keep their exit codes.
+    assert fs.ctl("rate", "live/none.png", "3").returncode == 2
