@@ -91,7 +91,10 @@ class Mount:
                             why)
             send_relocation, receive_relocation = trio.open_memory_channel[str](10_000)
             send_upload, receive_upload = trio.open_memory_channel[tuple[str, str]](100_000)
-            ops = AliceOperations(state, uploads=send_upload, relocations=send_relocation)
+            send_close, receive_close = trio.open_memory_channel[tuple[str | None, int]](
+                100_000)
+            ops = AliceOperations(state, uploads=send_upload, relocations=send_relocation,
+                                  closer=send_close)
             await self._resume_uploads(state, ops, send_upload)
             fuse_options = set(pyfuse3.default_options) | {"fsname=alicefs", "subtype=alicefs",
                                                              "noatime"}
@@ -107,6 +110,7 @@ class Mount:
                     nursery.start_soon(self._scan_loop, state, ops)
                     nursery.start_soon(self._relocation_worker, ops, receive_relocation)
                     nursery.start_soon(self._control_server, state, ops)
+                    nursery.start_soon(self._close_worker, state, receive_close)
                     for _ in range(UPLOAD_WORKERS):
                         nursery.start_soon(self._upload_worker, ops, receive_upload.clone())
                     unmounted_by_us = await self._wait_for_signal_or_unmount(nursery, ready,
@@ -282,6 +286,15 @@ class Mount:
             meta = view.metadata.get(node.logical_path)
             if meta is not None:
                 node.tags, node.quality = meta.tags, meta.quality
+
+    async def _close_worker(self, state: MountState,
+                            receive: trio.MemoryReceiveChannel[tuple[str | None, int]]) -> None:
+        async for location_id, fd in receive:
+            limiter = state.backends[location_id].limiter if location_id else None
+            try:
+                await trio.to_thread.run_sync(os.close, fd, limiter=limiter)
+            except OSError as exc:
+                log.warning("closing a file of %s: %s", location_id, exc)
 
     async def _relocation_worker(self, ops: AliceOperations,
                                  receive: trio.MemoryReceiveChannel[str]) -> None:

@@ -105,6 +105,9 @@ class Handle:
     hasher: Any = None  # BLAKE3 of the content while writes are sequential from 0
     hashed_upto: int = 0
     created: bool = False
+    # (size, mtime_ns, inode) of the backing file after the last write, taken in the same
+    # worker-thread hop as the write, so release need not wait for another one.
+    last_stat: tuple[int, int, int] | None = None
 
 
 @dataclass
@@ -113,6 +116,9 @@ class AliceOperations(pyfuse3.Operations):
     # (projects path, location id) of staging files to upload; None: upload at release
     uploads: trio.MemorySendChannel[tuple[str, str]] | None = None
     relocations: trio.MemorySendChannel[str] | None = None  # new files to re-place
+    # descriptors to close in the background (FUSE ignores what release returns, and a
+    # close on a network filesystem may take a while); None: closed before release returns
+    closer: trio.MemorySendChannel[tuple[str | None, int]] | None = None
     _handles: dict[int, Handle] = field(default_factory=dict)
     _next_fh: int = 1
     _cached_version: dict[int, int] = field(default_factory=dict)
@@ -434,11 +440,13 @@ class AliceOperations(pyfuse3.Operations):
         if node is None:
             raise _fail(errno.ENOENT)
         try:
-            written = await self._thread(handle.location_id, os.pwrite, handle.fd, buf, off)
+            written, handle.last_stat = await self._thread(handle.location_id, _pwrite_stat,
+                                                           handle.fd, buf, off)
         except OSError as exc:
             if exc.errno != errno.ENOSPC or handle.staged is not None:
                 raise
             written = await self._write_elsewhere(handle, node, off, buf)
+            handle.last_stat = None
         if handle.hasher is not None:
             if off == handle.hashed_upto:
                 handle.hasher.update(buf[:written])
@@ -515,12 +523,18 @@ class AliceOperations(pyfuse3.Operations):
     @fuse_errors
     async def release(self, fh: int) -> None:
         handle = self._handles.pop(fh)
+        st: tuple[int, int, int] | None = None
         if handle.fd is not None:
             fd = handle.fd
             handle.fd = None
-            st = await self._thread(handle.location_id, _fstat_and_close, fd)
-        else:
-            st = None
+            if handle.dirty and handle.last_stat is None:
+                st = await self._thread(handle.location_id, _fstat_and_close, fd)
+            else:
+                st = handle.last_stat
+                if self.closer is not None:
+                    await self.closer.send((handle.location_id, fd))
+                else:
+                    await self._thread(handle.location_id, os.close, fd)
         node = self.ns.files.get(handle.vpath)
         replica = node.replicas.get(handle.location_id) if node else None
         if node is None or replica is None:
@@ -533,10 +547,10 @@ class AliceOperations(pyfuse3.Operations):
                 replica.staged = None
                 await trio.to_thread.run_sync(self.staging.discard, handle.staged)
             return
-        if handle.hasher is not None and st is not None and handle.hashed_upto == st.st_size:
+        if handle.hasher is not None and st is not None and handle.hashed_upto == st[0]:
             replica.content_hash = handle.hasher.hexdigest()
-        if handle.staged is not None:
-            replica.size, replica.mtime_ns = st.st_size, st.st_mtime_ns
+        if handle.staged is not None and st is not None:
+            replica.size, replica.mtime_ns = st[0], st[1]
             key = (handle.vpath, handle.location_id)
             self.pending_uploads.add(key)
             if self.uploads is not None:
@@ -544,8 +558,8 @@ class AliceOperations(pyfuse3.Operations):
             else:
                 await self.upload_staged(*key)
         elif st is not None:
-            replica.size, replica.mtime_ns = st.st_size, st.st_mtime_ns
-            self._record(node, handle.location_id, inode=st.st_ino)
+            replica.size, replica.mtime_ns = st[0], st[1]
+            self._record(node, handle.location_id, inode=st[2])
         if node.created_here is not None and self.relocations is not None:
             await self.relocations.send(handle.vpath)
 
@@ -1025,6 +1039,7 @@ class AliceOperations(pyfuse3.Operations):
             handle = self._handles.get(fh) if fh is not None else None
             if handle is not None:
                 handle.dirty = True
+                handle.last_stat = None
                 handle.hasher = blake3() if attr.st_size == 0 else None
                 handle.hashed_upto = 0
             else:
@@ -1189,11 +1204,18 @@ def _hash_key(backend: Any, key: str) -> str:
         return hash_stream(stream)
 
 
-def _fstat_and_close(fd: int) -> os.stat_result:
+def _fstat_and_close(fd: int) -> tuple[int, int, int]:
     try:
-        return os.fstat(fd)
+        st = os.fstat(fd)
     finally:
         os.close(fd)
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _pwrite_stat(fd: int, buf: bytes, off: int) -> tuple[int, tuple[int, int, int]]:
+    written = os.pwrite(fd, buf, off)
+    st = os.fstat(fd)
+    return written, (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def _object_rename(backend: Any, old: str, new: str) -> None:
