@@ -366,3 +366,20 @@ def test_alicefs_ctl_works_while_mounted(fs):
     assert (fs.roots["hdd"] / "live" / "after.png").exists()
     # Errors keep their exit codes.
     assert fs.ctl("rate", "live/none.png", "3").returncode == 2
+
+
+def test_mount_helper_form(mount_factory):
+    # mount.fuse3 runs `alicefs SOURCE MOUNTPOINT -o OPTIONS` for `mount -t fuse.alicefs` and
+    # fstab entries; the generic options mount(8) adds are accepted.
+    fs = mount_factory(TIERS, start=False)
+    result = subprocess.run([str(BIN_DIR / "alicefs"), str(fs.config), str(fs.mountpoint),
+                             "-o", "rw,nodev,nosuid,noatime"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    try:
+        assert os.path.ismount(fs.mountpoint)
+        assert sorted(os.listdir(fs.mountpoint)) == [".alicefs", "locations", "projects",
+                                                     "types"]
+    finally:
+        subprocess.run([str(BIN_DIR / "alicefs"), "umount", str(fs.mountpoint)], timeout=120)
+    assert not os.path.ismount(fs.mountpoint)

@@ -1,0 +1,114 @@
+"""The mount's in-memory namespace, driven directly (no FUSE)."""
+
+from __future__ import annotations
+
+from alicefs.fs.namespace import (
+    PROJECTS_VIEW,
+    FileNode,
+    Namespace,
+    Replica,
+    location_view,
+    logical_path_of,
+    type_view,
+    view_path,
+)
+
+
+def node(path: str, category: str = "image", locations: tuple[str, ...] = ("a",)) -> FileNode:
+    return FileNode(path, {loc: Replica(1, 1) for loc in locations}, category, "image/png")
+
+
+def check(ns: Namespace) -> None:
+    """Consistency: every file is listed in its views' directories and every inode maps back."""
+    for vpath in ns.files:
+        for view in ns.views_of(vpath):
+            parent, _, name = vpath.rpartition("/")
+            assert name in ns.dirs[view][parent].children, (view, vpath)
+    for tree in ns.dirs.values():
+        for vpath, directory in tree.items():
+            for name in directory.children:
+                child = f"{vpath}/{name}" if vpath else name
+                assert child in tree or child in ns.files, child
+    for (view, vpath), inode in ns._inodes.items():
+        entry = ns.entry(inode)
+        assert (entry.view, entry.vpath) == (view, vpath)
+
+
+def test_view_paths_for_root_files():
+    assert view_path("x.png") == "_unsorted/x.png"
+    assert view_path("p/x.png") == "p/x.png"
+    assert logical_path_of("_unsorted/x.png") == "x.png"
+    assert logical_path_of("_unsorted/sub/x.png") == "_unsorted/sub/x.png"
+
+
+def test_files_show_in_projects_types_and_locations():
+    ns = Namespace({"a": "A", "b": "B"}, 0, 0, 1)
+    ns.add_file(node("p/sub/x.png", locations=("a", "b")))
+    ns.add_file(node("p/y.mp4", category="video", locations=("b",)))
+    assert ns.children(PROJECTS_VIEW, "p") == ["sub", "y.mp4"]
+    assert ns.children(type_view("image"), "p") == ["sub"]
+    assert ns.children(type_view("video"), "p") == ["y.mp4"]
+    assert ns.children(location_view("a"), "p") == ["sub"]
+    assert ns.children(location_view("b"), "p") == ["sub", "y.mp4"]
+    check(ns)
+
+
+def test_rename_keeps_inodes_and_prunes_empty_directories():
+    ns = Namespace({"a": "A"}, 0, 0, 1)
+    ns.add_file(node("p/sub/x.png"))
+    inode = ns.inode_of(PROJECTS_VIEW, "p/sub/x.png")
+    type_inode = ns.inode_of(type_view("image"), "p/sub/x.png")
+    ns.rename_file("p/sub/x.png", "q/x.png")
+    assert ns.inode_of(PROJECTS_VIEW, "q/x.png") == inode
+    assert ns.inode_of(type_view("image"), "q/x.png") == type_inode
+    assert not ns.is_dir(PROJECTS_VIEW, "p/sub") and not ns.is_dir(PROJECTS_VIEW, "p")
+    assert ns.files["q/x.png"].logical_path == "q/x.png"
+    check(ns)
+
+
+def test_rename_changes_category_with_the_name():
+    ns = Namespace({"a": "A"}, 0, 0, 1)
+    ns.add_file(node("p/x.png.tmp", category="other"))
+    ns.rename_file("p/x.png.tmp", "p/x.png", ("image", "image/png"))
+    assert ns.children(type_view("image"), "p") == ["x.png"]
+    assert not ns.is_dir(type_view("other"), "p")
+    check(ns)
+
+
+def test_directory_rename_moves_everything_below():
+    ns = Namespace({"a": "A"}, 0, 0, 1)
+    for path in ("p/d/1.png", "p/d/e/2.png", "p/other.png"):
+        ns.add_file(node(path))
+    ns.make_dir(PROJECTS_VIEW, "p/d/empty", 0o755)
+    dir_inode = ns.inode_of(PROJECTS_VIEW, "p/d")
+    deep_inode = ns.inode_of(PROJECTS_VIEW, "p/d/e/2.png")
+    ns.rename_dir("p/d", "p/renamed")
+    assert sorted(ns.files) == ["p/other.png", "p/renamed/1.png", "p/renamed/e/2.png"]
+    assert ns.inode_of(PROJECTS_VIEW, "p/renamed") == dir_inode
+    assert ns.inode_of(PROJECTS_VIEW, "p/renamed/e/2.png") == deep_inode
+    assert ns.is_dir(PROJECTS_VIEW, "p/renamed/empty")
+    assert not ns.is_dir(PROJECTS_VIEW, "p/d")
+    check(ns)
+
+
+def test_replacing_rename_and_removal():
+    ns = Namespace({"a": "A"}, 0, 0, 1)
+    ns.add_file(node("p/new.txt", category="text"))
+    ns.add_file(node("p/old.txt", category="text"))
+    ns.rename_file("p/new.txt", "p/old.txt")
+    assert list(ns.files) == ["p/old.txt"]
+    ns.remove_file("p/old.txt")
+    assert ns.files == {} and not ns.is_dir(PROJECTS_VIEW, "p")
+    check(ns)
+
+
+def test_missing_replicas_leave_the_location_view():
+    ns = Namespace({"a": "A", "b": "B"}, 0, 0, 1)
+    file = node("p/x.png", locations=("a", "b"))
+    ns.add_file(file)
+    before = ns.views_of("p/x.png")
+    file.replicas["b"].state = "missing"
+    ns.reindex("p/x.png", before)
+    assert ns.children(location_view("b"), "p") == []
+    assert ns.children(location_view("a"), "p") == ["x.png"]
+    check(ns)
