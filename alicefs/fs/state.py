@@ -13,6 +13,7 @@ from alicefs.catalog import Catalog, FileMeta
 from alicefs.config import Settings
 from alicefs.fs.catalog_queue import CatalogQueue
 from alicefs.fs.namespace import FileNode, Namespace, Replica, view_path
+from alicefs.fs.recovery import recover
 from alicefs.media import classify_name
 from alicefs.model import LocationType, StorageLocation
 from alicefs.rules import LocationStatus, SpaceInfo, by_preference
@@ -86,6 +87,8 @@ def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> 
             backend.probe()
         except OSError as exc:
             unavailable[loc.location_id] = exc.strerror or str(exc)
+    reachable = {lid: tb.backend for lid, tb in backends.items() if lid not in unavailable}
+    recover(catalog, reachable)  # before the namespace is loaded, so it shows the outcome
     uid, gid = os.getuid(), os.getgid()
     namespace = Namespace({loc.location_id: loc.name for loc in locations}, uid, gid,
                           time.time_ns())
