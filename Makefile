@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The demo's extras on top of the test ones; redone whenever $(STAMP) is (pyproject.toml changed).
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: test demo lint system-deps clean
 
@@ -20,7 +22,11 @@ test: system-deps $(STAMP)
 	$(PY) -m ruff check alicefs tests tools
 	$(PY) -m pytest
 
-demo: system-deps $(STAMP)
+$(DEMO_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,demo]'
+	touch $(DEMO_STAMP)
+
+demo: system-deps $(DEMO_STAMP)
 	$(PY) tools/dev/demo.py
 
 lint: $(STAMP)

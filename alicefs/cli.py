@@ -382,8 +382,8 @@ def _mount_candidates(absolute: str) -> list[str]:
 
 def _meta_result(ctx: Context, meta: FileMeta, verb: str) -> int:
     stars = "unrated" if meta.quality is None else f"{meta.quality} stars"
-    ctx.out.result(asdict(meta), f"{verb} {meta.logical_path}: tags "
-                                 f"[{', '.join(meta.tags)}], {stars}")
+    tags = f"[{', '.join(meta.tags)}]" if meta.tags else "(none)"
+    ctx.out.result(asdict(meta), f"{verb} {meta.logical_path}: tags {tags}, {stars}")
     return 0
 
 
@@ -459,8 +459,15 @@ def _explain_attrs(ctx: Context, path_arg: str) -> tuple[FileAttrs, str | None]:
                 st = os.stat(as_path)
                 size, mtime, current = st.st_size, st.st_mtime, loc.location_id
             break
-    if logical is None:
-        logical = path_arg.strip("/")
+    if logical is None and (os.path.isabs(path_arg) or os.path.exists(as_path)):
+        candidates = [c for c in _mount_candidates(as_path) if ctx.catalog.replicas_of(c)]
+        if not candidates:
+            raise NotFoundError(f"{path_arg} is neither inside a location nor a cataloged "
+                                "file of an alicefs mount (give a logical path, "
+                                "project/rel/path, to ask about a new file)")
+        logical = candidates[0]
+    if logical is None or current is None:
+        logical = logical or path_arg.strip("/")
         if not logical or ".." in logical.split("/"):
             raise UsageError(f"expected a logical path (project/rel/path) or a file inside a "
                              f"location, got {path_arg!r}")

@@ -258,3 +258,10 @@ def test_version_and_help(ctl):
     result = ctl("--help")
     for verb in ("init", "from-config", "list", "add", "update", "remove", "explain"):
         assert verb in result.stdout
+
+
+def test_explain_refuses_a_path_outside_locations_and_mounts(ctl, library, tmp_path):
+    ctl("from-config", config=library)
+    result = ctl("explain", str(tmp_path / "elsewhere" / "x.png"), config=library)
+    assert result.returncode == 2
+    assert "is neither inside a location nor a cataloged file" in result.stderr

@@ -318,12 +318,15 @@ class AliceOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        entries = self._listing(fh)
+        entries: list[tuple[str, int]] = [(".", fh), ("..", self._parent_inode(fh))]
+        entries += [(name, self.ns.inode_of(view, vpath))
+                    for name, view, vpath in self._listing(fh)]
         for index in range(start_id, len(entries)):
-            name, view, vpath = entries[index]
-            if self._exists(view, vpath) is None:
-                continue
-            attr = self._attrs(self.ns.inode_of(view, vpath))
+            name, inode = entries[index]
+            try:
+                attr = self._attrs(inode)
+            except pyfuse3.FUSEError:
+                continue  # removed while listing
             if not pyfuse3.readdir_reply(token, os.fsencode(name), attr, index + 1):
                 return
 

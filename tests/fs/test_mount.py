@@ -383,3 +383,14 @@ def test_mount_helper_form(mount_factory):
     finally:
         subprocess.run([str(BIN_DIR / "alicefs"), "umount", str(fs.mountpoint)], timeout=120)
     assert not os.path.ismount(fs.mountpoint)
+
+
+def test_listings_have_dot_entries_and_explain_takes_mount_paths(fs):
+    (fs.projects / "e").mkdir()
+    (fs.projects / "e" / "a.png").write_bytes(b"png")
+    listing = subprocess.run(["ls", "-a", str(fs.projects / "e")], capture_output=True,
+                             text=True).stdout.split()
+    assert listing == [".", "..", "a.png"]
+    data = json.loads(fs.ctl("explain", str(fs.projects / "e" / "a.png"), "--json").stdout)
+    assert data["logical_path"] == "e/a.png" and data["size"] == 3
+    assert data["current_location_id"] is not None
