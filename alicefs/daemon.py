@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 1.0
 UPLOAD_WORKERS = 4
+PREFETCH_WORKERS = 4
 SPACE_INTERVAL = 5.0
 
 
@@ -93,8 +94,10 @@ class Mount:
             send_upload, receive_upload = trio.open_memory_channel[tuple[str, str]](100_000)
             send_close, receive_close = trio.open_memory_channel[tuple[str | None, int]](
                 100_000)
+            send_prefetch, receive_prefetch = trio.open_memory_channel[
+                tuple[str, str, str, int]](1_000)
             ops = AliceOperations(state, uploads=send_upload, relocations=send_relocation,
-                                  closer=send_close)
+                                  closer=send_close, prefetch=send_prefetch)
             await self._resume_uploads(state, ops, send_upload)
             fuse_options = set(pyfuse3.default_options) | {"fsname=alicefs", "subtype=alicefs",
                                                              "noatime"}
@@ -111,6 +114,8 @@ class Mount:
                     nursery.start_soon(self._relocation_worker, ops, receive_relocation)
                     nursery.start_soon(self._control_server, state, ops)
                     nursery.start_soon(self._close_worker, state, receive_close)
+                    for _ in range(PREFETCH_WORKERS):
+                        nursery.start_soon(self._prefetch_worker, ops, receive_prefetch.clone())
                     for _ in range(UPLOAD_WORKERS):
                         nursery.start_soon(self._upload_worker, ops, receive_upload.clone())
                     unmounted_by_us = await self._wait_for_signal_or_unmount(nursery, ready,
@@ -295,6 +300,16 @@ class Mount:
                 await trio.to_thread.run_sync(os.close, fd, limiter=limiter)
             except OSError as exc:
                 log.warning("closing a file of %s: %s", location_id, exc)
+
+    async def _prefetch_worker(self, ops: AliceOperations,
+                               receive: trio.MemoryReceiveChannel[tuple[str, str, str, int]]
+                               ) -> None:
+        async with receive:
+            async for location_id, key, version, index in receive:
+                try:
+                    await ops.fetch_chunk(location_id, key, version, index)
+                except OSError as exc:
+                    log.debug("read-ahead of %s: %s", key, exc)  # the read itself will retry
 
     async def _relocation_worker(self, ops: AliceOperations,
                                  receive: trio.MemoryReceiveChannel[str]) -> None:

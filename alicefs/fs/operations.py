@@ -29,6 +29,7 @@ from blake3 import blake3
 from alicefs.backends.base import MAX_NAME_BYTES
 from alicefs.catalog import FileMeta
 from alicefs.catalog import Replica as CatalogReplica
+from alicefs.fs.chunk_cache import CHUNK_SIZE, ChunkCache
 from alicefs.fs.namespace import (
     PROJECTS_VIEW,
     ROOT_INODE,
@@ -61,6 +62,7 @@ XATTR_BALOO_RATING = b"user.baloo.rating"
 WRITABLE_XATTRS = (XATTR_TAGS, XATTR_QUALITY, XATTR_XDG_TAGS, XATTR_BALOO_RATING)
 ALL_XATTRS = (*WRITABLE_XATTRS, XATTR_LOCATIONS, XATTR_SYNC)
 STATUS_FILES = ("locations.json", "sync.json", "queue.json")
+READ_AHEAD_CHUNKS = 4
 
 
 def fuse_errors(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -108,6 +110,7 @@ class Handle:
     # (size, mtime_ns, inode) of the backing file after the last write, taken in the same
     # worker-thread hop as the write, so release need not wait for another one.
     last_stat: tuple[int, int, int] | None = None
+    next_offset: int = 0  # where a sequential reader reads next: read-ahead when it does
 
 
 @dataclass
@@ -119,10 +122,13 @@ class AliceOperations(pyfuse3.Operations):
     # descriptors to close in the background (FUSE ignores what release returns, and a
     # close on a network filesystem may take a while); None: closed before release returns
     closer: trio.MemorySendChannel[tuple[str | None, int]] | None = None
+    # object-store chunks to fetch ahead of a sequential reader; None: no read-ahead
+    prefetch: trio.MemorySendChannel[tuple[str, str, str, int]] | None = None
     _handles: dict[int, Handle] = field(default_factory=dict)
     _next_fh: int = 1
     _cached_version: dict[int, int] = field(default_factory=dict)
     pending_uploads: set[tuple[str, str]] = field(default_factory=set)
+    _prefetching: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -430,9 +436,45 @@ class AliceOperations(pyfuse3.Operations):
             return handle.status[off:off + size]
         if handle.fd is not None:
             return await self._thread(handle.location_id, os.pread, handle.fd, size, off)
-        node = self.ns.files[handle.vpath]
-        return await self._thread(handle.location_id, self.state.backend(
-            handle.location_id).read, node.logical_path, off, size)
+        return await self._read_object(handle, self.ns.files[handle.vpath], off, size)
+
+    async def _read_object(self, handle: Handle, node: FileNode, off: int, size: int
+                           ) -> bytes:
+        """An object-store read, through the chunk cache, fetching ahead when sequential."""
+        location_id = handle.location_id
+        replica = node.replicas[location_id]
+        end = min(off + size, replica.size)
+        if off >= end:
+            return b""
+        version = replica.content_hash or f"{replica.size}:{replica.mtime_ns}"
+        first, last = off // CHUNK_SIZE, (end - 1) // CHUNK_SIZE
+        parts = [await self.fetch_chunk(location_id, node.logical_path, version, index)
+                 for index in range(first, last + 1)]
+        if off == handle.next_offset and self.prefetch is not None:
+            for index in range(last + 1, last + 1 + READ_AHEAD_CHUNKS):
+                name = ChunkCache.name(location_id, node.logical_path, version, index)
+                if index * CHUNK_SIZE < replica.size and name not in self._prefetching:
+                    try:
+                        self.prefetch.send_nowait((location_id, node.logical_path, version,
+                                                   index))
+                    except trio.WouldBlock:
+                        break  # read-ahead is saturated: this read does not wait for it
+                    self._prefetching.add(name)
+        handle.next_offset = end
+        start = off - first * CHUNK_SIZE
+        return b"".join(parts)[start:start + end - off]
+
+    async def fetch_chunk(self, location_id: str, key: str, version: str, index: int) -> bytes:
+        cache = self.state.chunks
+        name = ChunkCache.name(location_id, key, version, index)
+        data = await trio.to_thread.run_sync(cache.get, name) if cache else None
+        if data is None:
+            data = await self._thread(location_id, self.state.backend(location_id).read, key,
+                                      index * CHUNK_SIZE, CHUNK_SIZE)
+            if cache is not None:
+                await trio.to_thread.run_sync(cache.put, name, data)
+        self._prefetching.discard(name)
+        return data
 
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:

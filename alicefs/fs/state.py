@@ -12,6 +12,7 @@ from alicefs.backends.threaded import ThreadedBackend
 from alicefs.catalog import Catalog, FileMeta
 from alicefs.config import Settings
 from alicefs.fs.catalog_queue import CatalogQueue
+from alicefs.fs.chunk_cache import ChunkCache
 from alicefs.fs.namespace import FileNode, Namespace, Replica, view_path
 from alicefs.fs.recovery import recover
 from alicefs.media import classify_name
@@ -38,6 +39,7 @@ class MountState:
     options: MountOptions
     unavailable: dict[str, str] = field(default_factory=dict)  # location id -> why
     free_space: dict[str, SpaceInfo | None] = field(default_factory=dict)
+    chunks: ChunkCache | None = None  # object-store read cache
     devices: dict[str, int] = field(default_factory=dict)  # local location id -> st_dev
 
     def location(self, location_id: str) -> StorageLocation:
@@ -94,7 +96,8 @@ def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> 
                           time.time_ns())
     load_namespace(namespace, catalog)
     state = MountState(settings, catalog, locations, backends, namespace,
-                       CatalogQueue(catalog), options, unavailable)
+                       CatalogQueue(catalog), options, unavailable,
+                       chunks=ChunkCache(settings.cache_dir / "chunks", settings.cache_size))
     refresh_free_space(state)
     return state
 

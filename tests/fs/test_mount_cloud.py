@@ -118,3 +118,22 @@ def test_umount_waits_for_uploads(cloud_fs):
     assert s3_object(fs, "u/big.mp4") == data
     staging = fs.config.parent / "cache" / "staging"
     assert not staging.exists() or not any(staging.iterdir())
+
+
+def test_object_store_reads_are_cached_on_disk(cloud_fs, s3_server):
+    fs = cloud_fs
+    (fs.projects / "cached").mkdir()
+    data = os.urandom(5 << 20)
+    (fs.projects / "cached" / "clip.mp4").write_bytes(data)
+    wait_for(lambda: s3_object(fs, "cached/clip.mp4") == data)
+    fs.restart()  # the staging copy is gone: reads go to S3, through the chunk cache
+    assert (fs.projects / "cached" / "clip.mp4").read_bytes() == data
+    chunks = fs.config.parent / "cache" / "chunks"
+    assert sum(p.stat().st_size for p in chunks.iterdir()) >= len(data)
+    s3_server.kill()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")  # the kernel's page cache too: the next read must come from ours
+        assert (fs.projects / "cached" / "clip.mp4").read_bytes() == data
+    finally:
+        s3_server.start()
