@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,23 @@ class CliResult:
     returncode: int
     stdout: str
     stderr: str
+
+
+@contextmanager
+def catalog_held_by_another_process(path: Path) -> Iterator[None]:
+    """Another process keeps the DuckDB file open for writing, as a running mount does."""
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, duckdb
+        con = duckdb.connect({str(path)!r})
+        print("ready", flush=True)
+        sys.stdin.read()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        yield
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
 
 
 @pytest.fixture

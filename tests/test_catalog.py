@@ -1,9 +1,6 @@
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,6 +10,7 @@ from alicefs.errors import CatalogError, NotFoundError, UsageError
 from alicefs.model import LocationType, StorageLocation, location_id_for
 from alicefs.registry import StorageRegistry
 from alicefs.rules import LocationStatus, Rule
+from tests.conftest import catalog_held_by_another_process
 
 
 def make_location(name="ssd", path="/data/ssd", priority=100, rules=(), **config):
@@ -146,19 +144,9 @@ def test_catalog_from_a_newer_alicefs_is_refused(tmp_path):
 def test_catalog_held_by_another_process_is_a_clear_error(tmp_path):
     path = tmp_path / "c.duckdb"
     Catalog(path).close()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, duckdb
-        con = duckdb.connect({str(path)!r})
-        print("ready", flush=True)
-        sys.stdin.read()
-    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(CatalogError, match="in use by another process"):
-            Catalog(path)
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
+    with catalog_held_by_another_process(path), pytest.raises(
+            CatalogError, match="in use by another process"):
+        Catalog(path)
 
 
 # -- registry ----------------------------------------------------------------------------------

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
+
+from tests.conftest import catalog_held_by_another_process
 
 
 @pytest.fixture
@@ -204,19 +203,8 @@ def test_debug_shows_the_traceback(ctl, tmp_path):
 
 def test_runtime_failure_exits_1(ctl, library, tmp_path):
     ctl("from-config", config=library)
-    catalog = tmp_path / "data" / "search.duckdb"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, duckdb
-        con = duckdb.connect({str(catalog)!r})
-        print("ready", flush=True)
-        sys.stdin.read()
-    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "ready"
+    with catalog_held_by_another_process(tmp_path / "data" / "search.duckdb"):
         result = ctl("list", config=library)
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
     assert result.returncode == 1
     assert "in use by another process" in result.stderr
     assert_no_traceback(result)

@@ -283,13 +283,9 @@ class LocalBackend(Backend):
 
     def delete(self, key: str) -> None:
         self.stat(key)  # refuses directories and links that lead out
-        parent_key, _, name = key.rpartition("/")
-        dir_fd = self._open_dir(parent_key, create=False)
-        try:
+        with self._in_parent(key, create=False) as (dir_fd, name):
             # No directory fsync: a delete undone by a crash loses nothing.
             os.unlink(name, dir_fd=dir_fd)
-        finally:
-            os.close(dir_fd)
 
     # -- POSIX operations the mount needs on local replicas ------------------------------
 
@@ -306,14 +302,9 @@ class LocalBackend(Backend):
     def create_fd(self, key: str, mode: int) -> int:
         """Create the file at `key` (parents as needed) and return a read-write descriptor.
         Fails with FileExistsError if the name is taken."""
-        check_key(key)
-        parent_key, _, name = key.rpartition("/")
-        dir_fd = self._open_dir(parent_key, create=True)
-        try:
+        with self._in_parent(key, create=True) as (dir_fd, name):
             return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode,
                            dir_fd=dir_fd)
-        finally:
-            os.close(dir_fd)
 
     def rename(self, old_key: str, new_key: str) -> None:
         """Rename within this location (replacing a file at `new_key`, as rename(2) does)."""
@@ -331,44 +322,35 @@ class LocalBackend(Backend):
         finally:
             os.close(old_fd)
 
-    def make_dir(self, key: str, mode: int) -> None:
+    @contextlib.contextmanager
+    def _in_parent(self, key: str, create: bool) -> Iterator[tuple[int, str]]:
+        """(checked descriptor of key's parent directory, key's last component)."""
         check_key(key)
         parent_key, _, name = key.rpartition("/")
-        dir_fd = self._open_dir(parent_key, create=True)
+        dir_fd = self._open_dir(parent_key, create=create)
         try:
-            os.mkdir(name, mode, dir_fd=dir_fd)
+            yield dir_fd, name
         finally:
             os.close(dir_fd)
+
+    def make_dir(self, key: str, mode: int) -> None:
+        with self._in_parent(key, create=True) as (dir_fd, name):
+            os.mkdir(name, mode, dir_fd=dir_fd)
 
     def remove_dir(self, key: str) -> None:
-        check_key(key)
-        parent_key, _, name = key.rpartition("/")
-        dir_fd = self._open_dir(parent_key, create=False)
-        try:
+        with self._in_parent(key, create=False) as (dir_fd, name):
             os.rmdir(name, dir_fd=dir_fd)
-        finally:
-            os.close(dir_fd)
 
     def make_symlink(self, key: str, target: str) -> None:
-        check_key(key)
-        parent_key, _, name = key.rpartition("/")
-        dir_fd = self._open_dir(parent_key, create=True)
-        try:
+        with self._in_parent(key, create=True) as (dir_fd, name):
             os.symlink(target, name, dir_fd=dir_fd)
-        finally:
-            os.close(dir_fd)
 
     def remove_link(self, key: str) -> None:
         """Remove the symbolic link at `key` itself (never what it points to)."""
-        check_key(key)
-        parent_key, _, name = key.rpartition("/")
-        dir_fd = self._open_dir(parent_key, create=False)
-        try:
+        with self._in_parent(key, create=False) as (dir_fd, name):
             if not stat_mod.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
                 raise UnsafeKeyError(errno.EINVAL, f"{key!r} is not a symbolic link")
             os.unlink(name, dir_fd=dir_fd)
-        finally:
-            os.close(dir_fd)
 
     def set_attrs(self, key: str, *, mode: int | None = None,
                   times_ns: tuple[int, int] | None = None, size: int | None = None,

@@ -744,11 +744,7 @@ class AliceOperations(pyfuse3.Operations):
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
                                                            pyfuse3.EntryAttributes]:
-        view, vpath = self._child(parent_inode, name)
-        self._writable_view(view)
-        if self._exists(view, vpath) is not None:
-            raise _fail(errno.EEXIST)
-        self._check_parent(parent_inode)
+        vpath = self._new_name(parent_inode, name)
         logical = logical_path_of(vpath)
         location_id = self._place(logical, 0)
         if location_id is None:
@@ -784,6 +780,16 @@ class AliceOperations(pyfuse3.Operations):
             os.fchown(fd, ctx.uid, ctx.gid)
         return fd
 
+    def _new_name(self, parent_inode: int, name: bytes) -> str:
+        """The projects path for a new entry `name` in `parent_inode`, refused unless the
+        view is writable, the parent exists and the name is free."""
+        view, vpath = self._child(parent_inode, name)
+        self._writable_view(view)
+        if self._exists(view, vpath) is not None:
+            raise _fail(errno.EEXIST)
+        self._check_parent(parent_inode)
+        return vpath
+
     def _check_parent(self, parent_inode: int) -> None:
         view, vpath = self._entry_key(parent_inode)
         if view == PROJECTS_VIEW and vpath == "":
@@ -807,11 +813,7 @@ class AliceOperations(pyfuse3.Operations):
     @fuse_errors
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        view, vpath = self._child(parent_inode, name)
-        self._writable_view(view)
-        if self._exists(view, vpath) is not None:
-            raise _fail(errno.EEXIST)
-        self._check_parent(parent_inode)
+        vpath = self._new_name(parent_inode, name)
         dir_mode = stat.S_IMODE(mode) & ~ctx.umask
         location_id = self._dir_location(vpath)
         if location_id is not None:
@@ -831,11 +833,7 @@ class AliceOperations(pyfuse3.Operations):
     @fuse_errors
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        view, vpath = self._child(parent_inode, name)
-        self._writable_view(view)
-        if self._exists(view, vpath) is not None:
-            raise _fail(errno.EEXIST)
-        self._check_parent(parent_inode)
+        vpath = self._new_name(parent_inode, name)
         location_id = self._dir_location(vpath)
         if location_id is None:
             raise _fail(errno.EPERM)  # symbolic links need a local location
