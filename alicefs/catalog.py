@@ -161,6 +161,11 @@ _MIGRATIONS: dict[int, list[str]] = {
         *_add_column("file_meta", (
             "quality_origin", "VARCHAR", "Location that supplied the quality, as tags_origin.")),
     ],
+    5: [
+        "COMMENT ON COLUMN replicas.state IS 'present; missing when the last scan did not find "
+        "it; stale when another replica of the file holds a newer version written through the "
+        "mount (pending_update: never read, brought level by sync)'",
+    ],
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -175,7 +180,7 @@ class Replica:
     content_hash: str | None = None
     inode: int | None = None
     change_token: str | None = None
-    state: str = "present"  # present | missing
+    state: str = "present"  # present | missing | stale
     seen_at: float = 0.0
 
 
@@ -459,6 +464,18 @@ class Catalog:
                            "WHERE logical_path = ? ORDER BY location_id", [logical_path])
         return [Replica(*row) for row in rows]
 
+    def mark_stale(self, replicas: Sequence[tuple[str, str]]) -> None:
+        """(location id, logical path) replicas that hold an older version than another
+        replica of the same file (the mount wrote the other one): `pending_update` for sync,
+        and never chosen for reads. Only the state changes: their size, mtime and hash still
+        describe what they hold."""
+        if not replicas:
+            return
+        with self.transaction() as con:
+            con.execute("UPDATE replicas SET state = 'stale' WHERE (location_id, logical_path) "
+                        "IN (SELECT unnest($1), unnest($2))",
+                        [[r[0] for r in replicas], [r[1] for r in replicas]])
+
     def mark_missing(self, location_id: str, logical_paths: Sequence[str]) -> None:
         if not logical_paths:
             return
@@ -654,7 +671,7 @@ class Catalog:
                             "HAVING count(*) > 1")
         problems += [f"location name {name!r} used {n} times" for name, n in names]
         bad_states = self._query("SELECT count(*) FROM replicas WHERE state NOT IN "
-                                 "('present', 'missing')")[0][0]
+                                 "('present', 'missing', 'stale')")[0][0]
         if bad_states:
             problems.append(f"{bad_states} replicas with an unknown state")
         return problems

@@ -124,7 +124,7 @@ def test_migration_from_schema_version_1_keeps_data(tmp_path):
         old._query("INSERT INTO replicas VALUES (?, 'p/a.png', 3, 4, 5, 'ff', 'present', 6.0)",
                    [loc.location_id])
     with Catalog(path) as new:
-        assert new.schema_version == SCHEMA_VERSION == 4
+        assert new.schema_version == SCHEMA_VERSION == 5
         assert new.last_scans() == {}
         [replica] = new.replicas()
         assert replica == Replica(loc.location_id, "p/a.png", 3, 4, "ff", 5, None, "present", 6.0)

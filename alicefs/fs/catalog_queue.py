@@ -20,6 +20,7 @@ class CatalogQueue:
     _replicas: dict[tuple[str, str], Replica] = field(default_factory=dict)
     _drops: set[tuple[str, str]] = field(default_factory=set)
     _metadata: dict[str, FileMeta] = field(default_factory=dict)
+    _stale: set[tuple[str, str]] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def put_replica(self, replica: Replica) -> None:
@@ -34,6 +35,10 @@ class CatalogQueue:
             self._replicas.pop(key, None)
             self._drops.add(key)
 
+    def mark_stale(self, location_id: str, logical_path: str) -> None:
+        with self._lock:
+            self._stale.add((location_id, logical_path))
+
     def put_metadata(self, meta: FileMeta) -> None:
         with self._lock:
             self._metadata[meta.logical_path] = meta
@@ -41,7 +46,8 @@ class CatalogQueue:
     @property
     def pending(self) -> int:
         with self._lock:
-            return len(self._replicas) + len(self._drops) + len(self._metadata)
+            return (len(self._replicas) + len(self._drops) + len(self._metadata)
+                    + len(self._stale))
 
     def flush(self) -> int:
         """Write everything queued in one transaction (blocking: run in a worker thread).
@@ -50,7 +56,8 @@ class CatalogQueue:
             replicas, self._replicas = list(self._replicas.values()), {}
             drops, self._drops = sorted(self._drops), set()
             metadata, self._metadata = list(self._metadata.values()), {}
-        if not (replicas or drops or metadata):
+            stale, self._stale = sorted(self._stale), set()
+        if not (replicas or drops or metadata or stale):
             return 0
         by_location: dict[str, list[str]] = {}
         for location_id, path in drops:
@@ -59,5 +66,6 @@ class CatalogQueue:
             for location_id, paths in by_location.items():
                 self.catalog.drop_replicas(location_id, paths)
             self.catalog.put_replicas(replicas)
+            self.catalog.mark_stale(stale)
             self.catalog.put_metadata(metadata)
-        return len(replicas) + len(drops) + len(metadata)
+        return len(replicas) + len(drops) + len(metadata) + len(stale)

@@ -262,6 +262,7 @@ class AliceOperations(pyfuse3.Operations):
         for other_id, other in node.replicas.items():
             if other_id != location_id and other.state == "present":
                 other.state = "stale"
+                self.state.queue.mark_stale(other_id, node.logical_path)
 
     # -- lookups ------------------------------------------------------------------------
 
@@ -972,6 +973,7 @@ class AliceOperations(pyfuse3.Operations):
                 if location_id not in node.replicas and replica.state == "present":
                     node.replicas[location_id] = Replica(replica.size, replica.mtime_ns,
                                                          replica.content_hash, "stale")
+                    self.state.queue.mark_stale(location_id, new_logical)
         for location_id in node.replicas:
             self.state.queue.drop_replica(location_id, old_logical)
         media = classify_name(new_logical)

@@ -394,3 +394,21 @@ def test_listings_have_dot_entries_and_explain_takes_mount_paths(fs):
     data = json.loads(fs.ctl("explain", str(fs.projects / "e" / "a.png"), "--json").stdout)
     assert data["logical_path"] == "e/a.png" and data["size"] == 3
     assert data["current_location_id"] is not None
+
+
+def test_writing_a_replicated_file_writes_the_primary_and_marks_the_others(mount_factory):
+    fs = mount_factory(TIERS, start=False)
+    for name in ("ssd", "hdd"):
+        (fs.roots[name] / "r").mkdir()
+        (fs.roots[name] / "r" / "both.txt").write_text("version 1")
+    fs.start()
+    path = fs.projects / "r" / "both.txt"
+    assert os.getxattr(path, "user.alicefs.sync") == b"synced"
+    path.write_text("version 2")
+    assert (fs.roots["ssd"] / "r" / "both.txt").read_text() == "version 2"  # the primary
+    assert (fs.roots["hdd"] / "r" / "both.txt").read_text() == "version 1"
+    assert os.getxattr(path, "user.alicefs.sync") == b"pending_update"
+    # Remembered across a remount: the older copy is never served.
+    fs.restart()
+    assert path.read_text() == "version 2"
+    assert os.getxattr(path, "user.alicefs.sync") == b"pending_update"
