@@ -333,17 +333,22 @@ class LocalBackend(Backend):
         finally:
             os.close(dir_fd)
 
-    def make_dir(self, key: str, mode: int) -> None:
+    def make_dir(self, key: str, mode: int, owner: tuple[int, int] | None = None) -> None:
         with self._in_parent(key, create=True) as (dir_fd, name):
             os.mkdir(name, mode, dir_fd=dir_fd)
+            if owner is not None:
+                os.chown(name, *owner, dir_fd=dir_fd, follow_symlinks=False)
 
     def remove_dir(self, key: str) -> None:
         with self._in_parent(key, create=False) as (dir_fd, name):
             os.rmdir(name, dir_fd=dir_fd)
 
-    def make_symlink(self, key: str, target: str) -> None:
+    def make_symlink(self, key: str, target: str, owner: tuple[int, int] | None = None
+                     ) -> None:
         with self._in_parent(key, create=True) as (dir_fd, name):
             os.symlink(target, name, dir_fd=dir_fd)
+            if owner is not None:
+                os.chown(name, *owner, dir_fd=dir_fd, follow_symlinks=False)
 
     def remove_link(self, key: str) -> None:
         """Remove the symbolic link at `key` itself (never what it points to)."""

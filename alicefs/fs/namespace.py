@@ -103,6 +103,7 @@ class DirNode:
     explicit: bool = False  # made with mkdir: kept when empty
     mode: int = stat.S_IFDIR | 0o755
     mtime_ns: int = 0
+    owner: tuple[int, int] | None = None  # (uid, gid) when made through the mount
 
 
 class Namespace:
@@ -309,10 +310,12 @@ class Namespace:
                 if logical not in self.dirs.get(view, {}):
                     self._dir(view, logical).explicit = True
 
-    def make_dir(self, view: str, vpath: str, mode: int) -> DirNode:
+    def make_dir(self, view: str, vpath: str, mode: int,
+                 owner: tuple[int, int] | None = None) -> DirNode:
         node = self._dir(view, vpath)
         node.explicit = True
         node.mode = stat.S_IFDIR | (mode & 0o7777)
+        node.owner = owner or node.owner
         return node
 
     def remove_dir(self, view: str, vpath: str) -> None:

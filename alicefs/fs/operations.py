@@ -217,6 +217,8 @@ class AliceOperations(pyfuse3.Operations):
         read_only = entry.view.startswith("l:") or entry.view in ("", STATUS_VIEW)
         if kind == "dir":
             node = self.ns.dirs.get(entry.view, {}).get(entry.vpath)
+            if node is not None and node.owner is not None:
+                attr.st_uid, attr.st_gid = node.owner
             mode = node.mode if node else stat.S_IFDIR | 0o755
             attr.st_mode = mode & ~0o222 if read_only else mode
             attr.st_nlink = 2
@@ -777,8 +779,9 @@ class AliceOperations(pyfuse3.Operations):
     @staticmethod
     def _create_local(local: Any, logical: str, mode: int, ctx: pyfuse3.RequestContext) -> int:
         fd = local.create_fd(logical, mode)
-        if os.geteuid() == 0 and (ctx.uid, ctx.gid) != (0, 0):
-            os.fchown(fd, ctx.uid, ctx.gid)
+        owner = _owner_if_root(ctx)
+        if owner is not None:
+            os.fchown(fd, *owner)
         return fd
 
     def _new_name(self, parent_inode: int, name: bytes) -> str:
@@ -817,18 +820,19 @@ class AliceOperations(pyfuse3.Operations):
         vpath = self._new_name(parent_inode, name)
         dir_mode = stat.S_IMODE(mode) & ~ctx.umask
         location_id = self._dir_location(vpath)
+        owner = (ctx.uid, ctx.gid)
         if location_id is not None:
             local = self.state.local(location_id)
             try:
                 await self._thread(location_id, local.make_dir, logical_path_of(vpath),
-                                   dir_mode)
+                                   dir_mode, _owner_if_root(ctx))
             except FileExistsError:
                 # On disk but not yet seen by a scan (directories hold no catalog rows).
                 self.ns.make_dir(location_view(location_id), vpath, dir_mode)
                 self.ns.make_dir(PROJECTS_VIEW, vpath, dir_mode)
                 raise
-            self.ns.make_dir(location_view(location_id), vpath, dir_mode)
-        self.ns.make_dir(PROJECTS_VIEW, vpath, dir_mode)
+            self.ns.make_dir(location_view(location_id), vpath, dir_mode, owner)
+        self.ns.make_dir(PROJECTS_VIEW, vpath, dir_mode, owner)
         return self._attrs(self.ns.inode_of(PROJECTS_VIEW, vpath))
 
     @fuse_errors
@@ -840,7 +844,8 @@ class AliceOperations(pyfuse3.Operations):
             raise _fail(errno.EPERM)  # symbolic links need a local location
         logical = logical_path_of(vpath)
         local = self.state.local(location_id)
-        await self._thread(location_id, local.make_symlink, logical, os.fsdecode(target))
+        await self._thread(location_id, local.make_symlink, logical, os.fsdecode(target),
+                           _owner_if_root(ctx))
         now = time.time_ns()
         node = FileNode(logical, {location_id: Replica(len(target), now)}, "other",
                         "inode/symlink", mode=stat.S_IFLNK | 0o777, uid=ctx.uid, gid=ctx.gid,
@@ -1222,6 +1227,14 @@ class AliceOperations(pyfuse3.Operations):
                     "uploads_pending": len(self.pending_uploads),
                     "open_files": len(self._handles)}
         return (json.dumps(data, indent=2) + "\n").encode()
+
+
+def _owner_if_root(ctx: pyfuse3.RequestContext) -> tuple[int, int] | None:
+    """The caller's (uid, gid) for a new file or directory, when the mount can give it (it
+    runs as root) and it differs from the mount's own."""
+    if os.geteuid() != 0 or (ctx.uid, ctx.gid) == (os.geteuid(), os.getegid()):
+        return None
+    return ctx.uid, ctx.gid
 
 
 def _unsupported_or_absent(name: bytes) -> int:

@@ -412,3 +412,33 @@ def test_writing_a_replicated_file_writes_the_primary_and_marks_the_others(mount
     fs.restart()
     assert path.read_text() == "version 2"
     assert os.getxattr(path, "user.alicefs.sync") == b"pending_update"
+
+
+def test_new_files_and_directories_belong_to_the_caller(mount_factory):
+    if os.geteuid() != 0:
+        pytest.fail("this test runs as root (as CI does): it acts as another user")
+    fs = mount_factory(TIERS, extra_args=["--allow-other"])
+    shared = fs.projects / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    script = ("import os; os.umask(0o027); "
+              f"open({str(shared / 'mine.txt')!r}, 'w').write('x'); "
+              f"os.mkdir({str(shared / 'subdir')!r})")
+    # pytest's temporary directories are private to root: let the other user pass through.
+    parents = [p for p in fs.mountpoint.parents if str(p).startswith("/tmp/")]
+    modes = {p: p.stat().st_mode & 0o7777 for p in parents}
+    try:
+        for path in parents:
+            os.chmod(path, modes[path] | 0o111)
+        result = subprocess.run(["python3", "-c", script], user=1234, group=1234,
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        for path, mode in modes.items():
+            os.chmod(path, mode)
+    assert result.returncode == 0, result.stderr
+    for path in (shared / "mine.txt", shared / "subdir"):
+        st = path.stat()
+        assert (st.st_uid, st.st_gid) == (1234, 1234), path
+    backing = fs.roots["hdd"] / "shared" / "mine.txt"
+    assert (backing.stat().st_uid, backing.stat().st_mode & 0o777) == (1234, 0o640)
+    assert (shared / "subdir").stat().st_mode & 0o777 == 0o750
