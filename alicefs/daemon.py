@@ -227,6 +227,7 @@ class Mount:
         scanner = MultiPathScanner(state.catalog, skip_hidden=self.settings.skip_hidden)
         while True:
             await trio.to_thread.run_sync(state.queue.flush)
+            ops.forgotten.clear()
             started = time.monotonic()
             stats = await scanner.discover_all_assets()
             for result in stats.locations:
@@ -234,8 +235,7 @@ class Mount:
                     log.warning("scan of %s: %s", result.name, result.error)
             scanned = {s.location_id for s in stats.locations if not s.error}
             view = await trio.to_thread.run_sync(read_catalog_view, state.catalog, scanned)
-            busy = {h.vpath for h in ops._handles.values() if h.writable}
-            changes = apply_catalog_view(state, view, busy)
+            changes = apply_catalog_view(state, view, ops.busy_paths())
             for location_id in scanned:
                 local = state.local(location_id)
                 if local is not None:
@@ -277,6 +277,7 @@ class Mount:
                 log.warning("bad control request: %s", exc)
                 return
             await trio.to_thread.run_sync(state.queue.flush)
+            ops.forgotten.clear()
             stdout, stderr = io.StringIO(), io.StringIO()
             # cli.run reports every failure of the command itself as an exit code; whatever
             # still escapes is a bug in alicefs, and the mount must outlive it.
@@ -305,8 +306,7 @@ class Mount:
             state.namespace.locations[loc.location_id] = loc.name
         view = await trio.to_thread.run_sync(read_catalog_view, state.catalog,
                                              set(state.backends))
-        busy = {h.vpath for h in ops._handles.values() if h.writable}
-        apply_catalog_view(state, view, busy)
+        apply_catalog_view(state, view, ops.busy_paths())
         for node in state.namespace.files.values():
             meta = view.metadata.get(node.logical_path)
             if meta is not None:

@@ -387,6 +387,10 @@ class _LocationScan:
                 await self._list(send_work)
         await self._flush_replicas()
         vanished = self.comparer.vanished()
+        if self.backend.backend.skip_hidden:
+            # Hidden files are not listed, so not listing them says nothing: one made through
+            # the mount (a .git directory, say) is not missing.
+            vanished = [key for key in vanished if not _is_hidden(key)]
         if vanished and self.comparer.files == 0:
             # An unplugged disk leaves its empty mount point behind: that is not the user
             # deleting every file, so nothing is marked missing.
@@ -548,6 +552,10 @@ def _fewer_gc_passes() -> Iterator[None]:
 
 
 _gc_saved: list[int] = []
+
+
+def _is_hidden(key: str) -> bool:
+    return any(part.startswith(".") for part in key.split("/"))
 
 
 def _read_batches(infos: Sequence[ObjectInfo]) -> Iterator[list[ObjectInfo]]:

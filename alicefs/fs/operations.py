@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import pyfuse3
 import trio
@@ -97,7 +97,7 @@ class Handle:
     """An open file."""
 
     inode: int
-    vpath: str
+    vpath: str  # where it was opened (the file may be renamed while open: see `node`)
     location_id: str | None
     fd: int | None = None
     writable: bool = False
@@ -111,6 +111,7 @@ class Handle:
     # worker-thread hop as the write, so release need not wait for another one.
     last_stat: tuple[int, int, int] | None = None
     next_offset: int = 0  # where a sequential reader reads next: read-ahead when it does
+    node: FileNode | None = None  # the file itself, whatever it is called now
 
 
 @dataclass
@@ -129,6 +130,11 @@ class AliceOperations(pyfuse3.Operations):
     _cached_version: dict[int, int] = field(default_factory=dict)
     pending_uploads: set[tuple[str, str]] = field(default_factory=set)
     _prefetching: set[str] = field(default_factory=set)
+    # one lock per file while its staged upload, rename or unlink runs (id(node) -> lock)
+    _node_locks: dict[int, trio.Lock] = field(default_factory=dict)
+    # projects paths removed or renamed away since the scan in progress began: a scan's
+    # view of the catalog must not bring them back
+    forgotten: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -246,6 +252,25 @@ class AliceOperations(pyfuse3.Operations):
         attr.st_mtime_ns = attr.st_atime_ns = replica.mtime_ns
         attr.st_ctime_ns = max(node.ctime_ns, replica.mtime_ns)
         return attr
+
+    def _current_vpath(self, node: FileNode) -> str | None:
+        """The file's projects path, or None once it was unlinked or replaced."""
+        vpath = view_path(node.logical_path)
+        return vpath if self.ns.files.get(vpath) is node else None
+
+    def _lock_for(self, node: FileNode) -> trio.Lock:
+        return self._node_locks.setdefault(id(node), trio.Lock())
+
+    def _forget_lock(self, node: FileNode) -> None:
+        lock = self._node_locks.get(id(node))
+        if lock is not None and not lock.locked() and not lock.statistics().tasks_waiting:
+            del self._node_locks[id(node)]
+
+    def busy_paths(self) -> set[str]:
+        """Projects paths of files open for writing, or waiting for an upload."""
+        busy = {view_path(h.node.logical_path) for h in self._handles.values()
+                if h.writable and h.node is not None}
+        return busy | {vpath for vpath, _ in self.pending_uploads} | self.forgotten
 
     def _writable_view(self, view: str) -> None:
         if view != PROJECTS_VIEW:
@@ -390,7 +415,9 @@ class AliceOperations(pyfuse3.Operations):
         if location_id is None or not self.state.usable(location_id):
             log.error("%s: no reachable location holds the current version", vpath)
             raise _fail(errno.EIO)
-        handle = Handle(inode, vpath, location_id, writable=writable)
+        handle = Handle(inode, vpath, location_id, writable=writable, node=node)
+        if writable:
+            node.version += 1  # a move of this file in progress must not delete its source
         local = self.state.local(location_id)
         open_flags = flags & (os.O_ACCMODE | os.O_APPEND | os.O_TRUNC)
         staged = node.replicas[location_id].staged
@@ -422,13 +449,14 @@ class AliceOperations(pyfuse3.Operations):
         """A local working copy of an object-store file, uploaded after release."""
         backend = self.state.backend(location_id)
 
-        def fetch() -> Path:
-            path = self.staging.create(location_id, node.logical_path)
+        def fill(out: BinaryIO) -> None:
             if not truncate:
-                with open(path, "wb") as out, backend.open_read(node.logical_path) as stream:
+                with backend.open_read(node.logical_path) as stream:
                     while chunk := stream.read(1 << 20):
                         out.write(chunk)
-            return path
+
+        def fetch() -> Path:
+            return self.staging.create(location_id, node.logical_path, fill)
 
         return await self._thread(location_id, fetch)
 
@@ -439,7 +467,7 @@ class AliceOperations(pyfuse3.Operations):
             return handle.status[off:off + size]
         if handle.fd is not None:
             return await self._thread(handle.location_id, os.pread, handle.fd, size, off)
-        return await self._read_object(handle, self.ns.files[handle.vpath], off, size)
+        return await self._read_object(handle, handle.node, off, size)
 
     async def _read_object(self, handle: Handle, node: FileNode, off: int, size: int
                            ) -> bytes:
@@ -484,9 +512,9 @@ class AliceOperations(pyfuse3.Operations):
         handle = self._handles[fh]
         if not handle.writable or handle.fd is None:
             raise _fail(errno.EBADF)
-        node = self.ns.files.get(handle.vpath)
+        node = handle.node
         if node is None:
-            raise _fail(errno.ENOENT)
+            raise _fail(errno.EBADF)
         try:
             written, handle.last_stat = await self._thread(handle.location_id, _pwrite_stat,
                                                            handle.fd, buf, off)
@@ -529,9 +557,13 @@ class AliceOperations(pyfuse3.Operations):
         def move() -> int:
             fd = target_backend.create_fd(node.logical_path, stat.S_IMODE(node.mode))
             try:
-                os.lseek(handle.fd, 0, os.SEEK_SET)
-                while chunk := os.read(handle.fd, 1 << 20):
-                    os.write(fd, chunk)
+                # Its own descriptor: the handle's may be write-only.
+                source_fd = source_backend.open_fd(node.logical_path, os.O_RDONLY)
+                try:
+                    while chunk := os.read(source_fd, 1 << 20):
+                        os.write(fd, chunk)
+                finally:
+                    os.close(source_fd)
                 written = os.pwrite(fd, buf, off)
             except BaseException:
                 os.close(fd)
@@ -543,10 +575,12 @@ class AliceOperations(pyfuse3.Operations):
             return written
 
         written = await self._thread(target, move)
-        before = self.ns.views_of(handle.vpath)
+        vpath = self._current_vpath(node)
+        before = self.ns.views_of(vpath) if vpath else []
         replica = node.replicas.pop(full)
         node.replicas[target] = Replica(replica.size, time.time_ns(), None, "present")
-        self.ns.reindex(handle.vpath, before)
+        if vpath:
+            self.ns.reindex(vpath, before)
         self.state.queue.drop_replica(full, node.logical_path)
         handle.location_id = target
         if node.created_here == full:
@@ -565,8 +599,9 @@ class AliceOperations(pyfuse3.Operations):
         if handle.fd is not None and handle.writable:
             await self._thread(handle.location_id,
                                os.fdatasync if datasync else os.fsync, handle.fd)
-        if handle.staged is not None and handle.dirty:
-            await self.upload_staged(handle.vpath, handle.location_id, from_handle=handle)
+        vpath = self._current_vpath(handle.node) if handle.node else None
+        if handle.staged is not None and handle.dirty and vpath is not None:
+            await self.upload_staged(vpath, handle.location_id, from_handle=handle)
 
     @fuse_errors
     async def release(self, fh: int) -> None:
@@ -583,14 +618,18 @@ class AliceOperations(pyfuse3.Operations):
                     await self.closer.send((handle.location_id, fd))
                 else:
                     await self._thread(handle.location_id, os.close, fd)
-        node = self.ns.files.get(handle.vpath)
+        node = handle.node
+        vpath = self._current_vpath(node) if node else None
         replica = node.replicas.get(handle.location_id) if node else None
-        if node is None or replica is None:
-            return
+        if node is None or vpath is None or replica is None:
+            return  # unlinked or replaced while open: nothing to record
+        key = (vpath, handle.location_id)
         if not handle.dirty:
-            if (handle.staged is not None and replica.staged == handle.staged
-                    and (handle.vpath, handle.location_id) not in self.pending_uploads
-                    and not any(h.staged == handle.staged for h in self._handles.values())):
+            others = any(h.staged == handle.staged for h in self._handles.values())
+            if handle.staged is not None and key in self.pending_uploads and not others:
+                await self._send_upload(key)  # an upload held back while this was open
+            elif (handle.staged is not None and replica.staged == handle.staged
+                    and not others):
                 # Opened for writing, never written: the object store is still current.
                 replica.staged = None
                 await trio.to_thread.run_sync(self.staging.discard, handle.staged)
@@ -599,17 +638,19 @@ class AliceOperations(pyfuse3.Operations):
             replica.content_hash = handle.hasher.hexdigest()
         if handle.staged is not None and st is not None:
             replica.size, replica.mtime_ns = st[0], st[1]
-            key = (handle.vpath, handle.location_id)
-            self.pending_uploads.add(key)
-            if self.uploads is not None:
-                await self.uploads.send(key)
-            else:
-                await self.upload_staged(*key)
+            await self._send_upload(key)
         elif st is not None:
             replica.size, replica.mtime_ns = st[0], st[1]
             self._record(node, handle.location_id, inode=st[2])
         if node.created_here is not None and self.relocations is not None:
-            await self.relocations.send(handle.vpath)
+            await self.relocations.send(vpath)
+
+    async def _send_upload(self, key: tuple[str, str]) -> None:
+        self.pending_uploads.add(key)
+        if self.uploads is not None:
+            await self.uploads.send(key)
+        else:
+            await self.upload_staged(*key)
 
     async def upload_staged(self, vpath: str, location_id: str,
                             from_handle: Handle | None = None) -> None:
@@ -617,26 +658,36 @@ class AliceOperations(pyfuse3.Operations):
         `from_handle` (fsync) the content of the open file is uploaded and the working copy
         stays for the handle."""
         node = self.ns.files.get(vpath)
-        replica = node.replicas.get(location_id) if node else None
-        staged = from_handle.staged if from_handle else (replica.staged if replica else None)
-        if node is None or replica is None or staged is None:
+        if node is None:
             self.pending_uploads.discard((vpath, location_id))
             return
-        if from_handle is None and any(h.vpath == vpath and h.writable and h.staged == staged
-                                       for h in self._handles.values()):
-            return  # opened for writing again: uploaded after that release
-        version = node.version
-        result = await self._thread(location_id, self.staging.upload,
-                                    self.state.backend(location_id), staged,
-                                    node.logical_path, replica.mtime_ns, replica.content_hash)
-        replica.size = result.info.size
-        replica.content_hash = result.content_hash
-        self._record(node, location_id, change_token=result.info.change_token)
-        if from_handle is None and node.version == version and replica.staged == staged:
-            replica.staged = None
-            await self._db(self.state.queue.flush)
-            await trio.to_thread.run_sync(self.staging.discard, staged)
-        self.pending_uploads.discard((vpath, location_id))
+        # Uploads, renames and unlinks of one file never interleave: an upload finishing
+        # under an old name after a rename, or after an unlink, would lose or resurrect it.
+        async with self._lock_for(node):
+            replica = node.replicas.get(location_id)
+            staged = from_handle.staged if from_handle else (
+                replica.staged if replica else None)
+            if self._current_vpath(node) != vpath or replica is None or staged is None:
+                self.pending_uploads.discard((vpath, location_id))
+                return
+            if from_handle is None and any(h.node is node and h.writable and h.staged == staged
+                                           for h in self._handles.values()):
+                return  # being written again: sent again when that handle is released
+            version = node.version
+            result = await self._thread(location_id, self.staging.upload,
+                                        self.state.backend(location_id), staged,
+                                        node.logical_path, replica.mtime_ns,
+                                        replica.content_hash)
+            replica.size = result.info.size
+            replica.content_hash = result.content_hash
+            self._record(node, location_id, change_token=result.info.change_token)
+            still_needed = any(h.staged == staged for h in self._handles.values())
+            if (from_handle is None and node.version == version and replica.staged == staged
+                    and not still_needed):
+                replica.staged = None
+                await self._db(self.state.queue.flush)
+                await trio.to_thread.run_sync(self.staging.discard, staged)
+            self.pending_uploads.discard((vpath, location_id))
 
     def _record(self, node: FileNode, location_id: str, *, inode: int | None = None,
                 change_token: str | None = None) -> None:
@@ -688,7 +739,7 @@ class AliceOperations(pyfuse3.Operations):
         node = self.ns.files.get(vpath)
         if node is None or node.created_here is None or node.is_symlink:
             return
-        if any(h.vpath == vpath and h.writable for h in self._handles.values()):
+        if any(h.node is node and h.writable for h in self._handles.values()):
             return  # still being written: looked at again on release
         current = node.created_here
         replica = node.replicas.get(current)
@@ -697,7 +748,10 @@ class AliceOperations(pyfuse3.Operations):
         target = self._place(node.logical_path, replica.size)
         if target is None or target == current:
             return
-        await self._move_replica(vpath, node, current, target)
+        async with self._lock_for(node):  # a rename waits for the move, and the reverse
+            if self._current_vpath(node) == vpath:
+                await self._move_replica(vpath, node, current, target)
+        self._forget_lock(node)
 
     async def _move_replica(self, vpath: str, node: FileNode, source: str, target: str
                             ) -> None:
@@ -733,6 +787,17 @@ class AliceOperations(pyfuse3.Operations):
                      change_token=result.info.change_token)
         await self._db(self.state.queue.flush)
         await self._db(catalog.journal_step, op_id, "recorded")
+        if node.version != version or any(h.node is node and h.writable
+                                          for h in self._handles.values()):
+            # Opened for writing meanwhile: its descriptor is on the source, which stays;
+            # the copy goes again (the file is re-placed when that handle is released).
+            before = self.ns.views_of(vpath)
+            del node.replicas[target]
+            self.ns.reindex(vpath, before)
+            self.state.queue.drop_replica(target, logical)
+            await self._thread(target, target_backend.delete, logical)
+            await self._db(catalog.journal_end, op_id)
+            return
         await self._thread(source, source_backend.delete, logical)
         del node.replicas[source]
         node.created_here = target
@@ -773,6 +838,7 @@ class AliceOperations(pyfuse3.Operations):
         self.ns.add_file(node)
         inode = self.ns.inode_of(PROJECTS_VIEW, vpath)
         handle.inode = inode
+        handle.node = node
         self._cached_version[inode] = node.version
         return pyfuse3.FileInfo(fh=self._new_handle(handle)), self._attrs(inode)
 
@@ -863,6 +929,14 @@ class AliceOperations(pyfuse3.Operations):
         if self._exists(view, vpath) != "file":
             raise _fail(errno.EISDIR if self._exists(view, vpath) == "dir" else errno.ENOENT)
         node = self.ns.files[vpath]
+        async with self._lock_for(node):
+            await self._unlink_locked(view, vpath, node)
+        self._forget_lock(node)
+
+    async def _unlink_locked(self, view: str, vpath: str, node: FileNode) -> None:
+        if self._current_vpath(node) != vpath:
+            raise _fail(errno.ENOENT)  # renamed or removed while waiting for an upload
+        self.forgotten.add(vpath)
         holders = [lid for lid, r in node.replicas.items() if r.state != "missing"]
         op_id = None
         if len(holders) > 1:
@@ -950,6 +1024,14 @@ class AliceOperations(pyfuse3.Operations):
     async def _rename_file(self, old: str, new: str) -> None:
         """Rename in every location holding the file (it stays where it is, DESIGN.md §3)."""
         node = self.ns.files[old]
+        async with self._lock_for(node):
+            if self._current_vpath(node) != old:
+                raise _fail(errno.ENOENT)  # renamed or removed while waiting for an upload
+            await self._rename_file_locked(old, new, node)
+        self._forget_lock(node)
+
+    async def _rename_file_locked(self, old: str, new: str, node: FileNode) -> None:
+        self.forgotten.add(old)
         old_logical, new_logical = node.logical_path, logical_path_of(new)
         replaced = self.ns.files.get(new)
         requeue = []
@@ -1024,6 +1106,7 @@ class AliceOperations(pyfuse3.Operations):
                         await self._thread(location_id, _object_rename, backend,
                                            logical_path_of(vp), target)
         moved = self.ns.files_under(old)
+        self.forgotten.update(moved)
         for vp in moved:
             node = self.ns.files[vp]
             for location_id in node.replicas:
@@ -1070,6 +1153,11 @@ class AliceOperations(pyfuse3.Operations):
             times = (attr.st_atime_ns if fields.update_atime else now,
                      attr.st_mtime_ns if fields.update_mtime else now)
         primary = self.state.primary(node)
+        handle = self._handles.get(fh) if fh is not None else None
+        cloud_truncate = (fields.update_size and primary is not None
+                          and self.state.local(primary) is None)
+        if cloud_truncate:
+            await self._truncate_object_replica(node, primary, attr.st_size, handle)
         for location_id, replica in node.replicas.items():
             local = self.state.local(location_id) if location_id in self.state.backends else None
             if local is None or replica.state == "missing" or not self.state.usable(location_id):
@@ -1086,12 +1174,13 @@ class AliceOperations(pyfuse3.Operations):
                 times_ns=times if location_id == primary else None, size=size))
         if fields.update_size and primary is not None:
             self._touch(node, primary, attr.st_size)
-            handle = self._handles.get(fh) if fh is not None else None
             if handle is not None:
                 handle.dirty = True
                 handle.last_stat = None
                 handle.hasher = blake3() if attr.st_size == 0 else None
                 handle.hashed_upto = 0
+            elif cloud_truncate:
+                await self._send_upload((view_path(node.logical_path), primary))
             else:
                 self._record(node, primary)
         if mode is not None:
@@ -1100,9 +1189,23 @@ class AliceOperations(pyfuse3.Operations):
             node.uid, node.gid = owner
         if times is not None and primary is not None:
             node.replicas[primary].mtime_ns = times[1]
+            if handle is not None:
+                handle.last_stat = None  # `cp -p` sets times before close: keep them
             self._record(node, primary)
         node.ctime_ns = now
         return self._attrs(inode)
+
+    async def _truncate_object_replica(self, node: FileNode, location_id: str, size: int,
+                                       handle: Handle | None) -> None:
+        """Truncate an S3/GCS replica: its staging file (the open handle's, or one made now),
+        uploaded like any other change."""
+        replica = node.replicas[location_id]
+        if handle is not None and handle.fd is not None and handle.staged is not None:
+            await trio.to_thread.run_sync(os.ftruncate, handle.fd, size)
+            return
+        if replica.staged is None:
+            replica.staged = await self._stage(location_id, node, truncate=size == 0)
+        await trio.to_thread.run_sync(os.truncate, replica.staged, size)
 
     # -- extended attributes --------------------------------------------------------------
 

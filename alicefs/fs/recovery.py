@@ -71,7 +71,11 @@ def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Back
         if _holds(target, entry.logical_path, entry.expected_hash):
             if _holds(source, entry.logical_path, entry.expected_hash):
                 _delete_quietly(source, entry.logical_path)
-            catalog.drop_replicas(source.location.location_id, [entry.logical_path])
-            return "rolled forward (target verified, source deleted)"
+                catalog.drop_replicas(source.location.location_id, [entry.logical_path])
+                return "rolled forward (target verified, source deleted)"
+            # The source changed after the copy: it is the newer content. The copy goes.
+            _delete_quietly(target, entry.logical_path)
+            catalog.drop_replicas(target.location.location_id, [entry.logical_path])
+            return "rolled back (source changed after the copy; the copy removed)"
         return "rolled back (source kept)"
     return f"unknown operation kind {entry.kind!r}: left as it was"

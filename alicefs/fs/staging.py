@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from alicefs.backends.base import Backend, WriteResult
 
@@ -31,16 +33,27 @@ class Staging:
     def __init__(self, directory: Path):
         self.directory = directory
 
-    def create(self, location_id: str, logical_path: str) -> Path:
-        """An empty staging file with its manifest (blocking)."""
+    def create(self, location_id: str, logical_path: str,
+               fill: Callable[[BinaryIO], None] | None = None) -> Path:
+        """A staging file, filled by `fill` (the object's current content) or empty, with its
+        manifest written last (blocking). A fill interrupted by an error or a crash leaves
+        no manifest, so a half-downloaded copy is never taken for newer content."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / uuid.uuid4().hex
+        try:
+            with open(path, "xb") as out:
+                os.chmod(path, 0o600)
+                if fill is not None:
+                    fill(out)
+                    out.flush()
+                    os.fsync(out.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         manifest = path.with_suffix(MANIFEST_SUFFIX)
         temp = manifest.with_suffix(".tmp")
         temp.write_text(json.dumps({"location_id": location_id, "logical_path": logical_path}))
         os.replace(temp, manifest)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        os.close(fd)
         return path
 
     def renamed(self, path: Path, logical_path: str) -> None:
@@ -69,6 +82,10 @@ class Staging:
         if not self.directory.is_dir():
             return []
         found = []
+        for orphan in self.directory.iterdir():
+            # Data without a manifest: a fill that never finished.
+            if not orphan.suffix and not orphan.with_suffix(MANIFEST_SUFFIX).exists():
+                orphan.unlink()
         manifests = sorted(self.directory.glob(f"*{MANIFEST_SUFFIX}"),
                            key=lambda p: p.stat().st_mtime_ns)
         for manifest in manifests:

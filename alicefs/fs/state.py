@@ -173,6 +173,8 @@ def apply_catalog_view(state: MountState, view: CatalogView, busy: set[str]) -> 
             namespace.add_file(node)
             changes += 1
             continue
+        if any(r.staged is not None for r in node.replicas.values()):
+            continue  # newer content waits in a staging file: the catalog is behind
         before = namespace.views_of(vpath)
         for location_id, replica in replicas.items():
             known = node.replicas.get(location_id)

@@ -442,3 +442,49 @@ def test_new_files_and_directories_belong_to_the_caller(mount_factory):
     backing = fs.roots["hdd"] / "shared" / "mine.txt"
     assert (backing.stat().st_uid, backing.stat().st_mode & 0o777) == (1234, 0o640)
     assert (shared / "subdir").stat().st_mode & 0o777 == 0o750
+
+
+def test_review_regressions_local(fs):
+    (fs.projects / "lr").mkdir()
+    # Renamed while open for writing (logrotate): the writer goes on writing.
+    log = open(fs.projects / "lr" / "app.log", "w")  # noqa: SIM115
+    log.write("one\n")
+    log.flush()
+    os.rename(fs.projects / "lr" / "app.log", fs.projects / "lr" / "app.log.1")
+    log.write("two\n")
+    log.close()
+    assert (fs.projects / "lr" / "app.log.1").read_text() == "one\ntwo\n"
+    # Times set before close (cp -p) are kept.
+    with open(fs.projects / "lr" / "copy.txt", "w") as f:
+        f.write("x")
+        f.flush()
+        os.utime(f.fileno(), ns=(1_500_000_000_000_000_000, 1_500_000_000_000_000_000))
+    assert (fs.projects / "lr" / "copy.txt").stat().st_mtime_ns == 1_500_000_000_000_000_000
+    # Hidden files made through the mount are not "missing" after a scan.
+    (fs.projects / "lr" / ".env").write_text("SECRET=1")
+    (fs.projects / "lr" / ".git").mkdir()
+    (fs.projects / "lr" / ".git" / "HEAD").write_text("ref")
+    assert fs.ctl("discover", "--json").returncode == 0
+    assert (fs.projects / "lr" / ".env").read_text() == "SECRET=1"
+    assert (fs.projects / "lr" / ".git" / "HEAD").read_text() == "ref"
+
+
+def test_a_full_location_hands_the_file_to_the_next_one(mount_factory, tmp_path):
+    if os.geteuid() != 0:
+        pytest.fail("this test runs as root (as CI does): it mounts a small tmpfs")
+    fs = mount_factory({"small": "priority: 100, min_free_bytes: 0", "big": "priority: 50"},
+                       start=False)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(fs.roots["small"])],
+                   check=True)
+    try:
+        fs.start()
+        (fs.projects / "full").mkdir()
+        data = os.urandom(3 << 20)
+        with open(fs.projects / "full" / "big.bin", "wb") as f:  # write-only descriptor
+            f.write(data)
+        assert (fs.projects / "full" / "big.bin").read_bytes() == data
+        assert (fs.roots["big"] / "full" / "big.bin").read_bytes() == data
+        assert not (fs.roots["small"] / "full" / "big.bin").exists()
+        fs.stop()
+    finally:
+        subprocess.run(["umount", str(fs.roots["small"])], check=True)

@@ -137,3 +137,17 @@ def test_object_store_reads_are_cached_on_disk(cloud_fs, s3_server):
         assert (fs.projects / "cached" / "clip.mp4").read_bytes() == data
     finally:
         s3_server.start()
+
+
+def test_rename_and_truncate_right_after_close(cloud_fs):
+    fs = cloud_fs
+    (fs.projects / "rt").mkdir()
+    data = os.urandom(2 << 20)
+    (fs.projects / "rt" / "take.mp4").write_bytes(data)
+    os.rename(fs.projects / "rt" / "take.mp4", fs.projects / "rt" / "final.mp4")
+    wait_for(lambda: s3_object(fs, "rt/final.mp4") == data)
+    assert s3_object(fs, "rt/take.mp4") is None
+    assert (fs.projects / "rt" / "final.mp4").read_bytes() == data
+    os.truncate(fs.projects / "rt" / "final.mp4", 5)
+    wait_for(lambda: s3_object(fs, "rt/final.mp4") == data[:5])
+    assert (fs.projects / "rt" / "final.mp4").read_bytes() == data[:5]
