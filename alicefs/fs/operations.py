@@ -130,6 +130,8 @@ class AliceOperations(pyfuse3.Operations):
     _cached_version: dict[int, int] = field(default_factory=dict)
     pending_uploads: set[tuple[str, str]] = field(default_factory=set)
     _prefetching: set[str] = field(default_factory=set)
+    _dir_listings: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
+    _next_dir_fh: int = 1
     # one lock per file while its staged upload, rename or unlink runs (id(node) -> lock)
     _node_locks: dict[int, trio.Lock] = field(default_factory=dict)
     # projects paths removed or renamed away since the scan in progress began: a scan's
@@ -327,7 +329,19 @@ class AliceOperations(pyfuse3.Operations):
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         if self._exists(*self._entry_key(inode)) != "dir":
             raise _fail(errno.ENOTDIR)
-        return inode
+        # The listing is taken once per open directory: readdir is called once per buffer
+        # full, and rebuilding a 60,000-entry listing each time made it quadratic.
+        entries: list[tuple[str, int]] = [(".", inode), ("..", self._parent_inode(inode))]
+        entries += [(name, self.ns.inode_of(view, vpath))
+                    for name, view, vpath in self._listing(inode)]
+        fh = self._next_dir_fh
+        self._next_dir_fh += 1
+        self._dir_listings[fh] = entries
+        return fh
+
+    @fuse_errors
+    async def releasedir(self, fh: int) -> None:
+        self._dir_listings.pop(fh, None)
 
     def _entry_key(self, inode: int) -> tuple[str, str]:
         entry = self.ns.entry(inode)
@@ -352,9 +366,9 @@ class AliceOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        entries: list[tuple[str, int]] = [(".", fh), ("..", self._parent_inode(fh))]
-        entries += [(name, self.ns.inode_of(view, vpath))
-                    for name, view, vpath in self._listing(fh)]
+        entries = self._dir_listings.get(fh)
+        if entries is None:
+            raise _fail(errno.EBADF)
         for index in range(start_id, len(entries)):
             name, inode = entries[index]
             try:
@@ -812,7 +826,7 @@ class AliceOperations(pyfuse3.Operations):
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
                                                            pyfuse3.EntryAttributes]:
-        vpath = self._new_name(parent_inode, name)
+        vpath = self._new_file_name(parent_inode, name)
         logical = logical_path_of(vpath)
         location_id = self._place(logical, 0)
         if location_id is None:
@@ -860,6 +874,14 @@ class AliceOperations(pyfuse3.Operations):
         self._check_parent(parent_inode)
         return vpath
 
+    def _new_file_name(self, parent_inode: int, name: bytes) -> str:
+        """As _new_name, for a file or link: `projects/` itself holds only projects
+        (directories); files at a location's root live in `projects/_unsorted/`."""
+        vpath = self._new_name(parent_inode, name)
+        if "/" not in vpath:
+            raise _fail(errno.EPERM)
+        return vpath
+
     def _check_parent(self, parent_inode: int) -> None:
         view, vpath = self._entry_key(parent_inode)
         if view == PROJECTS_VIEW and vpath == "":
@@ -904,7 +926,7 @@ class AliceOperations(pyfuse3.Operations):
     @fuse_errors
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        vpath = self._new_name(parent_inode, name)
+        vpath = self._new_file_name(parent_inode, name)
         location_id = self._dir_location(vpath)
         if location_id is None:
             raise _fail(errno.EPERM)  # symbolic links need a local location
@@ -1013,6 +1035,8 @@ class AliceOperations(pyfuse3.Operations):
             raise _fail(errno.EEXIST)
         if old == new:
             return
+        if kind == "file" and "/" not in new:
+            raise _fail(errno.EPERM)  # projects/ itself holds only projects (see create)
         if kind == "dir":
             await self._rename_dir(old, new, target_kind)
         else:

@@ -488,3 +488,24 @@ def test_a_full_location_hands_the_file_to_the_next_one(mount_factory, tmp_path)
         fs.stop()
     finally:
         subprocess.run(["umount", str(fs.roots["small"])], check=True)
+
+
+def test_projects_holds_only_directories_and_big_listings_are_whole(fs):
+    for make in (lambda: (fs.projects / "loose.txt").write_text("x"),
+                 lambda: os.symlink("x", fs.projects / "link")):
+        with pytest.raises(PermissionError):
+            make()
+    assert not (fs.roots["hdd"] / "loose.txt").exists()
+    (fs.projects / "_unsorted").mkdir()
+    (fs.projects / "_unsorted" / "root.txt").write_text("at the root")
+    assert (fs.roots["hdd"] / "root.txt").read_text() == "at the root"
+    big = fs.projects / "big"
+    big.mkdir()
+    names = {f"f{i:05}.txt" for i in range(3000)}
+    for name in names:
+        (fs.roots["hdd"] / "big").mkdir(exist_ok=True)
+        (fs.roots["hdd"] / "big" / name).write_text("")
+    assert fs.ctl("scan", "hdd").returncode == 0
+    assert set(os.listdir(big)) == names
+    with pytest.raises(PermissionError):
+        os.rename(big / "f00000.txt", fs.projects / "f00000.txt")
