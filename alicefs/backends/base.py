@@ -151,6 +151,9 @@ class Backend(ABC):
         the SDK's transfer checksums and the stored size and metadata. Without
         `overwrite` an existing key is never replaced (FileExistsError). `mtime_ns` sets the
         modification time, so copies keep the original's age.
+
+        Object stores also accept `replaces=<change token>`: compare-and-swap, publishing only
+        while the key still holds that version (see ObjectStoreBackend.write_atomic).
         """
 
     @abstractmethod

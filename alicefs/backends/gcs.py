@@ -12,7 +12,7 @@ import errno
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 
 import google.auth.exceptions as gauth
 import requests
@@ -249,19 +249,25 @@ class GCSBackend(ObjectStoreBackend):
 
     def write_atomic(self, key: str, data: BinaryIO | Iterable[bytes], *,
                      expected_hash: str | None = None, overwrite: bool = False,
-                     mtime_ns: int | None = None) -> WriteResult:
+                     mtime_ns: int | None = None, replaces: str | None = None) -> WriteResult:
         """One upload straight to the final name: GCS publishes only complete objects.
 
         Without `overwrite` the upload carries `ifGenerationMatch=0`, so GCS refuses an
-        existing name atomically. Before a large upload the name is also checked, to avoid
-        sending a large file only to be refused. With STORAGE_EMULATOR_HOST set every write is
-        checked first: emulators ignore preconditions, so that check (racy) is all there is.
+        existing name atomically. With `replaces` (a generation) it carries
+        `ifGenerationMatch=<generation>` instead, so GCS refuses any other version; a name
+        found gone is then created with `ifGenerationMatch=0`. Before a large upload the name
+        is also checked, to avoid sending a large file only to be refused. With
+        STORAGE_EMULATOR_HOST set every write is checked first: emulators ignore
+        preconditions, so that check (racy) is all there is.
 
         The hash announced in metadata is checked against what is sent before the upload's
         final request, so a mismatch publishes nothing; with `expected_hash` the stored
         object's size and metadata are checked too.
         """
         self.object_key(key)
+        if replaces is not None and not replaces.isdigit():
+            raise OSError(errno.EINVAL, f"{key!r} in {self.where}: change token {replaces!r} "
+                                        "is not a GCS generation")
         with upload_source(data, limit=self.resumable_threshold, expected_hash=expected_hash,
                            stream_ok=False) as source:
             what = f"{key!r} in {self.where}"
@@ -269,10 +275,15 @@ class GCSBackend(ObjectStoreBackend):
                     and source.announced_hash != expected_hash:
                 raise IntegrityError(f"{what}: content hash {source.announced_hash} does not "
                                      f"match expected {expected_hash}; nothing published")
-            if not overwrite and (source.small is None or _emulated()):
+            checked_first = source.small is None or _emulated()
+            if replaces is not None:
+                overwrite = False  # a name found gone is created, never blindly replaced
+                if checked_first:
+                    replaces = self._check_version(key, replaces)  # None: gone, so a create
+            elif not overwrite and checked_first:
                 self._refuse_existing(key)
             metadata = upload_metadata(source.announced_hash, mtime_ns)
-            blob = self._upload(key, source, metadata, overwrite, expected_hash)
+            blob = self._upload(key, source, metadata, overwrite, expected_hash, replaces)
             size = source.size
         info = self._info(key, blob)
         if expected_hash is not None and (info.size != size
@@ -283,15 +294,19 @@ class GCSBackend(ObjectStoreBackend):
         return WriteResult(info, source.announced_hash)
 
     def _upload(self, key: str, source: UploadSource, metadata: dict[str, str],
-                overwrite: bool, expected_hash: str | None) -> storage.Blob:
+                overwrite: bool, expected_hash: str | None,
+                replaces: str | None) -> storage.Blob:
         full = self.object_key(key)
         what = f"{key!r} in {self.where}"
-        generation_match = None if overwrite else 0
         attempts = 0
 
         def upload() -> storage.Blob:
-            nonlocal attempts
+            nonlocal attempts, replaces
             attempts += 1
+            if replaces is not None:
+                generation_match: int | None = int(replaces)
+            else:
+                generation_match = None if overwrite else 0
             large = source.small is None
             blob = self.bucket.blob(full, chunk_size=self.chunk_size if large else None)
             blob.metadata = metadata
@@ -310,12 +325,29 @@ class GCSBackend(ObjectStoreBackend):
                                             if_generation_match=generation_match,
                                             retry=None, timeout=self.timeout)
             except gexc.PreconditionFailed:
-                if attempts > 1 and self._is_ours(key, metadata[HASH_METADATA]):
+                outcome = self._upload_refused(key, attempts, metadata[HASH_METADATA], replaces)
+                if outcome == "ours":
                     return self._reload(key)  # our first attempt published; its answer was lost
-                raise FileExistsError(errno.EEXIST, f"{key!r} exists in {self.where}") from None
+                replaces = None  # "create": the version to replace is gone
+                return upload()
             return blob
 
         return self._call(f"write {key!r}", upload, key=key)
+
+    def _upload_refused(self, key: str, attempt: int, content_hash: str,
+                        replaces: str | None) -> Literal["create", "ours"]:
+        """Interpret a failed precondition (ifGenerationMatch `replaces`, or 0 without it).
+        "create": the generation `replaces` named is gone; retry with ifGenerationMatch=0.
+        "ours": our own earlier attempt published it. Raises FileExistsError when the name
+        holds someone else's object."""
+        if attempt > 1 and self._is_ours(key, content_hash):
+            return "ours"
+        # `from None`: called while handling PreconditionFailed, which says nothing more.
+        if replaces is None:
+            raise FileExistsError(errno.EEXIST, f"{key!r} exists in {self.where}") from None
+        if not self._exists(key):
+            return "create"
+        raise self._version_conflict(key, replaces) from None
 
     def _is_ours(self, key: str, content_hash: str) -> bool:
         try:

@@ -28,6 +28,7 @@ from alicefs.backends.base import (
     IntegrityError,
     LocationUnavailableError,
     UnsafeKeyError,
+    WriteResult,
     check_key,
 )
 from alicefs.hashing import CHUNK_SIZE, hash_bytes, hash_stream, new_hasher
@@ -391,6 +392,11 @@ class ObjectStoreBackend(Backend):
     def _make_client(self) -> Any:
         """A new SDK client; raises LocationUnavailableError when none can be made."""
 
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """The location as messages name it: its name and bucket URL."""
+
     def _final_error(self, where: str, cause: str, *, unreachable: bool,
                      transient: bool) -> OSError:
         """The contract's OSError for a failure no store-specific error code explains."""
@@ -431,6 +437,41 @@ class ObjectStoreBackend(Backend):
         info = self.stat(key)
         return open_ranged(lambda offset, length: self._get_range(
             key, offset, length, change_token=info.change_token), info.size)
+
+    @abstractmethod
+    def write_atomic(self, key: str, data: BinaryIO | Iterable[bytes], *,
+                     expected_hash: str | None = None, overwrite: bool = False,
+                     mtime_ns: int | None = None, replaces: str | None = None) -> WriteResult:
+        """Backend.write_atomic, plus compare-and-swap: with `replaces` (a change token as
+        stat(), list() and write_atomic return it) the object is published only while `key`
+        still holds that version; `overwrite` is then ignored. A key holding another version
+        is FileExistsError and nothing is published. A key that is gone (deleted meanwhile)
+        is created, but as with overwrite=False nothing that appears in the meantime is
+        replaced."""
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _version_conflict(self, key: str, replaces: str) -> FileExistsError:
+        return FileExistsError(errno.EEXIST, f"{key!r} in {self.where} is no longer version "
+                                             f"{replaces}: changed by another writer; nothing "
+                                             "published")
+
+    def _check_version(self, key: str, replaces: str) -> str | None:
+        """`replaces` while `key` holds that version; None when the key is gone (the write is
+        then a create); FileExistsError when it holds another. A HEAD, so racy on its own:
+        the publishing request itself carries the condition wherever the store enforces it."""
+        try:
+            current = self.stat(key).change_token
+        except FileNotFoundError:
+            return None
+        if current != replaces:
+            raise self._version_conflict(key, replaces)
+        return replaces
 
     @abstractmethod
     def _get_range(self, key: str, offset: int, length: int, change_token: str | None) -> bytes:

@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 
 import boto3
 import botocore.exceptions as bexc
@@ -65,6 +65,8 @@ _LOCATION_CODES = frozenset({
 _ARCHIVE_CODES = frozenset({"InvalidObjectState"})
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
+# The headers that make a publishing request conditional.
+_CONDITION_ARGS = ("IfNoneMatch", "IfMatch")
 _CREDENTIAL_ERRORS = (bexc.NoCredentialsError, bexc.PartialCredentialsError,
                       bexc.ProfileNotFound, bexc.CredentialRetrievalError, bexc.NoRegionError)
 
@@ -121,7 +123,8 @@ class S3Backend(ObjectStoreBackend):
         self.part_workers = max(1, min(self.max_concurrent,
                                        self.part_buffer_bytes // self.part_size))
         self._secrets = [str(v) for k, v in config.items() if is_secret_key(k) and v]
-        # Cleared when the store answers If-None-Match with NotImplemented (see write_atomic).
+        # Cleared when the store answers If-None-Match or If-Match with NotImplemented (see
+        # write_atomic).
         self._conditional_writes = True
 
     # -- client and errors -------------------------------------------------------------
@@ -251,13 +254,6 @@ class S3Backend(ObjectStoreBackend):
         return self._call(f"stat {key!r}",
                           lambda: self.client.head_object(Bucket=self.bucket, Key=full), key=key)
 
-    def _exists(self, key: str) -> bool:
-        try:
-            self._head(key)
-        except FileNotFoundError:
-            return False
-        return True
-
     def _refuse_existing(self, key: str) -> None:
         if self._exists(key):
             raise FileExistsError(errno.EEXIST, f"{key!r} exists in {self.where}")
@@ -317,21 +313,27 @@ class S3Backend(ObjectStoreBackend):
 
     def write_atomic(self, key: str, data: BinaryIO | Iterable[bytes], *,
                      expected_hash: str | None = None, overwrite: bool = False,
-                     mtime_ns: int | None = None) -> WriteResult:
+                     mtime_ns: int | None = None, replaces: str | None = None) -> WriteResult:
         """PUT (or a multipart upload) straight to the final key: S3 publishes only a
         complete object, so no temporary name is needed.
 
         Without `overwrite` the write is conditional (`If-None-Match: *`), so S3 itself
-        refuses an existing key, even one created a moment before. A store that answers
-        NotImplemented to that header gets a HEAD check before publishing instead, which
-        leaves a small race: a key created between the HEAD and the PUT is replaced. Stores
-        that silently ignore the header cannot be detected (see docs/cloud.md).
+        refuses an existing key, even one created a moment before. With `replaces` (an ETag)
+        it carries `If-Match: <ETag>` instead, so S3 refuses any other version; a key found
+        gone is then created with `If-None-Match: *`. A store that answers NotImplemented to
+        these headers gets a HEAD check before publishing instead, which leaves a small race:
+        a key created (or replaced) between the HEAD and the PUT is replaced. Stores that
+        silently ignore the headers cannot be detected (see docs/cloud.md). Before a
+        multipart upload the key is checked by HEAD as well, so as not to send gigabytes only
+        to be refused at completion.
 
         With `expected_hash` nothing is sent when an in-memory body does not match, a
         multipart upload is aborted before completion when the streamed hash does not, and
         the published object is checked afterwards (size and metadata).
         """
         self.object_key(key)
+        if replaces is not None:
+            overwrite = False  # a key found gone is created, never blindly replaced
         with upload_source(data, limit=self.multipart_threshold, expected_hash=expected_hash,
                            stream_ok=True) as source:
             content_hash = source.announced_hash
@@ -341,10 +343,11 @@ class S3Backend(ObjectStoreBackend):
                     raise IntegrityError(f"{key!r} in {self.where}: content hash "
                                          f"{content_hash} does not match expected "
                                          f"{expected_hash}; nothing published")
-                etag = self._put(key, source.small, metadata, overwrite)
+                etag = self._put(key, source.small, metadata, overwrite, replaces)
                 size = len(source.small)
             else:
-                etag = self._multipart_upload(key, source, metadata, overwrite, expected_hash)
+                etag = self._multipart_upload(key, source, metadata, overwrite, expected_hash,
+                                              replaces)
                 size = source.sent_bytes
         if expected_hash is not None:
             info = self._verify_published(key, size, content_hash)
@@ -370,51 +373,71 @@ class S3Backend(ObjectStoreBackend):
             return False
         return info.content_hash == content_hash and (size is None or info.size == size)
 
-    def _conditional(self, key: str, overwrite: bool, args: dict[str, Any]) -> None:
-        """Make a publishing request refuse an existing key, or check by HEAD first."""
-        if overwrite:
-            return
+    def _conditional(self, key: str, overwrite: bool, args: dict[str, Any],
+                     replaces: str | None = None) -> None:
+        """Make a publishing request refuse an existing key (with `replaces`: any version
+        but that one), or check by HEAD first."""
         if self._conditional_writes:
-            args["IfNoneMatch"] = "*"
-        else:
+            if replaces is not None:
+                args["IfMatch"] = replaces
+            elif not overwrite:
+                args["IfNoneMatch"] = "*"
+        elif replaces is not None:
+            self._check_version(key, replaces)  # a key found gone is created (racy too)
+        elif not overwrite:
             self._refuse_existing(key)
 
     def _publish_refused(self, exc: bexc.ClientError, key: str, attempt: int, size: int | None,
-                         content_hash: str) -> bool:
-        """Interpret a failed conditional publish. True: retry without the condition (the store
-        lacks it). False: our own earlier attempt published it. Raises FileExistsError when
-        the key is someone else's, and re-raises anything else."""
+                         content_hash: str, replaces: str | None = None
+                         ) -> Literal["retry", "create", "ours"]:
+        """Interpret a failed conditional publish (If-Match when `replaces` is given,
+        If-None-Match otherwise). "retry": the store lacks conditional writes; retry, checking
+        by HEAD instead. "create": the key `replaces` named is gone; retry as a create.
+        "ours": our own earlier attempt published it. Raises FileExistsError when the key
+        holds someone else's object, and re-raises anything else."""
         code, status = error_code(exc)
+        if replaces is not None and code == "NoSuchKey":
+            return "create"  # AWS answers If-Match on a missing key with 404
         if code in _PRECONDITION_CODES:
             if attempt > 1 and self._is_ours(key, size, content_hash):
-                return False
-            raise FileExistsError(errno.EEXIST, f"{key!r} exists in {self.where}") from None
+                return "ours"
+            if replaces is None:
+                raise FileExistsError(errno.EEXIST, f"{key!r} exists in {self.where}") from None
+            # Some stores (SeaweedFS) answer If-Match on a missing key with 412 as well.
+            if not self._exists(key):
+                return "create"
+            raise self._version_conflict(key, replaces) from None
         if code == "NotImplemented" or status == 501:
-            log.warning("%s: the store does not support conditional writes (If-None-Match); "
-                        "checking for existing keys before each write instead", self.where)
+            log.warning("%s: the store does not support conditional writes (If-None-Match, "
+                        "If-Match); checking keys by HEAD before each write instead",
+                        self.where)
             self._conditional_writes = False
-            return True
+            return "retry"
         raise exc
 
-    def _put(self, key: str, body: bytes, metadata: dict[str, str], overwrite: bool) -> str:
+    def _put(self, key: str, body: bytes, metadata: dict[str, str], overwrite: bool,
+             replaces: str | None) -> str:
         full = self.object_key(key)
         attempts = 0
 
         def put() -> str:
-            nonlocal attempts
+            nonlocal attempts, replaces
             attempts += 1
             args = {"Bucket": self.bucket, "Key": full, "Body": body, "Metadata": metadata,
                     **self._write_args(key)}
-            self._conditional(key, overwrite, args)
+            self._conditional(key, overwrite, args, replaces)
             try:
                 return self.client.put_object(**args)["ETag"]
             except bexc.ClientError as exc:
-                if "IfNoneMatch" not in args:
+                if not any(name in args for name in _CONDITION_ARGS):
                     raise
-                if self._publish_refused(exc, key, attempts, len(body),
-                                         metadata[HASH_METADATA]):
-                    return put()
-                return self.stat(key).change_token or ""
+                outcome = self._publish_refused(exc, key, attempts, len(body),
+                                                metadata[HASH_METADATA], args.get("IfMatch"))
+                if outcome == "ours":
+                    return self.stat(key).change_token or ""
+                if outcome == "create":
+                    replaces = None
+                return put()
 
         return self._call(f"write {key!r}", put, key=key)
 
@@ -428,7 +451,8 @@ class S3Backend(ObjectStoreBackend):
         return max(self.part_size, needed)
 
     def _multipart_upload(self, key: str, source: UploadSource, metadata: dict[str, str],
-                          overwrite: bool, expected_hash: str | None) -> str:
+                          overwrite: bool, expected_hash: str | None,
+                          replaces: str | None) -> str:
         part_size = self._part_size_for(source.size)
 
         def parts(upload_id: str, stop: threading.Event) -> Iterator[Callable[[], dict]]:
@@ -441,7 +465,7 @@ class S3Backend(ObjectStoreBackend):
         return self._multipart(
             key, metadata, overwrite, parts,
             before_complete=lambda: source.verify(f"{key!r} in {self.where}", expected_hash),
-            size=lambda: source.sent_bytes)
+            size=lambda: source.sent_bytes, replaces=replaces)
 
     def _upload_part(self, key: str, upload_id: str, number: int, body: bytes,
                      stop: threading.Event) -> dict:
@@ -456,12 +480,14 @@ class S3Backend(ObjectStoreBackend):
     def _multipart(self, key: str, metadata: dict[str, str], overwrite: bool,
                    parts: Callable[[str, threading.Event], Iterable[Callable[[], dict]]], *,
                    before_complete: Callable[[], object],
-                   size: Callable[[], int | None]) -> str:
+                   size: Callable[[], int | None], replaces: str | None = None) -> str:
         """Create a multipart upload, run its part jobs in parallel, complete it; abort it on
         any failure, so nothing (not even an invisible upload) is left behind."""
         full = self.object_key(key)
-        if not overwrite:
-            # Completion is conditional too; this only avoids sending gigabytes to be refused.
+        # Completion is conditional too; this only avoids sending gigabytes to be refused.
+        if replaces is not None:
+            replaces = self._check_version(key, replaces)  # None: gone, so a create
+        elif not overwrite:
             self._refuse_existing(key)
         create = {"Bucket": self.bucket, "Key": full, "Metadata": metadata,
                   **self._write_args(key)}
@@ -473,22 +499,22 @@ class S3Backend(ObjectStoreBackend):
             done = run_parallel(parts(upload_id, stop), self.part_workers, stop)
             before_complete()
             return self._complete(key, upload_id, done, overwrite, size(),
-                                  metadata.get(HASH_METADATA, ""))
+                                  metadata.get(HASH_METADATA, ""), replaces)
         except BaseException:
             self._abort(key, upload_id)
             raise
 
     def _complete(self, key: str, upload_id: str, parts: list[dict], overwrite: bool,
-                  size: int | None, content_hash: str) -> str:
+                  size: int | None, content_hash: str, replaces: str | None) -> str:
         full = self.object_key(key)
         attempts = 0
 
         def complete() -> str:
-            nonlocal attempts
+            nonlocal attempts, replaces
             attempts += 1
             args = {"Bucket": self.bucket, "Key": full, "UploadId": upload_id,
                     "MultipartUpload": {"Parts": parts}}
-            self._conditional(key, overwrite, args)
+            self._conditional(key, overwrite, args, replaces)
             try:
                 return self.client.complete_multipart_upload(**args)["ETag"]
             except bexc.ClientError as exc:
@@ -497,11 +523,16 @@ class S3Backend(ObjectStoreBackend):
                                                                              content_hash):
                     # The first attempt completed it; only its response was lost.
                     return self.stat(key).change_token or ""
-                if "IfNoneMatch" not in args:
+                if not any(name in args for name in _CONDITION_ARGS):
                     raise
-                if self._publish_refused(exc, key, attempts, size, content_hash):
-                    return complete()
-                return self.stat(key).change_token or ""
+                # A refused completion leaves the upload open, so it can be completed again.
+                outcome = self._publish_refused(exc, key, attempts, size, content_hash,
+                                                args.get("IfMatch"))
+                if outcome == "ours":
+                    return self.stat(key).change_token or ""
+                if outcome == "create":
+                    replaces = None
+                return complete()
 
         return self._call(f"complete multipart upload of {key!r}", complete, key=key)
 
@@ -581,7 +612,7 @@ class S3Backend(ObjectStoreBackend):
                                                              "NotImplemented"):
                     raise
                 if self._publish_refused(exc, dst_key, attempts, src.size,
-                                         src.content_hash or ""):
+                                         src.content_hash or "") == "retry":
                     copy()
 
         self._call(f"copy {src.key!r} to {dst_key!r}", copy, key=src.key)
