@@ -166,6 +166,18 @@ _MIGRATIONS: dict[int, list[str]] = {
         "it; stale when another replica of the file holds a newer version written through the "
         "mount (pending_update: never read, brought level by sync)'",
     ],
+    6: _table("file_attrs", "What the mount was told about a file besides its content, for files "
+                            "created or changed through it; files without a row show the "
+                            "defaults (0644, owned by the mount's user).", [
+        ("logical_path", "VARCHAR NOT NULL", "The file this row describes."),
+        ("mode", "INTEGER NOT NULL", "Permission bits (st_mode & 0o7777)."),
+        ("uid", "INTEGER NOT NULL", "Owner's user id."),
+        ("gid", "INTEGER NOT NULL", "Owner's group id."),
+        ("symlink_target", "BLOB",
+         "What a symbolic link made through the mount points to (raw bytes); NULL for a "
+         "regular file."),
+        ("updated_at", "DOUBLE NOT NULL", "Last change of this row (epoch seconds)."),
+    ], "logical_path"),
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -195,6 +207,17 @@ class FileMeta:
     quality_source: str | None = None
     tags_origin: str | None = None  # location id that supplied scanned tags
     quality_origin: str | None = None
+
+
+@dataclass(frozen=True)
+class PosixAttrs:
+    """Permission bits, owner and link target of a file made or changed through the mount."""
+
+    logical_path: str
+    mode: int
+    uid: int
+    gid: int
+    symlink_target: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -247,6 +270,7 @@ class JournalEntry:
 
 _REPLICA_COLUMNS = ("location_id", "logical_path", "size", "mtime_ns", "content_hash", "inode",
                     "change_token", "state", "seen_at")
+_ATTR_COLUMNS = ("logical_path", "mode", "uid", "gid", "symlink_target", "updated_at")
 _META_COLUMNS = ("logical_path", "category", "mime_type", "tags", "tags_source", "quality",
                  "quality_source", "tags_origin", "quality_origin", "updated_at")
 _LOCATION_COLUMNS = ("location_id", "name", "type", "path", "priority", "status", "rules_json",
@@ -407,15 +431,24 @@ class Catalog:
 
     # -- replicas --------------------------------------------------------------------------
 
-    def put_replicas(self, replicas: Sequence[Replica]) -> None:
-        """Insert or update a batch of replicas in one statement."""
+    def put_replicas(self, replicas: Sequence[Replica], *, found_by_scan: bool = False
+                     ) -> None:
+        """Insert or update a batch of replicas in one statement. `found_by_scan`: a stale
+        replica that still has the content it had when it became stale stays stale (a scan
+        re-reading the older version does not make it current)."""
         if not replicas:
             return
         unique = _last_per_key(replicas, lambda r: (r.location_id, r.logical_path))
         columns = [[getattr(r, c) for r in unique] for c in _REPLICA_COLUMNS]
+        sql = _bulk_upsert_sql("replicas", _REPLICA_COLUMNS, ["location_id", "logical_path"])
+        if found_by_scan:
+            # In DO UPDATE, bare names are the row as it was before this statement.
+            sql = sql.replace("state = excluded.state",
+                              "state = CASE WHEN state = 'stale' AND content_hash IS NOT "
+                              "DISTINCT FROM excluded.content_hash THEN 'stale' "
+                              "ELSE excluded.state END")
         with self.transaction() as con:
-            con.execute(_bulk_upsert_sql("replicas", _REPLICA_COLUMNS,
-                                         ["location_id", "logical_path"]), columns)
+            con.execute(sql, columns)
 
     def replicas(self, location_id: str | None = None) -> list[Replica]:
         """Every replica (of one location, if given), loaded in bulk."""
@@ -516,6 +549,27 @@ class Catalog:
         rows = self._query(f"SELECT {', '.join(_META_COLUMNS[:-1])} FROM file_meta "
                            "WHERE logical_path IN (SELECT unnest($1))", [list(logical_paths)])
         return {row[0]: _meta_from_row(row) for row in rows}
+
+    def put_posix_attrs(self, records: Sequence[PosixAttrs]) -> None:
+        if not records:
+            return
+        unique = _last_per_key(records, lambda a: a.logical_path)
+        columns: list[list[Any]] = [[getattr(a, c) for a in unique] for c in _ATTR_COLUMNS[:-1]]
+        columns.append([time.time()] * len(unique))
+        with self.transaction() as con:
+            con.execute(_bulk_upsert_sql("file_attrs", _ATTR_COLUMNS, ["logical_path"]),
+                        columns)
+
+    def drop_posix_attrs(self, logical_paths: Sequence[str]) -> None:
+        if not logical_paths:
+            return
+        with self.transaction() as con:
+            con.execute("DELETE FROM file_attrs WHERE logical_path IN (SELECT unnest($1))",
+                        [list(logical_paths)])
+
+    def all_posix_attrs(self) -> dict[str, PosixAttrs]:
+        rows = self._query(f"SELECT {', '.join(_ATTR_COLUMNS[:-1])} FROM file_attrs")
+        return {row[0]: PosixAttrs(*row) for row in rows}
 
     def all_metadata(self) -> dict[str, FileMeta]:
         rows = self._query(f"SELECT {', '.join(_META_COLUMNS[:-1])} FROM file_meta")

@@ -23,11 +23,14 @@ from alicefs.catalog import Catalog
 from alicefs.config import Settings
 from alicefs.errors import UsageError
 from alicefs.fs.operations import AliceOperations
+from alicefs.fs.recovery import DEFERRED_KINDS, recover
 from alicefs.fs.state import (
     MountOptions,
     MountState,
     apply_catalog_view,
     build_state,
+    forget_location,
+    open_location,
     read_catalog_view,
     refresh_free_space,
 )
@@ -220,6 +223,25 @@ class Mount:
         while True:
             await trio.sleep(SPACE_INTERVAL)
             await trio.to_thread.run_sync(refresh_free_space, state)
+            for location_id in [lid for lid in state.unavailable if lid in state.backends]:
+                await self._bring_back(state, location_id)
+
+    async def _bring_back(self, state: MountState, location_id: str) -> None:
+        """A location that was unreachable is used again once it answers and the unlinks and
+        renames made while it was away are done there."""
+        backend = state.backend(location_id)
+        try:
+            await trio.to_thread.run_sync(backend.probe)
+        except OSError:
+            return  # still away
+        await trio.to_thread.run_sync(state.queue.flush)
+        backends = {lid: state.backend(lid) for lid in state.backends
+                    if state.usable(lid) or lid == location_id}
+        done = await trio.to_thread.run_sync(recover, state.catalog, backends, DEFERRED_KINDS)
+        state.unavailable.pop(location_id, None)
+        await trio.to_thread.run_sync(refresh_free_space, state)
+        log.info("location %s is back%s", state.location(location_id).name,
+                 f" ({len(done)} deferred operations finished)" if done else "")
 
     async def _scan_loop(self, state: MountState, ops: AliceOperations) -> None:
         """Periodic incremental scans, so files added or changed directly in a location show
@@ -229,7 +251,10 @@ class Mount:
             await trio.to_thread.run_sync(state.queue.flush)
             ops.forgotten.clear()
             started = time.monotonic()
-            stats = await scanner.discover_all_assets()
+            # Only what the mount can use: a location that is back is scanned once its
+            # deferred deletes and renames are done (_space_loop), or it would show them undone.
+            stats = await scanner.scan_locations(
+                [loc for loc in state.locations if state.usable(loc.location_id)])
             for result in stats.locations:
                 if result.error:
                     log.warning("scan of %s: %s", result.name, result.error)
@@ -295,15 +320,35 @@ class Mount:
 
     async def _after_command(self, state: MountState, ops: AliceOperations) -> None:
         """Bring the namespace level with what a command changed in the catalog: replicas
-        (discover, scan), tags and ratings (tag, rate), locations' names, priorities, rules
-        and status (update, from-config). Locations added or removed take effect at the next
-        mount."""
+        (discover, scan), tags and ratings (tag, rate), locations added or removed (add,
+        remove, from-config), their names, priorities, rules and status (update)."""
         locations = {loc.location_id: loc
                      for loc in await trio.to_thread.run_sync(state.catalog.locations)}
+        known = {loc.location_id for loc in state.locations}
+        for location_id, loc in locations.items():
+            if location_id in state.namespace.locations:
+                continue
+            if location_id in known:  # removed while mounted, and added back
+                state.unavailable.pop(location_id, None)
+            else:
+                backend, why = await trio.to_thread.run_sync(open_location, loc,
+                                                             self.settings.skip_hidden)
+                if backend is not None:
+                    state.backends[location_id] = backend
+                if why is not None:
+                    state.unavailable[location_id] = why
+                state.locations.append(loc)
+            log.info("location %s added", loc.name)
+        for location_id in known - set(locations):
+            if location_id in state.namespace.locations:
+                forget_location(state, location_id)
+                log.info("location %s removed", state.location(location_id).name)
         current = [locations.get(loc.location_id, loc) for loc in state.locations]
         state.locations[:] = by_preference(current)
         for loc in state.locations:
-            state.namespace.locations[loc.location_id] = loc.name
+            if loc.location_id in locations:
+                state.namespace.add_location(loc.location_id, loc.name)
+        await trio.to_thread.run_sync(refresh_free_space, state)
         view = await trio.to_thread.run_sync(read_catalog_view, state.catalog,
                                              set(state.backends))
         apply_catalog_view(state, view, ops.busy_paths())

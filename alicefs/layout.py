@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import posixpath
+from datetime import datetime
+
 from alicefs.scan import UNSORTED
 
 PROJECTS = "projects"  # projects/<logical path>
@@ -24,3 +27,15 @@ def logical_candidates(parts: list[str]) -> list[str]:
     if rest[0] == UNSORTED and len(rest) >= 2:
         return ["/".join(rest[1:]), "/".join(rest)]
     return ["/".join(rest)]
+
+
+def conflict_name(logical_path: str, when: datetime, location_name: str, attempt: int = 0
+                  ) -> str:
+    """Where the losing side of a conflict is kept (DESIGN.md §6):
+    `<name>.conflict-<date>-<location><ext>` beside the file, `-2`, `-3`... when taken."""
+    directory, name = posixpath.split(logical_path)
+    stem, ext = posixpath.splitext(name)  # ".env" is all stem
+    counter = f"-{attempt + 1}" if attempt else ""
+    safe_location = location_name.replace("/", "_")
+    name = f"{stem}.conflict-{when:%Y-%m-%d-%H%M%S}-{safe_location}{counter}{ext}"
+    return posixpath.join(directory, name) if directory else name

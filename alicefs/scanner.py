@@ -9,6 +9,7 @@ batches, so an interrupted scan keeps what it finished. Locations are scanned co
 
 from __future__ import annotations
 
+import functools
 import gc
 import inspect
 import logging
@@ -260,6 +261,15 @@ class MultiPathScanner:
         """Scan every location that is not offline, concurrently."""
         locations = [loc for loc in await self._db(self.registry.list_locations)
                      if loc.status is not LocationStatus.OFFLINE]
+        return await self.scan_locations(locations, force_scan, show_progress,
+                                         progress_callback, progress_sink=progress_sink)
+
+    async def scan_locations(self, locations: Sequence[StorageLocation],
+                             force_scan: bool = False, show_progress: bool = False,
+                             progress_callback: ProgressCallback | None = None, *,
+                             progress_sink: Callable[[ScanProgress], None] | None = None,
+                             ) -> DiscoverStats:
+        """Scan these locations, concurrently."""
         return DiscoverStats(tuple(await self._scan_many(
             locations, force_scan, show_progress, progress_callback, progress_sink)))
 
@@ -469,7 +479,8 @@ class _LocationScan:
 
     async def _flush_replicas(self) -> None:
         batch, self.pending_replicas = self.pending_replicas, []
-        await self.scanner._db(self.scanner.catalog.put_replicas, batch)
+        await self.scanner._db(functools.partial(self.scanner.catalog.put_replicas, batch,
+                                                 found_by_scan=True))
 
     async def _finish_metadata(self, vanished: list[str]) -> None:
         """Media type, tags and quality of every file read, and of every file whose sidecar

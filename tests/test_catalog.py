@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
 import stat
 from pathlib import Path
 
 import pytest
 
-from alicefs.catalog import SCHEMA_VERSION, Catalog, FileMeta, Replica, SyncBase
+from alicefs.catalog import SCHEMA_VERSION, Catalog, FileMeta, PosixAttrs, Replica, SyncBase
 from alicefs.errors import CatalogError, NotFoundError, UsageError
 from alicefs.model import LocationType, StorageLocation, location_id_for
 from alicefs.registry import StorageRegistry
@@ -124,7 +125,8 @@ def test_migration_from_schema_version_1_keeps_data(tmp_path):
         old._query("INSERT INTO replicas VALUES (?, 'p/a.png', 3, 4, 5, 'ff', 'present', 6.0)",
                    [loc.location_id])
     with Catalog(path) as new:
-        assert new.schema_version == SCHEMA_VERSION == 5
+        assert new.schema_version == SCHEMA_VERSION == 6
+        assert new.all_posix_attrs() == {}
         assert new.last_scans() == {}
         [replica] = new.replicas()
         assert replica == Replica(loc.location_id, "p/a.png", 3, 4, "ff", 5, None, "present", 6.0)
@@ -213,3 +215,28 @@ def test_file_paths_are_usable(tmp_path: Path):
     # A catalog path inside a directory that does not exist yet is created.
     with Catalog(tmp_path / "a" / "b" / "c.duckdb") as cat:
         assert cat.path.exists()
+
+
+def test_posix_attrs_round_trip_and_drop(catalog):
+    link = PosixAttrs("p/link", 0o777, 1, 2, b"caf\xe9.png")  # a non-UTF-8 target
+    plain = PosixAttrs("p/a.png", 0o600, 1000, 1000)
+    catalog.put_posix_attrs([link, plain, PosixAttrs("p/a.png", 0o640, 1000, 1000)])
+    assert catalog.all_posix_attrs() == {
+        "p/link": link, "p/a.png": PosixAttrs("p/a.png", 0o640, 1000, 1000)}
+    catalog.drop_posix_attrs(["p/link"])
+    assert set(catalog.all_posix_attrs()) == {"p/a.png"}
+
+
+def test_a_scan_finding_the_older_version_of_a_stale_replica_keeps_it_stale(catalog):
+    loc = make_location()
+    catalog.put_locations([loc])
+    old = Replica(loc.location_id, "p/a.png", 3, 4, "old-hash", 5, None, "present", 6.0)
+    catalog.put_replicas([old, dataclasses.replace(old, logical_path="p/b.png")])
+    catalog.mark_stale([(loc.location_id, "p/a.png"), (loc.location_id, "p/b.png")])
+    rescanned = dataclasses.replace(old, mtime_ns=9, seen_at=7.0)
+    rewritten = dataclasses.replace(old, logical_path="p/b.png", content_hash="new-hash")
+    catalog.put_replicas([rescanned, rewritten], found_by_scan=True)
+    states = {r.logical_path: r.state for r in catalog.replicas()}
+    assert states == {"p/a.png": "stale", "p/b.png": "present"}
+    catalog.put_replicas([rescanned])  # the mount writing the current version there
+    assert {r.logical_path: r.state for r in catalog.replicas()}["p/a.png"] == "present"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from alicefs.catalog import Catalog, FileMeta, Replica
+from alicefs.catalog import Catalog, FileMeta, PosixAttrs, Replica
 
 
 @dataclass
@@ -21,6 +21,7 @@ class CatalogQueue:
     _drops: set[tuple[str, str]] = field(default_factory=set)
     _metadata: dict[str, FileMeta] = field(default_factory=dict)
     _stale: set[tuple[str, str]] = field(default_factory=set)
+    _attrs: dict[str, PosixAttrs | None] = field(default_factory=dict)  # None: drop the row
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def put_replica(self, replica: Replica) -> None:
@@ -43,11 +44,19 @@ class CatalogQueue:
         with self._lock:
             self._metadata[meta.logical_path] = meta
 
+    def put_attrs(self, attrs: PosixAttrs) -> None:
+        with self._lock:
+            self._attrs[attrs.logical_path] = attrs
+
+    def drop_attrs(self, logical_path: str) -> None:
+        with self._lock:
+            self._attrs[logical_path] = None
+
     @property
     def pending(self) -> int:
         with self._lock:
             return (len(self._replicas) + len(self._drops) + len(self._metadata)
-                    + len(self._stale))
+                    + len(self._stale) + len(self._attrs))
 
     def flush(self) -> int:
         """Write everything queued in one transaction (blocking: run in a worker thread).
@@ -57,7 +66,8 @@ class CatalogQueue:
             drops, self._drops = sorted(self._drops), set()
             metadata, self._metadata = list(self._metadata.values()), {}
             stale, self._stale = sorted(self._stale), set()
-        if not (replicas or drops or metadata or stale):
+            attrs, self._attrs = self._attrs, {}
+        if not (replicas or drops or metadata or stale or attrs):
             return 0
         by_location: dict[str, list[str]] = {}
         for location_id, path in drops:
@@ -68,4 +78,6 @@ class CatalogQueue:
             self.catalog.put_replicas(replicas)
             self.catalog.mark_stale(stale)
             self.catalog.put_metadata(metadata)
-        return len(replicas) + len(drops) + len(metadata) + len(stale)
+            self.catalog.drop_posix_attrs([path for path, a in attrs.items() if a is None])
+            self.catalog.put_posix_attrs([a for a in attrs.values() if a is not None])
+        return len(replicas) + len(drops) + len(metadata) + len(stale) + len(attrs)

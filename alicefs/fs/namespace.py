@@ -64,6 +64,9 @@ class Replica:
     content_hash: str | None = None
     state: str = "present"  # present | missing | stale (an older version than the primary)
     staged: Path | None = None  # object stores: newer content waiting in a staging file
+    # object stores: the version (ETag, generation) the mount last saw there; an upload
+    # replaces only that version (anything else there is another writer's: a conflict)
+    change_token: str | None = None
 
 
 @dataclass
@@ -176,6 +179,16 @@ class Namespace:
         if vpath == LOCATIONS:
             return list(self.locations.values())
         return None
+
+    def add_location(self, location_id: str, name: str) -> None:
+        """A location added (or renamed) while mounted: `locations/<name>/` shows it."""
+        self.locations[location_id] = name
+        self._dir(location_view(location_id), "")
+
+    def remove_location(self, location_id: str) -> None:
+        """A location removed while mounted (its files already removed or re-indexed)."""
+        self.locations.pop(location_id, None)
+        self.dirs.pop(location_view(location_id), None)
 
     def location_id_named(self, name: str) -> str | None:
         return next((lid for lid, n in self.locations.items() if n == name), None)

@@ -15,10 +15,12 @@ import functools
 import json
 import logging
 import os
+import posixpath
 import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -26,8 +28,8 @@ import pyfuse3
 import trio
 from blake3 import blake3
 
-from alicefs.backends.base import MAX_NAME_BYTES
-from alicefs.catalog import FileMeta
+from alicefs.backends.base import MAX_NAME_BYTES, ObjectInfo, WriteResult
+from alicefs.catalog import FileMeta, PosixAttrs
 from alicefs.catalog import Replica as CatalogReplica
 from alicefs.fs.chunk_cache import CHUNK_SIZE, ChunkCache
 from alicefs.fs.namespace import (
@@ -44,10 +46,11 @@ from alicefs.fs.namespace import (
 from alicefs.fs.staging import StagedFile, Staging
 from alicefs.fs.state import MountState
 from alicefs.hashing import hash_stream
-from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES
+from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES, conflict_name
 from alicefs.media import CATEGORIES, UNKNOWN_MIME, MediaType, classify_name
 from alicefs.model import LocationType
 from alicefs.rules import FileAttrs, LocationStatus, PlacementReason, SpaceInfo, target_location
+from alicefs.scan import SIDECAR_EXTENSION, is_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,7 @@ WRITABLE_XATTRS = (XATTR_TAGS, XATTR_QUALITY, XATTR_XDG_TAGS, XATTR_BALOO_RATING
 ALL_XATTRS = (*WRITABLE_XATTRS, XATTR_LOCATIONS, XATTR_SYNC)
 STATUS_FILES = ("locations.json", "sync.json", "queue.json")
 READ_AHEAD_CHUNKS = 4
+MAX_CONFLICT_NAMES = 100  # conflict copies of one file made in the same second
 
 
 def fuse_errors(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -112,6 +116,9 @@ class Handle:
     last_stat: tuple[int, int, int] | None = None
     next_offset: int = 0  # where a sequential reader reads next: read-ahead when it does
     node: FileNode | None = None  # the file itself, whatever it is called now
+    # False once the backing filesystem refused a non-blocking read (RWF_NOWAIT): every
+    # read of this handle then goes to a worker thread
+    page_cache_reads: bool = True
 
 
 @dataclass
@@ -479,9 +486,22 @@ class AliceOperations(pyfuse3.Operations):
         handle = self._handles[fh]
         if handle.status is not None:
             return handle.status[off:off + size]
-        if handle.fd is not None:
-            return await self._thread(handle.location_id, os.pread, handle.fd, size, off)
-        return await self._read_object(handle, handle.node, off, size)
+        if handle.fd is None:
+            return await self._read_object(handle, handle.node, off, size)
+        if handle.page_cache_reads:
+            # What the backing file's page cache holds is copied without a worker-thread hop
+            # (which costs more than the copy); only the rest waits for the device.
+            try:
+                cached = read_cached(handle.fd, size, off)
+            except NotImplementedError:
+                handle.page_cache_reads = False
+            else:
+                if len(cached) == size:
+                    return cached
+                rest = await self._thread(handle.location_id, os.pread, handle.fd,
+                                          size - len(cached), off + len(cached))
+                return bytes(cached) + rest if cached else rest
+        return await self._thread(handle.location_id, os.pread, handle.fd, size, off)
 
     async def _read_object(self, handle: Handle, node: FileNode, off: int, size: int
                            ) -> bytes:
@@ -605,7 +625,9 @@ class AliceOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def flush(self, fh: int) -> None:
-        return None
+        # Nothing to do at close (release records the file): ENOSYS tells the kernel so, and
+        # it stops sending FLUSH, one round trip less for every close(2).
+        raise _fail(errno.ENOSYS)
 
     @fuse_errors
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -688,13 +710,27 @@ class AliceOperations(pyfuse3.Operations):
                                            for h in self._handles.values()):
                 return  # being written again: sent again when that handle is released
             version = node.version
-            result = await self._thread(location_id, self.staging.upload,
-                                        self.state.backend(location_id), staged,
-                                        node.logical_path, replica.mtime_ns,
-                                        replica.content_hash)
+            backend = self.state.backend(location_id)
+            try:
+                result = await self._thread(location_id, self.staging.upload, backend, staged,
+                                            node.logical_path, replica.mtime_ns,
+                                            replica.content_hash, replica.change_token)
+            except FileExistsError:
+                collision = await self._thread(
+                    location_id, _settle_collision, backend, staged, node.logical_path,
+                    replica.mtime_ns, self.state.location(location_id).name)
+                if collision.conflict_key is not None:
+                    self._keep_conflict(node, location_id, staged, collision)
+                    self.pending_uploads.discard((vpath, location_id))
+                    await self._db(self.state.queue.flush)
+                    if not any(h.staged == staged for h in self._handles.values()):
+                        await trio.to_thread.run_sync(self.staging.discard, staged)
+                    return
+                result = collision.ours
             replica.size = result.info.size
             replica.content_hash = result.content_hash
-            self._record(node, location_id, change_token=result.info.change_token)
+            replica.change_token = result.info.change_token
+            self._record(node, location_id)
             still_needed = any(h.staged == staged for h in self._handles.values())
             if (from_handle is None and node.version == version and replica.staged == staged
                     and not still_needed):
@@ -703,13 +739,44 @@ class AliceOperations(pyfuse3.Operations):
                 await trio.to_thread.run_sync(self.staging.discard, staged)
             self.pending_uploads.discard((vpath, location_id))
 
-    def _record(self, node: FileNode, location_id: str, *, inode: int | None = None,
-                change_token: str | None = None) -> None:
+    def _keep_conflict(self, node: FileNode, location_id: str, staged: Path,
+                       collision: Collision) -> None:
+        """Someone else replaced the object while this mount's version of it waited for its
+        upload: theirs keeps the name, ours was uploaded beside it under a conflict name
+        (DESIGN.md §6). Handles still open on ours follow it there."""
+        ours, theirs, conflict_key = collision.ours, collision.theirs, collision.conflict_key
+        vpath = view_path(node.logical_path)
+        before = self.ns.views_of(vpath)
+        node.replicas[location_id] = Replica(theirs.size, theirs.mtime_ns, theirs.content_hash,
+                                             change_token=theirs.change_token)
+        self._record(node, location_id)
+        node.version += 1
+        self.ns.reindex(vpath, before)
+        copy = FileNode(conflict_key, {location_id: Replica(
+            ours.info.size, ours.info.mtime_ns, ours.content_hash,
+            change_token=ours.info.change_token)}, node.category, node.mime_type,
+            mode=node.mode, uid=node.uid, gid=node.gid, ctime_ns=time.time_ns())
+        self.ns.add_file(copy)
+        self._record(copy, location_id)
+        for handle in self._handles.values():
+            if handle.node is node and handle.staged == staged:
+                handle.node = copy
+                handle.vpath = view_path(conflict_key)
+                copy.replicas[location_id].staged = staged
+        log.warning("%s in %s was replaced by another writer before this mount's version "
+                    "was uploaded: theirs keeps the name, ours is kept as %s",
+                    node.logical_path, self.state.location(location_id).name, conflict_key)
+
+    def _record_attrs(self, node: FileNode) -> None:
+        self.state.queue.put_attrs(PosixAttrs(node.logical_path, stat.S_IMODE(node.mode),
+                                              node.uid, node.gid, node.symlink_target))
+
+    def _record(self, node: FileNode, location_id: str, *, inode: int | None = None) -> None:
         replica = node.replicas[location_id]
         now = time.time()
         self.state.queue.put_replica(CatalogReplica(
             location_id, node.logical_path, replica.size, replica.mtime_ns,
-            replica.content_hash, inode, change_token, "present", now))
+            replica.content_hash, inode, replica.change_token, "present", now))
         # Older versions elsewhere stay in the catalog as they are: the sync process compares
         # hashes and brings them level (DESIGN.md §6).
 
@@ -737,6 +804,10 @@ class AliceOperations(pyfuse3.Operations):
 
     def _place(self, logical_path: str, size: int, exclude: set[str] = frozenset(),
                current: str | None = None) -> str | None:
+        if is_sidecar(logical_path):
+            companion = self._companion_location(logical_path, exclude)
+            if companion is not None:
+                return companion
         policies = [loc for loc in self.state.locations
                     if self.state.usable(loc.location_id) and loc.location_id not in exclude]
         attrs = FileAttrs.from_name(logical_path, size, time.time())
@@ -745,6 +816,33 @@ class AliceOperations(pyfuse3.Operations):
         if placement.reason is PlacementReason.NO_ROOM or placement.location is None:
             return None
         return placement.location.location_id
+
+    def _companions(self, sidecar: str) -> list[str]:
+        """Projects paths of the files a sidecar describes (`photo.png.xmp` -> photo.png;
+        `photo.xmp` -> photo.*), as the scanner pairs them."""
+        vbase = view_path(sidecar[: -len(SIDECAR_EXTENSION)])
+        if vbase in self.ns.files:
+            return [vbase]
+        parent, _, stem = vbase.rpartition("/")
+        return [f"{parent}/{name}" for name in self.ns.children(PROJECTS_VIEW, parent)
+                if posixpath.splitext(name)[0] == stem and not is_sidecar(name)
+                and f"{parent}/{name}" in self.ns.files]
+
+    def _companion_location(self, sidecar: str, exclude: set[str]) -> str | None:
+        """Where the file a sidecar describes is: the sidecar goes there too, so a photo and
+        its tags and rating never end up in different locations."""
+        for vpath in self._companions(sidecar):
+            location_id = self.state.primary(self.ns.files[vpath])
+            if location_id is not None and location_id not in exclude:
+                return location_id
+        return None
+
+    def _sidecars_of(self, vpath: str) -> list[str]:
+        node = self.ns.files[vpath]
+        stem = posixpath.splitext(node.logical_path)[0]
+        return [view_path(key) for key in (node.logical_path + SIDECAR_EXTENSION,
+                                            stem + SIDECAR_EXTENSION)
+                if view_path(key) in self.ns.files]
 
     async def relocate(self, vpath: str) -> None:
         """Re-place a file created through this mount, now that its final name and size are
@@ -760,12 +858,14 @@ class AliceOperations(pyfuse3.Operations):
         if replica is None or replica.state != "present":
             return
         target = self._place(node.logical_path, replica.size)
-        if target is None or target == current:
-            return
-        async with self._lock_for(node):  # a rename waits for the move, and the reverse
-            if self._current_vpath(node) == vpath:
-                await self._move_replica(vpath, node, current, target)
-        self._forget_lock(node)
+        if target is not None and target != current:
+            async with self._lock_for(node):  # a rename waits for the move, and the reverse
+                if self._current_vpath(node) == vpath:
+                    await self._move_replica(vpath, node, current, target)
+            self._forget_lock(node)
+        if self.relocations is not None and self._current_vpath(node) == vpath:
+            for sidecar in self._sidecars_of(vpath):  # written before it: they follow it
+                await self.relocations.send(sidecar)
 
     async def _move_replica(self, vpath: str, node: FileNode, source: str, target: str
                             ) -> None:
@@ -796,9 +896,9 @@ class AliceOperations(pyfuse3.Operations):
             return
         before = self.ns.views_of(vpath)
         node.replicas[target] = Replica(result.info.size, result.info.mtime_ns,
-                                        result.content_hash, "present")
-        self._record(node, target, inode=result.info.inode,
-                     change_token=result.info.change_token)
+                                        result.content_hash, "present",
+                                        change_token=result.info.change_token)
+        self._record(node, target, inode=result.info.inode)
         await self._db(self.state.queue.flush)
         await self._db(catalog.journal_step, op_id, "recorded")
         if node.version != version or any(h.node is node and h.writable
@@ -850,6 +950,7 @@ class AliceOperations(pyfuse3.Operations):
                         mode=stat.S_IFREG | file_mode, uid=ctx.uid, gid=ctx.gid, ctime_ns=now,
                         created_here=location_id)
         self.ns.add_file(node)
+        self._record_attrs(node)
         inode = self.ns.inode_of(PROJECTS_VIEW, vpath)
         handle.inode = inode
         handle.node = node
@@ -939,6 +1040,8 @@ class AliceOperations(pyfuse3.Operations):
                         "inode/symlink", mode=stat.S_IFLNK | 0o777, uid=ctx.uid, gid=ctx.gid,
                         ctime_ns=now, symlink_target=target)
         self.ns.add_file(node)
+        self._record(node, location_id)
+        self._record_attrs(node)
         return self._attrs(self.ns.inode_of(PROJECTS_VIEW, vpath))
 
     # -- removing and renaming ------------------------------------------------------------
@@ -960,11 +1063,13 @@ class AliceOperations(pyfuse3.Operations):
             raise _fail(errno.ENOENT)  # renamed or removed while waiting for an upload
         self.forgotten.add(vpath)
         holders = [lid for lid, r in node.replicas.items() if r.state != "missing"]
+        reachable = [lid for lid in holders if self.state.usable(lid)]
         op_id = None
-        if len(holders) > 1:
+        if len(reachable) > 1:
             # Several steps that must all happen: journaled, so start-up finishes the job.
             op_id = await self._db(self.state.catalog.journal_begin, "delete",
-                                   node.logical_path, payload={"locations": holders})
+                                   node.logical_path, payload={"locations": reachable})
+        await self._defer(node, "delete", [lid for lid in holders if lid not in reachable])
         for location_id in holders:
             staged = node.replicas[location_id].staged
             if staged is not None:
@@ -982,6 +1087,7 @@ class AliceOperations(pyfuse3.Operations):
         self.ns.remove_file(vpath)
         for location_id in node.replicas:
             self.state.queue.drop_replica(location_id, node.logical_path)
+        self.state.queue.drop_attrs(node.logical_path)
         self._cached_version.pop(self.ns.inode_of(view, vpath), None)
         if op_id is not None:
             await self._db(self.state.catalog.journal_end, op_id)
@@ -1054,9 +1160,33 @@ class AliceOperations(pyfuse3.Operations):
             await self._rename_file_locked(old, new, node)
         self._forget_lock(node)
 
+    async def _defer(self, node: FileNode, kind: str, location_ids: list[str],
+                     **payload: Any) -> None:
+        """Journal what an unlink or rename leaves to do in locations that are offline now:
+        finished when they are back, before they are used or scanned (recovery.py), so the
+        file neither comes back nor shows twice."""
+        if not location_ids:
+            return
+        hashes = {lid: node.replicas[lid].content_hash for lid in location_ids}
+        await self._db(self.state.catalog.journal_begin, kind, node.logical_path,
+                       payload={"locations": location_ids, "hashes": hashes, **payload})
+        log.info("%s of %s in %s deferred until it is back online", kind, node.logical_path,
+                 ", ".join(self.state.location(lid).name for lid in location_ids))
+
     async def _rename_file_locked(self, old: str, new: str, node: FileNode) -> None:
-        self.forgotten.add(old)
         old_logical, new_logical = node.logical_path, logical_path_of(new)
+        offline = [lid for lid, r in node.replicas.items()
+                   if r.state != "missing" and not self.state.usable(lid)]
+        if len(offline) == len([r for r in node.replicas.values() if r.state != "missing"]):
+            log.error("%s: cannot rename, no location holding it is reachable", old)
+            raise _fail(errno.EIO)
+        self.forgotten.add(old)
+        await self._defer(node, "rename", offline, to=new_logical)
+        before = self.ns.views_of(old)
+        for location_id in offline:
+            del node.replicas[location_id]
+            self.state.queue.drop_replica(location_id, old_logical)
+        self.ns.reindex(old, before)
         replaced = self.ns.files.get(new)
         requeue = []
         for location_id, replica in node.replicas.items():
@@ -1067,23 +1197,22 @@ class AliceOperations(pyfuse3.Operations):
             if local is not None:
                 await self._thread(location_id, local.rename, old_logical, new_logical)
             elif replica.staged is not None:
-                # Not uploaded yet: the upload goes to the new name, the old key goes away.
-                await trio.to_thread.run_sync(self.staging.renamed, replica.staged,
-                                              new_logical)
-                with contextlib.suppress(FileNotFoundError):
-                    await self._thread(location_id, backend.delete, old_logical)
+                over = replaced.replicas.get(location_id) if replaced is not None else None
+                await self._rename_staged(location_id, replica, old_logical, new_logical,
+                                          over.change_token if over is not None else None)
                 self.pending_uploads.discard((old, location_id))
                 requeue.append(location_id)
             else:
-                await self._thread(location_id, _object_rename, backend, old_logical,
-                                   new_logical)
+                replica.change_token = await self._thread(location_id, _object_rename,
+                                                          backend, old_logical, new_logical)
         if replaced is not None:
             # Copies of the replaced file where the renamed one has no replica now hold an
             # older version of the new name.
             for location_id, replica in replaced.replicas.items():
                 if location_id not in node.replicas and replica.state == "present":
                     node.replicas[location_id] = Replica(replica.size, replica.mtime_ns,
-                                                         replica.content_hash, "stale")
+                                                         replica.content_hash, "stale",
+                                                         change_token=replica.change_token)
                     self.state.queue.mark_stale(location_id, new_logical)
         for location_id in node.replicas:
             self.state.queue.drop_replica(location_id, old_logical)
@@ -1091,6 +1220,8 @@ class AliceOperations(pyfuse3.Operations):
         if media.mime_type == UNKNOWN_MIME:
             media = MediaType(node.mime_type, node.category)  # the name says nothing new
         self.ns.rename_file(old, new, (media.category, media.mime_type))
+        self.state.queue.drop_attrs(old_logical)
+        self._record_attrs(node)
         node.ctime_ns = time.time_ns()
         for location_id, replica in node.replicas.items():
             if replica.state == "present" and replica.staged is None:
@@ -1111,6 +1242,35 @@ class AliceOperations(pyfuse3.Operations):
             raise _fail(errno.ENOTEMPTY)
         if new.startswith(old + "/"):
             raise _fail(errno.EINVAL)
+        moved = list(self.ns.files_under(old))
+        nodes = [self.ns.files[vp] for vp in moved]
+        for vp, node in zip(moved, nodes, strict=True):
+            if not any(r.state != "missing" and self.state.usable(lid)
+                       for lid, r in node.replicas.items()):
+                log.error("%s: cannot rename, no location holding %s is reachable", old, vp)
+                raise _fail(errno.EIO)
+        async with contextlib.AsyncExitStack() as locks:
+            # Uploads of object-store files in it finish before, or start after, the rename.
+            for node in nodes:
+                if any(self.state.local(lid) is None for lid in node.replicas
+                       if lid in self.state.backends):
+                    await locks.enter_async_context(self._lock_for(node))
+            await self._rename_dir_locked(old, new, target_kind, moved, nodes)
+        for node in nodes:
+            self._forget_lock(node)
+
+    async def _rename_dir_locked(self, old: str, new: str, target_kind: str | None,
+                                 moved: list[str], nodes: list[FileNode]) -> None:
+        def renamed(vp: str) -> str:
+            return logical_path_of(new + vp[len(old):])
+
+        for vp, node in zip(moved, nodes, strict=True):
+            offline = [lid for lid, r in node.replicas.items()
+                       if r.state != "missing" and not self.state.usable(lid)]
+            await self._defer(node, "rename", offline, to=renamed(vp))
+            for location_id in offline:
+                del node.replicas[location_id]
+        requeue = []
         for location_id in list(self.state.backends):
             if not self.state.usable(location_id) or not self.ns.is_dir(
                     location_view(location_id), old):
@@ -1122,28 +1282,47 @@ class AliceOperations(pyfuse3.Operations):
                         await self._thread(location_id, local.remove_dir, logical_path_of(new))
                 await self._thread(location_id, local.rename, logical_path_of(old),
                                    logical_path_of(new))
-            else:
-                backend = self.state.backend(location_id)
-                for vp in self.ns.files_under(old):
-                    if location_id in self.ns.files[vp].replicas:
-                        target = logical_path_of(new + vp[len(old):])
-                        await self._thread(location_id, _object_rename, backend,
-                                           logical_path_of(vp), target)
-        moved = self.ns.files_under(old)
+                continue
+            for vp, node in zip(moved, nodes, strict=True):
+                replica = node.replicas.get(location_id)
+                if replica is None or replica.state == "missing":
+                    continue
+                if replica.staged is not None:
+                    await self._rename_staged(location_id, replica, node.logical_path,
+                                              renamed(vp), None)
+                    self.pending_uploads.discard((vp, location_id))
+                    requeue.append((new + vp[len(old):], location_id))
+                else:
+                    replica.change_token = await self._thread(
+                        location_id, _object_rename, self.state.backend(location_id),
+                        node.logical_path, renamed(vp))
         self.forgotten.update(moved)
-        for vp in moved:
-            node = self.ns.files[vp]
+        for node in nodes:
             for location_id in node.replicas:
                 self.state.queue.drop_replica(location_id, node.logical_path)
+            self.state.queue.drop_attrs(node.logical_path)
         if target_kind == "dir":
             for view in list(self.ns.dirs):
                 self.ns.remove_dir(view, new)
         self.ns.rename_dir(old, new)
-        for vp in self.ns.files_under(new):
-            node = self.ns.files[vp]
+        for node in nodes:
+            self._record_attrs(node)
             for location_id, replica in node.replicas.items():
-                if replica.state == "present":
+                if replica.state == "present" and replica.staged is None:
                     self._record(node, location_id)
+        for key in requeue:
+            await self._send_upload(key)
+
+    async def _rename_staged(self, location_id: str, replica: Replica, old_logical: str,
+                             new_logical: str, replaces: str | None) -> None:
+        """Rename an object-store file whose newer content still waits in a staging file:
+        the upload goes to the new name (replacing the version `replaces` there, nothing
+        else), and the old key goes away."""
+        await trio.to_thread.run_sync(self.staging.renamed, replica.staged, new_logical)
+        replica.change_token = replaces
+        with contextlib.suppress(FileNotFoundError):
+            await self._thread(location_id, self.state.backend(location_id).delete,
+                               old_logical)
 
     # -- attributes ---------------------------------------------------------------------
 
@@ -1211,6 +1390,8 @@ class AliceOperations(pyfuse3.Operations):
             node.mode = (node.mode & ~0o7777) | mode
         if owner is not None:
             node.uid, node.gid = owner
+        if mode is not None or owner is not None:
+            self._record_attrs(node)
         if times is not None and primary is not None:
             node.replicas[primary].mtime_ns = times[1]
             if handle is not None:
@@ -1389,6 +1570,63 @@ def _hash_key(backend: Any, key: str) -> str:
         return hash_stream(stream)
 
 
+@dataclass(frozen=True)
+class Collision:
+    """How an upload that found its key taken was settled (see _settle_collision)."""
+
+    ours: WriteResult  # where our content now is
+    conflict_key: str | None  # None: ours is at the file's own name after all
+    theirs: ObjectInfo | None  # what holds the file's name, when ours does not
+
+
+def _settle_collision(backend: Any, staged: Path, logical_path: str, mtime_ns: int,
+                      location_name: str) -> Collision:
+    """An upload found its key holding a version it may not replace (blocking). If that is
+    our content after all (an upload whose answer a crash lost), it counts as uploaded;
+    otherwise ours is uploaded beside it under a conflict name, and nothing is overwritten."""
+    with open(staged, "rb") as source:
+        ours = hash_stream(source)
+    try:
+        theirs = backend.stat(logical_path)
+    except FileNotFoundError:
+        # Deleted meanwhile: ours is the only version left, and takes the name back unless
+        # yet another one appears first.
+        with open(staged, "rb") as source:
+            result = backend.write_atomic(logical_path, source, expected_hash=ours,
+                                          mtime_ns=mtime_ns)
+        return Collision(result, None, None)
+    if theirs.content_hash == ours:
+        return Collision(WriteResult(theirs, ours), None, None)
+    when = datetime.now()
+    for attempt in range(MAX_CONFLICT_NAMES):
+        conflict_key = conflict_name(logical_path, when, location_name, attempt)
+        try:
+            with open(staged, "rb") as source:
+                result = backend.write_atomic(conflict_key, source, expected_hash=ours,
+                                              mtime_ns=mtime_ns)
+        except FileExistsError:
+            continue
+        return Collision(result, conflict_key, theirs)
+    raise OSError(errno.EEXIST, f"no free conflict name for {logical_path!r} in "
+                                f"{location_name}")
+
+
+def read_cached(fd: int, size: int, off: int) -> memoryview:
+    """Up to `size` bytes at `off` that are in the page cache, read without blocking (an
+    empty view when the first of them is not). NotImplementedError: the filesystem cannot
+    tell (RWF_NOWAIT unsupported, as on NFS, tmpfs or FUSE)."""
+    buf = bytearray(size)
+    try:
+        count = os.preadv(fd, [buf], off, os.RWF_NOWAIT)
+    except BlockingIOError:
+        return memoryview(buf)[:0]
+    except OSError as exc:
+        if exc.errno == errno.EOPNOTSUPP:
+            raise NotImplementedError from None
+        raise
+    return memoryview(buf)[:count]
+
+
 def _fstat_and_close(fd: int) -> tuple[int, int, int]:
     try:
         st = os.fstat(fd)
@@ -1403,10 +1641,12 @@ def _pwrite_stat(fd: int, buf: bytes, off: int) -> tuple[int, tuple[int, int, in
     return written, (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _object_rename(backend: Any, old: str, new: str) -> None:
-    """Rename on an object store: copy, verify, then delete the old key."""
+def _object_rename(backend: Any, old: str, new: str) -> str | None:
+    """Rename on an object store: copy, verify, then delete the old key. Returns the new
+    object's change token."""
     with backend.open_read(old) as source:
         info = backend.stat(old)
-        backend.write_atomic(new, source, overwrite=True, expected_hash=info.content_hash,
-                             mtime_ns=info.mtime_ns)
+        result = backend.write_atomic(new, source, overwrite=True,
+                                      expected_hash=info.content_hash, mtime_ns=info.mtime_ns)
     backend.delete(old)
+    return result.info.change_token

@@ -66,11 +66,18 @@ class Staging:
         os.replace(temp, manifest)
 
     def upload(self, backend: Backend, path: Path, logical_path: str, mtime_ns: int,
-               expected_hash: str | None) -> WriteResult:
-        """Upload a staging file, verified (blocking). The staging file stays."""
+               expected_hash: str | None, replaces: str | None) -> WriteResult:
+        """Upload a staging file, verified (blocking). The staging file stays.
+
+        It replaces only the version `replaces` (the object the working copy was made from),
+        or, with None, only an absent key: whatever else is there now was written by someone
+        else, and the upload raises FileExistsError instead of overwriting it."""
         with open(path, "rb") as source:
-            return backend.write_atomic(logical_path, source, overwrite=True,
-                                        expected_hash=expected_hash, mtime_ns=mtime_ns)
+            if replaces is None:
+                return backend.write_atomic(logical_path, source, expected_hash=expected_hash,
+                                            mtime_ns=mtime_ns)
+            return backend.write_atomic(logical_path, source, expected_hash=expected_hash,
+                                        mtime_ns=mtime_ns, replaces=replaces)
 
     def discard(self, path: Path) -> None:
         """The upload is verified and recorded: let the working copy go (blocking)."""

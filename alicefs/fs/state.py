@@ -79,16 +79,11 @@ def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> 
     for loc in locations:
         if loc.status is LocationStatus.OFFLINE:
             continue
-        try:
-            backend = open_backend(loc, skip_hidden=settings.skip_hidden)
-        except LookupError as exc:
-            unavailable[loc.location_id] = str(exc)
-            continue
-        backends[loc.location_id] = ThreadedBackend(backend)
-        try:
-            backend.probe()
-        except OSError as exc:
-            unavailable[loc.location_id] = exc.strerror or str(exc)
+        backend, why = open_location(loc, settings.skip_hidden)
+        if backend is not None:
+            backends[loc.location_id] = backend
+        if why is not None:
+            unavailable[loc.location_id] = why
     reachable = {lid: tb.backend for lid, tb in backends.items() if lid not in unavailable}
     recover(catalog, reachable)  # before the namespace is loaded, so it shows the outcome
     uid, gid = os.getuid(), os.getgid()
@@ -100,6 +95,39 @@ def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> 
                        chunks=ChunkCache(settings.cache_dir / "chunks", settings.cache_size))
     refresh_free_space(state)
     return state
+
+
+def open_location(location: StorageLocation, skip_hidden: bool
+                  ) -> tuple[ThreadedBackend | None, str | None]:
+    """(its backend, why it cannot be used now) for a location (blocking: probes it)."""
+    try:
+        backend = open_backend(location, skip_hidden=skip_hidden)
+    except LookupError as exc:
+        return None, str(exc)
+    try:
+        backend.probe()
+    except OSError as exc:
+        return ThreadedBackend(backend), exc.strerror or str(exc)
+    return ThreadedBackend(backend), None
+
+
+def forget_location(state: MountState, location_id: str) -> None:
+    """A location removed from the registry while mounted: its replicas leave the namespace
+    (files only it held disappear from the views; nothing on disk is touched). Its backend
+    stays, unusable, for descriptors still open on it."""
+    state.unavailable[location_id] = "removed from the registry"
+    namespace = state.namespace
+    for vpath, node in list(namespace.files.items()):
+        if location_id not in node.replicas:
+            continue
+        before = namespace.views_of(vpath)
+        del node.replicas[location_id]
+        node.version += 1
+        if node.replicas:
+            namespace.reindex(vpath, before)
+        else:
+            namespace.remove_file(vpath)
+    namespace.remove_location(location_id)
 
 
 def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
@@ -115,7 +143,17 @@ def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
                 meta.mime_type if meta else media.mime_type,
                 meta.tags if meta else (), meta.quality if meta else None,
                 stat.S_IFREG | 0o644, namespace.uid, namespace.gid, r.mtime_ns)
-        node.replicas[r.location_id] = Replica(r.size, r.mtime_ns, r.content_hash, r.state)
+        node.replicas[r.location_id] = Replica(r.size, r.mtime_ns, r.content_hash, r.state,
+                                               change_token=r.change_token)
+    for path, attrs in catalog.all_posix_attrs().items():
+        node = nodes.get(path)
+        if node is None:
+            continue
+        kind = stat.S_IFREG if attrs.symlink_target is None else stat.S_IFLNK
+        node.mode, node.uid, node.gid = kind | attrs.mode, attrs.uid, attrs.gid
+        node.symlink_target = attrs.symlink_target
+        if attrs.symlink_target is not None:
+            node.category, node.mime_type = "other", "inode/symlink"
     for node in nodes.values():
         namespace.add_file(node)
 
@@ -147,7 +185,7 @@ def read_catalog_view(catalog: Catalog, location_ids: set[str]) -> CatalogView:
     for r in catalog.replicas():
         if r.location_id in location_ids:
             by_path.setdefault(r.logical_path, {})[r.location_id] = Replica(
-                r.size, r.mtime_ns, r.content_hash, r.state)
+                r.size, r.mtime_ns, r.content_hash, r.state, change_token=r.change_token)
     return CatalogView(by_path, catalog.all_metadata())
 
 
@@ -179,8 +217,8 @@ def apply_catalog_view(state: MountState, view: CatalogView, busy: set[str]) -> 
         for location_id, replica in replicas.items():
             known = node.replicas.get(location_id)
             if known is None or (known.state != "stale" and (
-                    known.size, known.mtime_ns, known.state) != (
-                    replica.size, replica.mtime_ns, replica.state)):
+                    known.size, known.mtime_ns, known.state, known.change_token) != (
+                    replica.size, replica.mtime_ns, replica.state, replica.change_token)):
                 node.replicas[location_id] = replica
                 node.version += 1
                 changes += 1

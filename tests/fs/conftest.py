@@ -17,6 +17,15 @@ from tests.conftest import BIN_DIR
 MOUNT_TIMEOUT = 30
 
 
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    """Poll until `predicate()` holds (work the mount does in the background)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.1)
+
+
 def require_fuse() -> None:
     if not os.path.exists("/dev/fuse"):
         pytest.fail("/dev/fuse is missing: these tests mount a real FUSE filesystem")
@@ -68,9 +77,9 @@ class MountedFS:
         """Unmount the way users do (fusermount3 -u) and wait for the process to finish."""
         if self.process is None:
             return
-        if os.path.ismount(self.mountpoint):
-            subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)],
-                           capture_output=True)
+        # Unconditionally: a mount whose process died is no longer ismount() (ENOTCONN),
+        # but is still in the mount table until it is unmounted.
+        subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)], capture_output=True)
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:

@@ -12,6 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from tests.conftest import BIN_DIR
+from tests.fs.conftest import wait_for
 
 TIERS = {
     "ssd": "priority: 100, rules: [{include_types: [image], max_size_bytes: 10MB}]",
@@ -97,6 +98,24 @@ def test_temp_file_renamed_to_its_final_name_lands_by_the_final_name(fs):
     assert (fs.roots["ssd"] / "render" / "x.png").read_bytes() == b"image bytes"
     assert not (fs.roots["hdd"] / "render" / "x.png").exists()
     assert os.getxattr(fs.projects / "render" / "x.png", "user.alicefs.locations") == b"ssd"
+
+
+def test_sidecars_go_where_the_file_they_describe_is(fs):
+    (fs.projects / "shoot").mkdir()
+    xmp = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>"
+    # Written before its photo (by rules alone it would go to hdd), then the photo arrives
+    # as name.tmp and is renamed: the sidecar follows it to the SSD.
+    (fs.projects / "shoot" / "a.xmp").write_bytes(xmp)
+    (fs.projects / "shoot" / "a.png.tmp").write_bytes(b"photo")
+    os.rename(fs.projects / "shoot" / "a.png.tmp", fs.projects / "shoot" / "a.png")
+    # Written after its photo: placed beside it at once.
+    (fs.projects / "shoot" / "b.png").write_bytes(b"photo")
+    (fs.projects / "shoot" / "b.png.xmp").write_bytes(xmp)
+    assert (fs.roots["ssd"] / "shoot" / "b.png.xmp").read_bytes() == xmp
+    wait_for(lambda: (fs.roots["ssd"] / "shoot" / "a.xmp").exists()
+             and (fs.roots["ssd"] / "shoot" / "a.png").exists())
+    assert sorted(os.listdir(fs.roots["hdd"] / "shoot")) == []
+    assert (fs.projects / "shoot" / "a.xmp").read_bytes() == xmp
 
 
 def test_rename_keeps_inode_and_location(fs):
@@ -509,3 +528,91 @@ def test_projects_holds_only_directories_and_big_listings_are_whole(fs):
     assert set(os.listdir(big)) == names
     with pytest.raises(PermissionError):
         os.rename(big / "f00000.txt", fs.projects / "f00000.txt")
+
+
+def test_unlink_and_rename_while_a_location_is_offline_are_finished_when_it_is_back(
+        mount_factory):
+    fs = mount_factory(TIERS, start=False)
+    for root in (fs.roots["ssd"], fs.roots["hdd"]):
+        (root / "p").mkdir()
+        (root / "p" / "gone.png").write_bytes(b"both")
+        (root / "p" / "old.png").write_bytes(b"moved")
+    fs.start()
+    fs.stop()
+    unplugged = fs.roots["ssd"].with_name("unplugged")
+    fs.roots["ssd"].rename(unplugged)
+    fs.start()
+    os.unlink(fs.projects / "p" / "gone.png")
+    os.rename(fs.projects / "p" / "old.png", fs.projects / "p" / "new.png")
+    assert sorted(os.listdir(fs.projects / "p")) == ["new.png"]
+    assert sorted(os.listdir(fs.roots["hdd"] / "p")) == ["new.png"]
+    # The SSD comes back while mounted: what happened meanwhile is done there too, and
+    # nothing removed or renamed away comes back.
+    unplugged.rename(fs.roots["ssd"])
+    wait_for(lambda: sorted(os.listdir(fs.roots["ssd"] / "p")) == ["new.png"])
+    assert (fs.roots["ssd"] / "p" / "new.png").read_bytes() == b"moved"
+    fs.restart()
+    assert sorted(os.listdir(fs.projects / "p")) == ["new.png"]
+    assert os.getxattr(fs.projects / "p" / "new.png", "user.alicefs.locations") in (
+        b"ssd,hdd", b"hdd,ssd", b"hdd")
+
+
+def test_a_deferred_unlink_keeps_a_copy_changed_meanwhile(mount_factory):
+    fs = mount_factory(TIERS, start=False)
+    for root in (fs.roots["ssd"], fs.roots["hdd"]):
+        (root / "p").mkdir()
+        (root / "p" / "x.png").write_bytes(b"same")
+    fs.start()
+    fs.stop()
+    unplugged = fs.roots["ssd"].with_name("unplugged")
+    fs.roots["ssd"].rename(unplugged)
+    fs.start()
+    os.unlink(fs.projects / "p" / "x.png")
+    fs.stop()
+    # Written on the unplugged disk by someone else while it was away.
+    (unplugged / "p" / "x.png").write_bytes(b"their new version")
+    unplugged.rename(fs.roots["ssd"])
+    fs.start()
+    assert (fs.projects / "p" / "x.png").read_bytes() == b"their new version"
+
+
+def test_modes_owners_and_symbolic_links_survive_a_remount(mount_factory):
+    fs = mount_factory(TIERS)
+    (fs.projects / "k").mkdir()
+    (fs.projects / "k" / "private.png").write_bytes(b"p")
+    os.chmod(fs.projects / "k" / "private.png", 0o600)
+    (fs.projects / "k" / "shared.txt").write_text("s")
+    os.chown(fs.projects / "k" / "shared.txt", 1234, 5678)
+    os.symlink("private.png", fs.projects / "k" / "link.png")
+    os.symlink("/etc/hostname", fs.projects / "k" / "outside")
+    fs.restart()
+    assert os.stat(fs.projects / "k" / "private.png").st_mode & 0o7777 == 0o600
+    st = os.stat(fs.projects / "k" / "shared.txt")
+    assert (st.st_uid, st.st_gid) == (1234, 5678)
+    assert os.readlink(fs.projects / "k" / "link.png") == "private.png"
+    assert (fs.projects / "k" / "link.png").read_bytes() == b"p"
+    assert os.readlink(fs.projects / "k" / "outside") == "/etc/hostname"
+    os.rename(fs.projects / "k" / "private.png", fs.projects / "k" / "renamed.png")
+    fs.restart()
+    assert os.stat(fs.projects / "k" / "renamed.png").st_mode & 0o7777 == 0o600
+
+
+def test_locations_added_and_removed_while_mounted_show_at_once(mount_factory, tmp_path):
+    fs = mount_factory(TIERS)
+    archive = tmp_path / "archive"
+    (archive / "old").mkdir(parents=True)
+    (archive / "old" / "film.mp4").write_bytes(b"archived")
+    added = fs.ctl("add", "--name", "archive", "--path", str(archive), "--priority", "5")
+    assert added.returncode == 0, added.stderr
+    assert "archive" in os.listdir(fs.mountpoint / "locations")
+    assert fs.ctl("scan", "archive", "--no-progress").returncode == 0
+    assert (fs.projects / "old" / "film.mp4").read_bytes() == b"archived"
+    assert (fs.mountpoint / "locations" / "archive" / "old" / "film.mp4").exists()
+    removed = fs.ctl("remove", "archive")
+    assert removed.returncode == 0, removed.stderr
+    assert "archive" not in os.listdir(fs.mountpoint / "locations")
+    assert not (fs.projects / "old" / "film.mp4").exists()
+    assert (archive / "old" / "film.mp4").read_bytes() == b"archived"  # untouched
+    (fs.projects / "p").mkdir()
+    (fs.projects / "p" / "new.txt").write_text("placed")  # never in a removed location
+    assert (fs.roots["hdd"] / "p" / "new.txt").read_text() == "placed"

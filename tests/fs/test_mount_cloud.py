@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 import uuid
 
 import pytest
 
+from tests.fs.conftest import wait_for
 from tests.servers import S3_REGION
 
 
@@ -35,14 +35,6 @@ def s3_object(fs, key: str) -> bytes | None:
         return fs.s3_client.get_object(Bucket=fs.s3_bucket, Key=fs.prefix + key)["Body"].read()
     except fs.s3_client.exceptions.NoSuchKey:
         return None
-
-
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.1)
 
 
 def test_files_land_in_cloud_locations_and_survive_a_remount(cloud_fs):
@@ -151,3 +143,69 @@ def test_rename_and_truncate_right_after_close(cloud_fs):
     os.truncate(fs.projects / "rt" / "final.mp4", 5)
     wait_for(lambda: s3_object(fs, "rt/final.mp4") == data[:5])
     assert (fs.projects / "rt" / "final.mp4").read_bytes() == data[:5]
+
+
+def s3_keys(fs, directory: str) -> list[str]:
+    listing = fs.s3_client.list_objects_v2(Bucket=fs.s3_bucket, Prefix=f"{fs.prefix}{directory}/")
+    return sorted(o["Key"][len(fs.prefix) + len(directory) + 1:]
+                  for o in listing.get("Contents", []))
+
+
+def put_s3_object(fs, key: str, data: bytes) -> None:
+    fs.s3_client.put_object(Bucket=fs.s3_bucket, Key=fs.prefix + key, Body=data)
+
+
+def test_a_new_file_never_overwrites_an_object_another_writer_made_meanwhile(cloud_fs):
+    fs = cloud_fs
+    (fs.projects / "shared").mkdir()
+    with open(fs.projects / "shared" / "take.mp4", "wb") as f:
+        f.write(b"ours " * 1000)
+        # Another client publishes the same name before this one is closed (uploaded).
+        put_s3_object(fs, "shared/take.mp4", b"theirs")
+    wait_for(lambda: len(s3_keys(fs, "shared")) == 2)
+    assert s3_object(fs, "shared/take.mp4") == b"theirs"
+    [conflict] = [k for k in s3_keys(fs, "shared") if k != "take.mp4"]
+    assert conflict.startswith("take.conflict-") and conflict.endswith("-s3.mp4")
+    assert s3_object(fs, f"shared/{conflict}") == b"ours " * 1000
+    wait_for(lambda: sorted(os.listdir(fs.projects / "shared")) == sorted(["take.mp4",
+                                                                          conflict]))
+    assert (fs.projects / "shared" / "take.mp4").read_bytes() == b"theirs"
+    assert (fs.projects / "shared" / conflict).read_bytes() == b"ours " * 1000
+    fs.restart()
+    assert (fs.projects / "shared" / conflict).read_bytes() == b"ours " * 1000
+
+
+def test_an_edit_never_overwrites_a_version_another_writer_published_meanwhile(cloud_fs):
+    fs = cloud_fs
+    (fs.projects / "shared").mkdir()
+    (fs.projects / "shared" / "cut.mp4").write_bytes(b"base " * 1000)
+    wait_for(lambda: s3_object(fs, "shared/cut.mp4") == b"base " * 1000)
+    with open(fs.projects / "shared" / "cut.mp4", "r+b") as f:
+        put_s3_object(fs, "shared/cut.mp4", b"their edit")
+        f.write(b"OURS")
+    wait_for(lambda: len(s3_keys(fs, "shared")) == 2)
+    assert s3_object(fs, "shared/cut.mp4") == b"their edit"
+    [conflict] = [k for k in s3_keys(fs, "shared") if k != "cut.mp4"]
+    assert s3_object(fs, f"shared/{conflict}") == b"OURS" + (b"base " * 1000)[4:]
+    # Without interference an edit replaces the version it was made from, as before.
+    with open(fs.projects / "shared" / conflict, "r+b") as f:
+        f.write(b"MORE")
+    wait_for(lambda: s3_object(fs, f"shared/{conflict}") == b"MORE" + (b"base " * 1000)[4:])
+    assert len(s3_keys(fs, "shared")) == 2
+
+
+def test_renaming_a_directory_with_files_still_waiting_for_upload(cloud_fs):
+    fs = cloud_fs
+    (fs.projects / "draft").mkdir()
+    (fs.projects / "draft" / "done.mp4").write_bytes(b"uploaded")
+    wait_for(lambda: s3_object(fs, "draft/done.mp4") == b"uploaded")
+    with open(fs.projects / "draft" / "open.mp4", "wb") as f:
+        f.write(b"still being written")
+        os.rename(fs.projects / "draft", fs.projects / "final")
+        f.write(b", and more")
+    wait_for(lambda: s3_object(fs, "final/open.mp4") == b"still being written, and more")
+    assert s3_object(fs, "final/done.mp4") == b"uploaded"
+    assert s3_keys(fs, "draft") == []
+    assert sorted(os.listdir(fs.projects / "final")) == ["done.mp4", "open.mp4"]
+    fs.restart()
+    assert (fs.projects / "final" / "open.mp4").read_bytes() == b"still being written, and more"
