@@ -23,7 +23,7 @@ from alicefs.catalog import Catalog
 from alicefs.config import Settings
 from alicefs.errors import UsageError
 from alicefs.fs.operations import AliceOperations
-from alicefs.fs.recovery import DEFERRED_KINDS, recover
+from alicefs.fs.recovery import DEFERRED_KINDS, deferred_targets, recover, unfinished
 from alicefs.fs.state import (
     MountOptions,
     MountState,
@@ -33,8 +33,9 @@ from alicefs.fs.state import (
     open_location,
     read_catalog_view,
     refresh_free_space,
+    unfinished_reason,
 )
-from alicefs.rules import by_preference
+from alicefs.rules import LocationStatus, by_preference
 from alicefs.scanner import MultiPathScanner
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ class Mount:
                 tuple[str, str, str, int]](1_000)
             ops = AliceOperations(state, uploads=send_upload, relocations=send_relocation,
                                   closer=send_close, prefetch=send_prefetch)
+            ops.deferred_targets = await trio.to_thread.run_sync(deferred_targets, catalog)
             await self._resume_uploads(state, ops, send_upload)
             fuse_options = set(pyfuse3.default_options) | {"fsname=alicefs", "subtype=alicefs",
                                                              "noatime"}
@@ -132,7 +134,7 @@ class Mount:
                     nursery.start_soon(self._serve, nursery)
                     await trio.to_thread.run_sync(tune_readahead, self.mountpoint)
                     nursery.start_soon(self._flush_loop, state)
-                    nursery.start_soon(self._space_loop, state)
+                    nursery.start_soon(self._space_loop, state, ops)
                     nursery.start_soon(self._scan_loop, state, ops)
                     nursery.start_soon(self._relocation_worker, ops, receive_relocation)
                     nursery.start_soon(self._control_server, state, ops)
@@ -219,25 +221,32 @@ class Mount:
             await trio.sleep(FLUSH_INTERVAL)
             await trio.to_thread.run_sync(state.queue.flush)
 
-    async def _space_loop(self, state: MountState) -> None:
+    async def _space_loop(self, state: MountState, ops: AliceOperations) -> None:
         while True:
             await trio.sleep(SPACE_INTERVAL)
             await trio.to_thread.run_sync(refresh_free_space, state)
             for location_id in [lid for lid in state.unavailable if lid in state.backends]:
-                await self._bring_back(state, location_id)
+                if state.location(location_id).status is not LocationStatus.OFFLINE:
+                    await self._bring_back(state, ops, location_id)
 
-    async def _bring_back(self, state: MountState, location_id: str) -> None:
+    async def _bring_back(self, state: MountState, ops: AliceOperations,
+                          location_id: str) -> None:
         """A location that was unreachable is used again once it answers and the unlinks and
-        renames made while it was away are done there."""
+        renames made while it was away are done there (all of them: until then a scan
+        would show them undone)."""
         backend = state.backend(location_id)
         try:
             await trio.to_thread.run_sync(backend.probe)
         except OSError:
             return  # still away
         await trio.to_thread.run_sync(state.queue.flush)
-        backends = {lid: state.backend(lid) for lid in state.backends
-                    if state.usable(lid) or lid == location_id}
-        done = await trio.to_thread.run_sync(recover, state.catalog, backends, DEFERRED_KINDS)
+        done = await trio.to_thread.run_sync(recover, state.catalog, {location_id: backend},
+                                             DEFERRED_KINDS)
+        ops.deferred_targets = await trio.to_thread.run_sync(deferred_targets, state.catalog)
+        owed = await trio.to_thread.run_sync(unfinished, state.catalog, location_id)
+        if owed:
+            state.unavailable[location_id] = unfinished_reason(owed)
+            return
         state.unavailable.pop(location_id, None)
         await trio.to_thread.run_sync(refresh_free_space, state)
         log.info("location %s is back%s", state.location(location_id).name,

@@ -340,14 +340,8 @@ class GCSBackend(ObjectStoreBackend):
         "create": the generation `replaces` named is gone; retry with ifGenerationMatch=0.
         "ours": our own earlier attempt published it. Raises FileExistsError when the name
         holds someone else's object."""
-        if attempt > 1 and self._is_ours(key, content_hash):
-            return "ours"
-        # `from None`: called while handling PreconditionFailed, which says nothing more.
-        if replaces is None:
-            raise FileExistsError(errno.EEXIST, f"{key!r} exists in {self.where}") from None
-        if not self._exists(key):
-            return "create"
-        raise self._version_conflict(key, replaces) from None
+        return self._publish_refused_by_condition(
+            key, replaces, lambda: attempt > 1 and self._is_ours(key, content_hash))
 
     def _is_ours(self, key: str, content_hash: str) -> bool:
         try:

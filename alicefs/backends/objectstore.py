@@ -20,7 +20,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 
 from alicefs.backends.base import (
     TEMP_PREFIX,
@@ -460,6 +460,21 @@ class ObjectStoreBackend(Backend):
         return FileExistsError(errno.EEXIST, f"{key!r} in {self.where} is no longer version "
                                              f"{replaces}: changed by another writer; nothing "
                                              "published")
+
+    def _publish_refused_by_condition(self, key: str, replaces: str | None,
+                                      ours: Callable[[], bool]) -> Literal["create", "ours"]:
+        """A conditional publish (If-None-Match / If-Match, ifGenerationMatch) was refused.
+        "ours": our own earlier attempt published it (`ours()` says whether the key holds
+        what we meant to publish). "create": the version `replaces` named is gone; retry as a
+        create. Raises FileExistsError when the key holds someone else's object."""
+        if ours():
+            return "ours"
+        # `from None`: called while handling the refusal, which says nothing more.
+        if replaces is None:
+            raise FileExistsError(errno.EEXIST, f"{key!r} exists in {self.where}") from None
+        if not self._exists(key):  # some stores refuse If-Match on a missing key with 412
+            return "create"
+        raise self._version_conflict(key, replaces) from None
 
     def _check_version(self, key: str, replaces: str) -> str | None:
         """`replaces` while `key` holds that version; None when the key is gone (the write is

@@ -399,14 +399,8 @@ class S3Backend(ObjectStoreBackend):
         if replaces is not None and code == "NoSuchKey":
             return "create"  # AWS answers If-Match on a missing key with 404
         if code in _PRECONDITION_CODES:
-            if attempt > 1 and self._is_ours(key, size, content_hash):
-                return "ours"
-            if replaces is None:
-                raise FileExistsError(errno.EEXIST, f"{key!r} exists in {self.where}") from None
-            # Some stores (SeaweedFS) answer If-Match on a missing key with 412 as well.
-            if not self._exists(key):
-                return "create"
-            raise self._version_conflict(key, replaces) from None
+            return self._publish_refused_by_condition(
+                key, replaces, lambda: attempt > 1 and self._is_ours(key, size, content_hash))
         if code == "NotImplemented" or status == 501:
             log.warning("%s: the store does not support conditional writes (If-None-Match, "
                         "If-Match); checking keys by HEAD before each write instead",

@@ -43,13 +43,21 @@ from alicefs.fs.namespace import (
     type_view,
     view_path,
 )
+from alicefs.fs.recovery import DEFERRED_DELETE, DEFERRED_RENAME
 from alicefs.fs.staging import StagedFile, Staging
 from alicefs.fs.state import MountState
 from alicefs.hashing import hash_stream
 from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES, conflict_name
 from alicefs.media import CATEGORIES, UNKNOWN_MIME, MediaType, classify_name
 from alicefs.model import LocationType
-from alicefs.rules import FileAttrs, LocationStatus, PlacementReason, SpaceInfo, target_location
+from alicefs.rules import (
+    FileAttrs,
+    LocationStatus,
+    PlacementReason,
+    SpaceInfo,
+    has_room,
+    target_location,
+)
 from alicefs.scan import SIDECAR_EXTENSION, is_sidecar
 
 log = logging.getLogger(__name__)
@@ -144,6 +152,9 @@ class AliceOperations(pyfuse3.Operations):
     # projects paths removed or renamed away since the scan in progress began: a scan's
     # view of the catalog must not bring them back
     forgotten: set[str] = field(default_factory=set)
+    # logical path -> journal op ids of deferred renames (for offline locations) that will
+    # give a file that name: they follow it when it is renamed again or unlinked
+    deferred_targets: dict[str, set[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -467,7 +478,8 @@ class AliceOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=self._new_handle(handle), keep_cache=keep)
 
     async def _stage(self, location_id: str, node: FileNode, truncate: bool) -> Path:
-        """A local working copy of an object-store file, uploaded after release."""
+        """A local working copy of an object-store file, uploaded after release; its upload
+        replaces the version it was made from, and only that one."""
         backend = self.state.backend(location_id)
 
         def fill(out: BinaryIO) -> None:
@@ -476,10 +488,14 @@ class AliceOperations(pyfuse3.Operations):
                     while chunk := stream.read(1 << 20):
                         out.write(chunk)
 
-        def fetch() -> Path:
-            return self.staging.create(location_id, node.logical_path, fill)
+        def fetch() -> tuple[Path, str | None]:
+            # Asked before reading: a version published in between makes the upload a
+            # conflict copy (nothing lost), never an overwrite of what we did not read.
+            version = backend.stat(node.logical_path).change_token
+            return self.staging.create(location_id, node.logical_path, fill, version), version
 
-        return await self._thread(location_id, fetch)
+        path, node.replicas[location_id].change_token = await self._thread(location_id, fetch)
+        return path
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -723,7 +739,13 @@ class AliceOperations(pyfuse3.Operations):
                     self._keep_conflict(node, location_id, staged, collision)
                     self.pending_uploads.discard((vpath, location_id))
                     await self._db(self.state.queue.flush)
-                    if not any(h.staged == staged for h in self._handles.values()):
+                    if any(h.staged == staged for h in self._handles.values()):
+                        # Still being written, now as the conflict copy: a crash before its
+                        # next upload must resume it there, not under the other's name.
+                        await trio.to_thread.run_sync(
+                            self.staging.renamed, staged, collision.conflict_key,
+                            collision.ours.info.change_token)
+                    else:
                         await trio.to_thread.run_sync(self.staging.discard, staged)
                     return
                 result = collision.ours
@@ -737,6 +759,9 @@ class AliceOperations(pyfuse3.Operations):
                 replica.staged = None
                 await self._db(self.state.queue.flush)
                 await trio.to_thread.run_sync(self.staging.discard, staged)
+            else:
+                await trio.to_thread.run_sync(self.staging.uploaded, staged,
+                                              replica.change_token)
             self.pending_uploads.discard((vpath, location_id))
 
     def _keep_conflict(self, node: FileNode, location_id: str, staged: Path,
@@ -797,6 +822,7 @@ class AliceOperations(pyfuse3.Operations):
                                            Replica(st.st_size, st.st_mtime_ns))
         replica.size, replica.mtime_ns, replica.state = st.st_size, st.st_mtime_ns, "present"
         replica.content_hash, replica.staged = None, staged.path
+        replica.change_token = staged.replaces
         self.ns.reindex(vpath, before)
         return vpath
 
@@ -805,7 +831,7 @@ class AliceOperations(pyfuse3.Operations):
     def _place(self, logical_path: str, size: int, exclude: set[str] = frozenset(),
                current: str | None = None) -> str | None:
         if is_sidecar(logical_path):
-            companion = self._companion_location(logical_path, exclude)
+            companion = self._companion_location(logical_path, size, exclude, current)
             if companion is not None:
                 return companion
         policies = [loc for loc in self.state.locations
@@ -828,20 +854,28 @@ class AliceOperations(pyfuse3.Operations):
                 if posixpath.splitext(name)[0] == stem and not is_sidecar(name)
                 and f"{parent}/{name}" in self.ns.files]
 
-    def _companion_location(self, sidecar: str, exclude: set[str]) -> str | None:
+    def _companion_location(self, sidecar: str, size: int, exclude: set[str],
+                            current: str | None) -> str | None:
         """Where the file a sidecar describes is: the sidecar goes there too, so a photo and
         its tags and rating never end up in different locations."""
         for vpath in self._companions(sidecar):
             location_id = self.state.primary(self.ns.files[vpath])
-            if location_id is not None and location_id not in exclude:
+            if (location_id is not None and location_id not in exclude
+                    and self.state.location(location_id).status is LocationStatus.ACTIVE
+                    and has_room(self.state.location(location_id),
+                                 self.state.free_space.get(location_id), size,
+                                 location_id == current)):
                 return location_id
         return None
 
     def _sidecars_of(self, vpath: str) -> list[str]:
-        node = self.ns.files[vpath]
-        stem = posixpath.splitext(node.logical_path)[0]
-        return [view_path(key) for key in (node.logical_path + SIDECAR_EXTENSION,
-                                            stem + SIDECAR_EXTENSION)
+        """Projects paths of the sidecars describing the file at `vpath` (none for a
+        sidecar itself)."""
+        logical = self.ns.files[vpath].logical_path
+        if is_sidecar(logical):
+            return []
+        stem = posixpath.splitext(logical)[0]
+        return [view_path(key) for key in (logical + SIDECAR_EXTENSION, stem + SIDECAR_EXTENSION)
                 if view_path(key) in self.ns.files]
 
     async def relocate(self, vpath: str) -> None:
@@ -1062,14 +1096,16 @@ class AliceOperations(pyfuse3.Operations):
         if self._current_vpath(node) != vpath:
             raise _fail(errno.ENOENT)  # renamed or removed while waiting for an upload
         self.forgotten.add(vpath)
-        holders = [lid for lid, r in node.replicas.items() if r.state != "missing"]
+        holders = _holders(node)
         reachable = [lid for lid in holders if self.state.usable(lid)]
         op_id = None
         if len(reachable) > 1:
             # Several steps that must all happen: journaled, so start-up finishes the job.
             op_id = await self._db(self.state.catalog.journal_begin, "delete",
                                    node.logical_path, payload={"locations": reachable})
-        await self._defer(node, "delete", [lid for lid in holders if lid not in reachable])
+        await self._retarget_deferred(node.logical_path, None)
+        await self._defer(node, DEFERRED_DELETE,
+                          [lid for lid in holders if lid not in reachable])
         for location_id in holders:
             staged = node.replicas[location_id].staged
             if staged is not None:
@@ -1161,37 +1197,67 @@ class AliceOperations(pyfuse3.Operations):
         self._forget_lock(node)
 
     async def _defer(self, node: FileNode, kind: str, location_ids: list[str],
-                     **payload: Any) -> None:
-        """Journal what an unlink or rename leaves to do in locations that are offline now:
-        finished when they are back, before they are used or scanned (recovery.py), so the
-        file neither comes back nor shows twice."""
+                     to: str | None = None, prune: str | None = None) -> None:
+        """Journal what an unlink or rename leaves to do in locations that are offline now,
+        one entry per location: finished when it is back, before it is used or scanned
+        (recovery.py), so the file neither comes back nor shows twice."""
         if not location_ids:
             return
-        hashes = {lid: node.replicas[lid].content_hash for lid in location_ids}
-        await self._db(self.state.catalog.journal_begin, kind, node.logical_path,
-                       payload={"locations": location_ids, "hashes": hashes, **payload})
+        catalog = self.state.catalog
+
+        # The hash of what is there: a staged replica's newer content was never uploaded.
+        hashes = {lid: None if node.replicas[lid].staged else node.replicas[lid].content_hash
+                  for lid in location_ids}
+
+        payload = {k: v for k, v in (("to", to), ("prune", prune)) if v is not None}
+
+        def journal() -> list[int]:
+            return [catalog.journal_begin(kind, node.logical_path, target_location_id=lid,
+                                          expected_hash=hashes[lid], payload=payload)
+                    for lid in location_ids]
+
+        op_ids = await self._db(journal)
+        if to is not None:
+            self.deferred_targets.setdefault(to, set()).update(op_ids)
         log.info("%s of %s in %s deferred until it is back online", kind, node.logical_path,
                  ", ".join(self.state.location(lid).name for lid in location_ids))
 
+    async def _retarget_deferred(self, logical_path: str, new_logical: str | None) -> None:
+        """Deferred renames whose new name is `logical_path` follow the file on: to
+        `new_logical`, or, when it is unlinked (None), become deferred deletes of the name
+        they started from."""
+        op_ids = self.deferred_targets.pop(logical_path, None)
+        if not op_ids:
+            return
+        catalog = self.state.catalog
+
+        def retarget() -> None:
+            with catalog.transaction():
+                for op_id in sorted(op_ids):
+                    if new_logical is None:
+                        catalog.journal_update(op_id, kind=DEFERRED_DELETE,
+                                               payload={"to": None, "prune": None})
+                    else:
+                        catalog.journal_update(op_id, payload={"to": new_logical})
+
+        await self._db(retarget)
+        if new_logical is not None:
+            self.deferred_targets.setdefault(new_logical, set()).update(op_ids)
+
     async def _rename_file_locked(self, old: str, new: str, node: FileNode) -> None:
         old_logical, new_logical = node.logical_path, logical_path_of(new)
-        offline = [lid for lid, r in node.replicas.items()
-                   if r.state != "missing" and not self.state.usable(lid)]
-        if len(offline) == len([r for r in node.replicas.values() if r.state != "missing"]):
+        holders = _holders(node)
+        offline = [lid for lid in holders if not self.state.usable(lid)]
+        if offline and len(offline) == len(holders):
             log.error("%s: cannot rename, no location holding it is reachable", old)
             raise _fail(errno.EIO)
         self.forgotten.add(old)
-        await self._defer(node, "rename", offline, to=new_logical)
-        before = self.ns.views_of(old)
-        for location_id in offline:
-            del node.replicas[location_id]
-            self.state.queue.drop_replica(location_id, old_logical)
-        self.ns.reindex(old, before)
         replaced = self.ns.files.get(new)
         requeue = []
-        for location_id, replica in node.replicas.items():
-            if replica.state == "missing" or not self.state.usable(location_id):
+        for location_id in holders:
+            if location_id in offline:
                 continue
+            replica = node.replicas[location_id]
             local = self.state.local(location_id)
             backend = self.state.backend(location_id)
             if local is not None:
@@ -1205,6 +1271,13 @@ class AliceOperations(pyfuse3.Operations):
             else:
                 replica.change_token = await self._thread(location_id, _object_rename,
                                                           backend, old_logical, new_logical)
+        await self._retarget_deferred(old_logical, new_logical)
+        await self._defer(node, DEFERRED_RENAME, offline, to=new_logical)
+        before = self.ns.views_of(old)
+        for location_id in offline:
+            del node.replicas[location_id]
+            self.state.queue.drop_replica(location_id, old_logical)
+        self.ns.reindex(old, before)
         if replaced is not None:
             # Copies of the replaced file where the renamed one has no replica now hold an
             # older version of the new name.
@@ -1242,34 +1315,36 @@ class AliceOperations(pyfuse3.Operations):
             raise _fail(errno.ENOTEMPTY)
         if new.startswith(old + "/"):
             raise _fail(errno.EINVAL)
-        moved = list(self.ns.files_under(old))
-        nodes = [self.ns.files[vp] for vp in moved]
-        for vp, node in zip(moved, nodes, strict=True):
-            if not any(r.state != "missing" and self.state.usable(lid)
-                       for lid, r in node.replicas.items()):
-                log.error("%s: cannot rename, no location holding %s is reachable", old, vp)
-                raise _fail(errno.EIO)
+        locked: dict[int, FileNode] = {}
         async with contextlib.AsyncExitStack() as locks:
-            # Uploads of object-store files in it finish before, or start after, the rename.
-            for node in nodes:
-                if any(self.state.local(lid) is None for lid in node.replicas
-                       if lid in self.state.backends):
+            # Uploads of object-store files in it finish before, or start after, the rename;
+            # the listing is taken again after every wait, so it is the one renamed.
+            while True:
+                nodes = [self.ns.files[vp] for vp in self.ns.files_under(old)]
+                waiting = [n for n in nodes if id(n) not in locked and any(
+                    self.state.local(lid) is None for lid in n.replicas
+                    if lid in self.state.backends)]
+                if not waiting:
+                    break
+                for node in waiting:
                     await locks.enter_async_context(self._lock_for(node))
-            await self._rename_dir_locked(old, new, target_kind, moved, nodes)
-        for node in nodes:
+                    locked[id(node)] = node
+            await self._rename_dir_locked(old, new, target_kind, nodes)
+        for node in locked.values():
             self._forget_lock(node)
 
     async def _rename_dir_locked(self, old: str, new: str, target_kind: str | None,
-                                 moved: list[str], nodes: list[FileNode]) -> None:
-        def renamed(vp: str) -> str:
-            return logical_path_of(new + vp[len(old):])
+                                 nodes: list[FileNode]) -> None:
+        def renamed(node: FileNode) -> str:
+            return logical_path_of(new + view_path(node.logical_path)[len(old):])
 
-        for vp, node in zip(moved, nodes, strict=True):
-            offline = [lid for lid, r in node.replicas.items()
-                       if r.state != "missing" and not self.state.usable(lid)]
-            await self._defer(node, "rename", offline, to=renamed(vp))
-            for location_id in offline:
-                del node.replicas[location_id]
+        offline = {id(node): [lid for lid in _holders(node) if not self.state.usable(lid)]
+                   for node in nodes}
+        for node in nodes:
+            if offline[id(node)] and len(offline[id(node)]) == len(_holders(node)):
+                log.error("%s: cannot rename, no location holding %s is reachable", old,
+                          node.logical_path)
+                raise _fail(errno.EIO)
         requeue = []
         for location_id in list(self.state.backends):
             if not self.state.usable(location_id) or not self.ns.is_dir(
@@ -1283,22 +1358,34 @@ class AliceOperations(pyfuse3.Operations):
                 await self._thread(location_id, local.rename, logical_path_of(old),
                                    logical_path_of(new))
                 continue
-            for vp, node in zip(moved, nodes, strict=True):
+            for node in nodes:
                 replica = node.replicas.get(location_id)
                 if replica is None or replica.state == "missing":
                     continue
                 if replica.staged is not None:
                     await self._rename_staged(location_id, replica, node.logical_path,
-                                              renamed(vp), None)
-                    self.pending_uploads.discard((vp, location_id))
-                    requeue.append((new + vp[len(old):], location_id))
-                else:
+                                              renamed(node), None)
+                    self.pending_uploads.discard((view_path(node.logical_path), location_id))
+                    requeue.append((view_path(renamed(node)), location_id))
+                    continue
+                try:
                     replica.change_token = await self._thread(
                         location_id, _object_rename, self.state.backend(location_id),
-                        node.logical_path, renamed(vp))
-        self.forgotten.update(moved)
+                        node.logical_path, renamed(node))
+                except FileNotFoundError:
+                    replica.state = "missing"  # gone from the store: nothing to move
         for node in nodes:
-            for location_id in node.replicas:
+            await self._retarget_deferred(node.logical_path, renamed(node))
+            await self._defer(node, DEFERRED_RENAME, offline[id(node)], to=renamed(node),
+                              prune=logical_path_of(old))
+            vpath = view_path(node.logical_path)
+            before = self.ns.views_of(vpath)
+            for location_id in offline[id(node)]:
+                del node.replicas[location_id]
+            self.ns.reindex(vpath, before)
+        self.forgotten.update(view_path(node.logical_path) for node in nodes)
+        for node in nodes:
+            for location_id in (*node.replicas, *offline[id(node)]):
                 self.state.queue.drop_replica(location_id, node.logical_path)
             self.state.queue.drop_attrs(node.logical_path)
         if target_kind == "dir":
@@ -1318,7 +1405,8 @@ class AliceOperations(pyfuse3.Operations):
         """Rename an object-store file whose newer content still waits in a staging file:
         the upload goes to the new name (replacing the version `replaces` there, nothing
         else), and the old key goes away."""
-        await trio.to_thread.run_sync(self.staging.renamed, replica.staged, new_logical)
+        await trio.to_thread.run_sync(self.staging.renamed, replica.staged, new_logical,
+                                      replaces)
         replica.change_token = replaces
         with contextlib.suppress(FileNotFoundError):
             await self._thread(location_id, self.state.backend(location_id).delete,
@@ -1568,6 +1656,13 @@ def _sync_state(node: FileNode) -> str:
 def _hash_key(backend: Any, key: str) -> str:
     with backend.open_read(key) as stream:
         return hash_stream(stream)
+
+
+def _holders(node: FileNode) -> list[str]:
+    """Locations an unlink or rename must act on: those whose replica is not known to be
+    gone (a symbolic link always: scans do not list links that lead out of a location, or
+    nowhere, so they may be marked missing while they exist)."""
+    return [lid for lid, r in node.replicas.items() if r.state != "missing" or node.is_symlink]
 
 
 @dataclass(frozen=True)

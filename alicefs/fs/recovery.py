@@ -1,25 +1,29 @@
 """Start-up recovery: operations the journal shows begun and not ended are finished or undone
 (DESIGN.md §5.4), before the mount serves anything.
 
-- `delete` (several replicas, or replicas on locations that were offline when the file was
-  removed): deleting is finished — the user asked for it — but a replica whose content is
-  no longer the one removed (written there by someone else meanwhile) is kept.
-- `rename` (replicas on locations that were offline when the file was renamed): the rename
-  is done there, unless the old name now holds other content or the new name is taken
-  (then both stay where they are, and the next scan shows them).
+- `delete` (several replicas): deleting is finished — the user asked for it.
+- `deferred-delete` / `deferred-rename`: an unlink or rename made while the entry's location
+  (`target_location_id`) was offline, finished when it is back. A replica whose content is no
+  longer the one the entry names (written there by someone else meanwhile) is left alone; a
+  rename never replaces what the new name holds there. A renamed replica older than the
+  file's other copies is recorded as stale (pending_update), never served as current.
 - `move` (re-placement): rolled forward when the target holds the expected content (the
   source is then deleted), rolled back otherwise (the source stays, a copy without the
   expected content is not touched). The last verified replica is never deleted.
+
+An entry that fails (an I/O error) stays open and is tried again later; the location it
+names is then kept out of use (see `unfinished`), so a scan cannot show undone work.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 from alicefs.backends.base import Backend
 from alicefs.backends.local import LocalBackend
-from alicefs.catalog import Catalog, JournalEntry
+from alicefs.catalog import Catalog, JournalEntry, Replica
 from alicefs.hashing import hash_stream
 
 log = logging.getLogger(__name__)
@@ -38,20 +42,39 @@ def _holds(backend: Backend, key: str, expected_hash: str | None) -> bool:
         return hash_stream(stream) == expected_hash
 
 
-def _changed_since(backend: Backend, key: str, payload: dict, location_id: str) -> bool:
-    """Whether the replica at `key` no longer has the content the journal entry was about
-    (`payload["hashes"][location_id]`; unknown hashes count as unchanged)."""
-    expected = payload.get("hashes", {}).get(location_id)
-    if expected is None:
+def _changed_since(backend: Backend, key: str, expected_hash: str | None) -> bool:
+    """Whether the replica at `key` no longer has the content a deferred entry was about
+    (an unknown hash counts as unchanged)."""
+    if expected_hash is None:
         return False
     try:
         info = backend.stat(key)
     except FileNotFoundError:
         return False  # gone already: nothing there to keep
     if info.content_hash is not None:
-        return info.content_hash != expected
+        return info.content_hash != expected_hash
     with backend.open_read(key) as stream:
-        return hash_stream(stream) != expected
+        return hash_stream(stream) != expected_hash
+
+
+def _record_renamed(catalog: Catalog, backend: Backend, old_key: str, new_key: str,
+                    content_hash: str | None) -> None:
+    """Catalog a replica a deferred rename moved: stale when the file's other copies hold
+    other content (it was written while this location was away), else present."""
+    location_id = backend.location.location_id
+    catalog.drop_replicas(location_id, [old_key])
+    try:
+        info = backend.stat(new_key)
+    except FileNotFoundError:
+        return
+    others = [r for r in catalog.replicas_of(new_key)
+              if r.location_id != location_id and r.state == "present"]
+    newer_elsewhere = content_hash is None or any(r.content_hash != content_hash
+                                                  for r in others)
+    catalog.put_replicas([Replica(location_id, new_key, info.size, info.mtime_ns,
+                                  content_hash, info.inode, info.change_token,
+                                  "stale" if others and newer_elsewhere else "present",
+                                  time.time())])
 
 
 def _rename_quietly(backend: Backend, old_key: str, new_key: str) -> bool:
@@ -80,6 +103,18 @@ def _rename_quietly(backend: Backend, old_key: str, new_key: str) -> bool:
     return True
 
 
+def _remove_emptied_dirs(backend: LocalBackend, old_key: str, renamed_dir: str) -> None:
+    """After a file of a renamed directory moved, the directories it left empty, up to the
+    renamed one, go too (as the rename of the whole directory would have taken them)."""
+    directory = old_key.rpartition("/")[0]
+    while directory == renamed_dir or directory.startswith(renamed_dir + "/"):
+        try:
+            backend.remove_dir(directory)
+        except OSError:
+            return  # not empty (other files still to move, or someone else's)
+        directory = directory.rpartition("/")[0]
+
+
 def _delete_quietly(backend: Backend, key: str) -> None:
     try:
         backend.delete(key)
@@ -87,21 +122,28 @@ def _delete_quietly(backend: Backend, key: str) -> None:
         return
 
 
-#: Operations left to finish on locations that were offline when they happened: the mount
-#: finishes them when such a location is back, before it is used or scanned again.
-DEFERRED_KINDS = ("delete", "rename")
+#: Operations left to finish on one location that was offline when they happened: the mount
+#: finishes them when that location is back, before it is used or scanned again.
+DEFERRED_DELETE = "deferred-delete"
+DEFERRED_RENAME = "deferred-rename"
+DEFERRED_KINDS = (DEFERRED_DELETE, DEFERRED_RENAME)
 
 
 def recover(catalog: Catalog, backends: dict[str, Backend],
             kinds: tuple[str, ...] | None = None) -> list[str]:
     """Finish or undo every open journal entry (of `kinds`, when given) (blocking). Returns
-    what was done, one line per entry; entries whose locations are unreachable now stay for
-    later."""
+    what was done, one line per entry; entries whose locations are unreachable now, or that
+    fail, stay for later."""
     done = []
     for entry in catalog.journal_open():
         if kinds is not None and entry.kind not in kinds:
             continue
-        outcome = _recover_one(entry, catalog, backends)
+        try:
+            outcome = _recover_one(entry, catalog, backends)
+        except OSError as exc:
+            log.warning("journal %d (%s %s) not finished, tried again later: %s", entry.op_id,
+                        entry.kind, entry.logical_path, exc)
+            continue
         if outcome is None:
             continue
         catalog.journal_end(entry.op_id)
@@ -111,37 +153,49 @@ def recover(catalog: Catalog, backends: dict[str, Backend],
     return done
 
 
+def deferred_targets(catalog: Catalog) -> dict[str, set[int]]:
+    """New names of open deferred renames -> their op ids (blocking)."""
+    targets: dict[str, set[int]] = {}
+    for entry in catalog.journal_open():
+        if entry.kind == DEFERRED_RENAME:
+            targets.setdefault(entry.payload["to"], set()).add(entry.op_id)
+    return targets
+
+
+def unfinished(catalog: Catalog, location_id: str) -> int:
+    """How many deferred operations `location_id` still owes (blocking): while any remain,
+    the location must not be used or scanned."""
+    return sum(1 for e in catalog.journal_open()
+               if e.kind in DEFERRED_KINDS and e.target_location_id == location_id)
+
+
 def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Backend]
                  ) -> str | None:
     if entry.kind == "delete":
         locations = entry.payload.get("locations", [])
         if any(lid not in backends for lid in locations):
             return None
-        kept = []
         for location_id in locations:
-            backend = backends[location_id]
-            if _changed_since(backend, entry.logical_path, entry.payload, location_id):
-                kept.append(backend.location.name)
-                continue
-            _delete_quietly(backend, entry.logical_path)
+            _delete_quietly(backends[location_id], entry.logical_path)
             catalog.drop_replicas(location_id, [entry.logical_path])
-        if kept:
-            return f"deleted, except in {', '.join(kept)} (changed there since)"
         return "deleted from every location"
-    if entry.kind == "rename":
-        locations = entry.payload.get("locations", [])
-        if any(lid not in backends for lid in locations):
+    if entry.kind in DEFERRED_KINDS:
+        backend = backends.get(entry.target_location_id or "")
+        if backend is None:
             return None
+        if _changed_since(backend, entry.logical_path, entry.expected_hash):
+            return "left alone: changed there since"
+        if entry.kind == DEFERRED_DELETE:
+            _delete_quietly(backend, entry.logical_path)
+            catalog.drop_replicas(backend.location.location_id, [entry.logical_path])
+            return "deleted"
         new_key = entry.payload["to"]
-        kept = []
-        for location_id in locations:
-            backend = backends[location_id]
-            if (_changed_since(backend, entry.logical_path, entry.payload, location_id)
-                    or not _rename_quietly(backend, entry.logical_path, new_key)):
-                kept.append(backend.location.name)
-        if kept:
-            return f"renamed to {new_key!r}, except in {', '.join(kept)}"
-        return f"renamed to {new_key!r} in every location"
+        if not _rename_quietly(backend, entry.logical_path, new_key):
+            return f"not renamed to {new_key!r}: that name is taken there"
+        _record_renamed(catalog, backend, entry.logical_path, new_key, entry.expected_hash)
+        if "prune" in entry.payload and isinstance(backend, LocalBackend):
+            _remove_emptied_dirs(backend, entry.logical_path, entry.payload["prune"])
+        return f"renamed to {new_key!r}"
     if entry.kind == "move":
         source = backends.get(entry.source_location_id or "")
         target = backends.get(entry.target_location_id or "")

@@ -27,6 +27,7 @@ class StagedFile:
     path: Path
     location_id: str
     logical_path: str
+    replaces: str | None  # the object version it was made from (None: a new file)
 
 
 class Staging:
@@ -34,10 +35,13 @@ class Staging:
         self.directory = directory
 
     def create(self, location_id: str, logical_path: str,
-               fill: Callable[[BinaryIO], None] | None = None) -> Path:
-        """A staging file, filled by `fill` (the object's current content) or empty, with its
-        manifest written last (blocking). A fill interrupted by an error or a crash leaves
-        no manifest, so a half-downloaded copy is never taken for newer content."""
+               fill: Callable[[BinaryIO], None] | None = None, replaces: str | None = None
+               ) -> Path:
+        """A staging file, filled by `fill` (the content of the object version `replaces`)
+        or empty, with its manifest written last (blocking). A fill interrupted by an error
+        or a crash leaves no manifest, so a half-downloaded copy is never taken for newer
+        content. The manifest keeps `replaces`, so an upload resumed after a crash replaces
+        only that version, whatever a scan saw meanwhile."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / uuid.uuid4().hex
         try:
@@ -50,20 +54,21 @@ class Staging:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        manifest = path.with_suffix(MANIFEST_SUFFIX)
-        temp = manifest.with_suffix(".tmp")
-        temp.write_text(json.dumps({"location_id": location_id, "logical_path": logical_path}))
-        os.replace(temp, manifest)
+        _write_manifest(path, {"location_id": location_id, "logical_path": logical_path,
+                               "replaces": replaces})
         return path
 
-    def renamed(self, path: Path, logical_path: str) -> None:
-        """The file was renamed before its upload: the manifest follows (blocking)."""
-        manifest = path.with_suffix(MANIFEST_SUFFIX)
-        data = json.loads(manifest.read_text())
-        data["logical_path"] = logical_path
-        temp = manifest.with_suffix(".tmp")
-        temp.write_text(json.dumps(data))
-        os.replace(temp, manifest)
+    def renamed(self, path: Path, logical_path: str, replaces: str | None) -> None:
+        """The file was renamed before its upload (replacing the version `replaces` of the
+        new name, or nothing): the manifest follows (blocking)."""
+        data = json.loads(path.with_suffix(MANIFEST_SUFFIX).read_text())
+        _write_manifest(path, {**data, "logical_path": logical_path, "replaces": replaces})
+
+    def uploaded(self, path: Path, version: str | None) -> None:
+        """An upload of a staging file that stays (still open, or fsync'ed) published
+        `version`: the next upload replaces that (blocking)."""
+        data = json.loads(path.with_suffix(MANIFEST_SUFFIX).read_text())
+        _write_manifest(path, {**data, "replaces": version})
 
     def upload(self, backend: Backend, path: Path, logical_path: str, mtime_ns: int,
                expected_hash: str | None, replaces: str | None) -> WriteResult:
@@ -99,7 +104,15 @@ class Staging:
             data = json.loads(manifest.read_text())
             path = manifest.with_suffix("")
             if path.exists():
-                found.append(StagedFile(path, data["location_id"], data["logical_path"]))
+                found.append(StagedFile(path, data["location_id"], data["logical_path"],
+                                        data.get("replaces")))
             else:
                 manifest.unlink()
         return found
+
+
+def _write_manifest(path: Path, data: dict[str, str | None]) -> None:
+    manifest = path.with_suffix(MANIFEST_SUFFIX)
+    temp = manifest.with_suffix(".tmp")
+    temp.write_text(json.dumps(data))
+    os.replace(temp, manifest)

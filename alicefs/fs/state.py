@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from alicefs.backends import Backend, LocalBackend, open_backend
 from alicefs.backends.threaded import ThreadedBackend
@@ -14,7 +14,7 @@ from alicefs.config import Settings
 from alicefs.fs.catalog_queue import CatalogQueue
 from alicefs.fs.chunk_cache import ChunkCache
 from alicefs.fs.namespace import FileNode, Namespace, Replica, view_path
-from alicefs.fs.recovery import recover
+from alicefs.fs.recovery import recover, unfinished
 from alicefs.media import classify_name
 from alicefs.model import LocationType, StorageLocation
 from alicefs.rules import LocationStatus, SpaceInfo, by_preference
@@ -86,6 +86,10 @@ def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> 
             unavailable[loc.location_id] = why
     reachable = {lid: tb.backend for lid, tb in backends.items() if lid not in unavailable}
     recover(catalog, reachable)  # before the namespace is loaded, so it shows the outcome
+    for location_id in reachable:
+        owed = unfinished(catalog, location_id)
+        if owed:
+            unavailable[location_id] = unfinished_reason(owed)
     uid, gid = os.getuid(), os.getgid()
     namespace = Namespace({loc.location_id: loc.name for loc in locations}, uid, gid,
                           time.time_ns())
@@ -111,11 +115,19 @@ def open_location(location: StorageLocation, skip_hidden: bool
     return ThreadedBackend(backend), None
 
 
+def unfinished_reason(owed: int) -> str:
+    return (f"{owed} unlinks or renames made while it was away could not be finished there "
+            "(see the log); retried until they are")
+
+
 def forget_location(state: MountState, location_id: str) -> None:
     """A location removed from the registry while mounted: its replicas leave the namespace
-    (files only it held disappear from the views; nothing on disk is touched). Its backend
-    stays, unusable, for descriptors still open on it."""
+    (files only it held disappear from the views; nothing on disk is touched). It stays in
+    `state` as offline, for descriptors still open on it."""
     state.unavailable[location_id] = "removed from the registry"
+    state.locations[:] = [replace(loc, status=LocationStatus.OFFLINE)
+                          if loc.location_id == location_id else loc
+                          for loc in state.locations]
     namespace = state.namespace
     for vpath, node in list(namespace.files.items()):
         if location_id not in node.replicas:

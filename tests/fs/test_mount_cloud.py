@@ -209,3 +209,23 @@ def test_renaming_a_directory_with_files_still_waiting_for_upload(cloud_fs):
     assert sorted(os.listdir(fs.projects / "final")) == ["done.mp4", "open.mp4"]
     fs.restart()
     assert (fs.projects / "final" / "open.mp4").read_bytes() == b"still being written, and more"
+
+
+def test_an_edit_resumed_after_a_crash_never_overwrites_another_writer(cloud_fs):
+    fs = cloud_fs
+    (fs.projects / "c").mkdir()
+    (fs.projects / "c" / "v.mp4").write_bytes(b"base")
+    wait_for(lambda: s3_object(fs, "c/v.mp4") == b"base")
+    f = open(fs.projects / "c" / "v.mp4", "r+b")  # noqa: SIM115 (closed after the kill)
+    f.write(b"OURS")
+    f.flush()
+    fs.kill()  # before the upload: the staging file waits for the next mount
+    f.close()  # on the dead connection: nothing more reaches the mount
+    put_s3_object(fs, "c/v.mp4", b"theirs")
+    # A scan between the mounts records their version as the one in the store.
+    assert fs.ctl("discover", "--no-progress").returncode == 0
+    fs.start()
+    wait_for(lambda: len(s3_keys(fs, "c")) == 2)
+    assert s3_object(fs, "c/v.mp4") == b"theirs"
+    [conflict] = [k for k in s3_keys(fs, "c") if k != "v.mp4"]
+    assert s3_object(fs, f"c/{conflict}") == b"OURS"
