@@ -23,7 +23,7 @@ from alicefs.catalog import Catalog
 from alicefs.config import Settings
 from alicefs.errors import UsageError
 from alicefs.fs.operations import AliceOperations
-from alicefs.fs.recovery import DEFERRED_KINDS, deferred_targets, recover, unfinished
+from alicefs.fs.recovery import DEFERRED_KINDS, recover, unfinished
 from alicefs.fs.state import (
     MountOptions,
     MountState,
@@ -121,7 +121,6 @@ class Mount:
                 tuple[str, str, str, int]](1_000)
             ops = AliceOperations(state, uploads=send_upload, relocations=send_relocation,
                                   closer=send_close, prefetch=send_prefetch)
-            ops.deferred_targets = await trio.to_thread.run_sync(deferred_targets, catalog)
             await self._resume_uploads(state, ops, send_upload)
             fuse_options = set(pyfuse3.default_options) | {"fsname=alicefs", "subtype=alicefs",
                                                              "noatime"}
@@ -134,7 +133,7 @@ class Mount:
                     nursery.start_soon(self._serve, nursery)
                     await trio.to_thread.run_sync(tune_readahead, self.mountpoint)
                     nursery.start_soon(self._flush_loop, state)
-                    nursery.start_soon(self._space_loop, state, ops)
+                    nursery.start_soon(self._space_loop, state)
                     nursery.start_soon(self._scan_loop, state, ops)
                     nursery.start_soon(self._relocation_worker, ops, receive_relocation)
                     nursery.start_soon(self._control_server, state, ops)
@@ -221,16 +220,15 @@ class Mount:
             await trio.sleep(FLUSH_INTERVAL)
             await trio.to_thread.run_sync(state.queue.flush)
 
-    async def _space_loop(self, state: MountState, ops: AliceOperations) -> None:
+    async def _space_loop(self, state: MountState) -> None:
         while True:
             await trio.sleep(SPACE_INTERVAL)
             await trio.to_thread.run_sync(refresh_free_space, state)
             for location_id in [lid for lid in state.unavailable if lid in state.backends]:
                 if state.location(location_id).status is not LocationStatus.OFFLINE:
-                    await self._bring_back(state, ops, location_id)
+                    await self._bring_back(state, location_id)
 
-    async def _bring_back(self, state: MountState, ops: AliceOperations,
-                          location_id: str) -> None:
+    async def _bring_back(self, state: MountState, location_id: str) -> None:
         """A location that was unreachable is used again once it answers and the unlinks and
         renames made while it was away are done there (all of them: until then a scan
         would show them undone)."""
@@ -242,7 +240,6 @@ class Mount:
         await trio.to_thread.run_sync(state.queue.flush)
         done = await trio.to_thread.run_sync(recover, state.catalog, {location_id: backend},
                                              DEFERRED_KINDS)
-        ops.deferred_targets = await trio.to_thread.run_sync(deferred_targets, state.catalog)
         owed = await trio.to_thread.run_sync(unfinished, state.catalog, location_id)
         if owed:
             state.unavailable[location_id] = unfinished_reason(owed)
@@ -357,6 +354,21 @@ class Mount:
         for loc in state.locations:
             if loc.location_id in locations:
                 state.namespace.add_location(loc.location_id, loc.name)
+            if (loc.location_id in locations and loc.status is not LocationStatus.OFFLINE
+                    and loc.location_id not in state.backends):  # offline when mounted
+                backend, why = await trio.to_thread.run_sync(open_location, loc,
+                                                             self.settings.skip_hidden)
+                if backend is not None:
+                    state.backends[loc.location_id] = backend
+                if why is not None:
+                    state.unavailable[loc.location_id] = why
+        # A location set back to active owes what was unlinked or renamed meanwhile: it is
+        # used again only once that is done (_space_loop).
+        owed = await trio.to_thread.run_sync(lambda: {
+            lid: unfinished(state.catalog, lid) for lid in state.backends})
+        for location_id, count in owed.items():
+            if count and state.usable(location_id):
+                state.unavailable[location_id] = unfinished_reason(count)
         await trio.to_thread.run_sync(refresh_free_space, state)
         view = await trio.to_thread.run_sync(read_catalog_view, state.catalog,
                                              set(state.backends))

@@ -43,7 +43,7 @@ from alicefs.fs.namespace import (
     type_view,
     view_path,
 )
-from alicefs.fs.recovery import DEFERRED_DELETE, DEFERRED_RENAME
+from alicefs.fs.recovery import DEFERRED_DELETE
 from alicefs.fs.staging import StagedFile, Staging
 from alicefs.fs.state import MountState
 from alicefs.hashing import hash_stream
@@ -152,9 +152,6 @@ class AliceOperations(pyfuse3.Operations):
     # projects paths removed or renamed away since the scan in progress began: a scan's
     # view of the catalog must not bring them back
     forgotten: set[str] = field(default_factory=set)
-    # logical path -> journal op ids of deferred renames (for offline locations) that will
-    # give a file that name: they follow it when it is renamed again or unlinked
-    deferred_targets: dict[str, set[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -523,7 +520,10 @@ class AliceOperations(pyfuse3.Operations):
                            ) -> bytes:
         """An object-store read, through the chunk cache, fetching ahead when sequential."""
         location_id = handle.location_id
-        replica = node.replicas[location_id]
+        replica = node.replicas.get(location_id)
+        if replica is None:
+            log.error("%s: its location was removed while it was open", node.logical_path)
+            raise _fail(errno.EIO)
         end = min(off + size, replica.size)
         if off >= end:
             return b""
@@ -579,7 +579,9 @@ class AliceOperations(pyfuse3.Operations):
                 handle.hashed_upto += written
             else:
                 handle.hasher = None
-        replica = node.replicas[handle.location_id]
+        replica = node.replicas.get(handle.location_id)
+        if replica is None:
+            return written  # its location was removed while it was open: nothing to show
         size = max(replica.size, off + written)
         if not handle.dirty:
             self._touch(node, handle.location_id, size)
@@ -1103,9 +1105,7 @@ class AliceOperations(pyfuse3.Operations):
             # Several steps that must all happen: journaled, so start-up finishes the job.
             op_id = await self._db(self.state.catalog.journal_begin, "delete",
                                    node.logical_path, payload={"locations": reachable})
-        await self._retarget_deferred(node.logical_path, None)
-        await self._defer(node, DEFERRED_DELETE,
-                          [lid for lid in holders if lid not in reachable])
+        await self._defer(node, [lid for lid in holders if lid not in reachable])
         for location_id in holders:
             staged = node.replicas[location_id].staged
             if staged is not None:
@@ -1196,62 +1196,63 @@ class AliceOperations(pyfuse3.Operations):
             await self._rename_file_locked(old, new, node)
         self._forget_lock(node)
 
-    async def _defer(self, node: FileNode, kind: str, location_ids: list[str],
-                     to: str | None = None, prune: str | None = None) -> None:
-        """Journal what an unlink or rename leaves to do in locations that are offline now,
-        one entry per location: finished when it is back, before it is used or scanned
-        (recovery.py), so the file neither comes back nor shows twice."""
+    async def _defer(self, node: FileNode, location_ids: list[str], prune: str | None = None
+                     ) -> None:
+        """The copies of a file unlinked or renamed away on locations that are offline now:
+        journaled (one entry per location) and deleted when it is back, before it is used or
+        scanned (recovery.py), so nothing removed comes back and nothing renamed shows twice.
+        Their catalog rows go in the same transaction: a crash cannot show them either."""
         if not location_ids:
             return
         catalog = self.state.catalog
-
         # The hash of what is there: a staged replica's newer content was never uploaded.
         hashes = {lid: None if node.replicas[lid].staged else node.replicas[lid].content_hash
                   for lid in location_ids}
+        payload: dict[str, Any] = {"symlink": True} if node.is_symlink else {}
+        if prune is not None:
+            payload["prune"] = prune
 
-        payload = {k: v for k, v in (("to", to), ("prune", prune)) if v is not None}
-
-        def journal() -> list[int]:
-            return [catalog.journal_begin(kind, node.logical_path, target_location_id=lid,
-                                          expected_hash=hashes[lid], payload=payload)
-                    for lid in location_ids]
-
-        op_ids = await self._db(journal)
-        if to is not None:
-            self.deferred_targets.setdefault(to, set()).update(op_ids)
-        log.info("%s of %s in %s deferred until it is back online", kind, node.logical_path,
-                 ", ".join(self.state.location(lid).name for lid in location_ids))
-
-    async def _retarget_deferred(self, logical_path: str, new_logical: str | None) -> None:
-        """Deferred renames whose new name is `logical_path` follow the file on: to
-        `new_logical`, or, when it is unlinked (None), become deferred deletes of the name
-        they started from."""
-        op_ids = self.deferred_targets.pop(logical_path, None)
-        if not op_ids:
-            return
-        catalog = self.state.catalog
-
-        def retarget() -> None:
+        def journal() -> None:
             with catalog.transaction():
-                for op_id in sorted(op_ids):
-                    if new_logical is None:
-                        catalog.journal_update(op_id, kind=DEFERRED_DELETE,
-                                               payload={"to": None, "prune": None})
-                    else:
-                        catalog.journal_update(op_id, payload={"to": new_logical})
+                for lid in location_ids:
+                    catalog.journal_begin(DEFERRED_DELETE, node.logical_path,
+                                          target_location_id=lid, expected_hash=hashes[lid],
+                                          payload=payload)
+                    catalog.drop_replicas(lid, [node.logical_path])
 
-        await self._db(retarget)
-        if new_logical is not None:
-            self.deferred_targets.setdefault(new_logical, set()).update(op_ids)
+        await self._db(journal)
+        log.info("%s: its copy in %s goes when that location is back online",
+                 node.logical_path, ", ".join(self.state.location(lid).name
+                                              for lid in location_ids))
+
+    def _check_offline_copies(self, node: FileNode, holders: list[str]) -> list[str]:
+        """The offline locations holding a file about to be renamed: their copies are
+        deleted when they are back, so the current version must be reachable, and none of
+        them may hold other content (a version only they have). EIO otherwise."""
+        offline = [lid for lid in holders if not self.state.usable(lid)]
+        if not offline:
+            return offline
+        current = {node.replicas[lid].content_hash for lid in holders
+                   if lid not in offline and node.replicas[lid].state == "present"}
+        if not current or any(node.replicas[lid].state == "present"
+                              and node.replicas[lid].content_hash not in current
+                              for lid in offline):
+            log.error("%s: cannot rename while %s is offline (it may hold the only copy of "
+                      "this version)", node.logical_path,
+                      ", ".join(self.state.location(lid).name for lid in offline))
+            raise _fail(errno.EIO)
+        return offline
 
     async def _rename_file_locked(self, old: str, new: str, node: FileNode) -> None:
         old_logical, new_logical = node.logical_path, logical_path_of(new)
         holders = _holders(node)
-        offline = [lid for lid in holders if not self.state.usable(lid)]
-        if offline and len(offline) == len(holders):
-            log.error("%s: cannot rename, no location holding it is reachable", old)
-            raise _fail(errno.EIO)
+        offline = self._check_offline_copies(node, holders)
         self.forgotten.add(old)
+        await self._defer(node, offline)
+        before = self.ns.views_of(old)
+        for location_id in offline:
+            del node.replicas[location_id]
+        self.ns.reindex(old, before)
         replaced = self.ns.files.get(new)
         requeue = []
         for location_id in holders:
@@ -1271,13 +1272,6 @@ class AliceOperations(pyfuse3.Operations):
             else:
                 replica.change_token = await self._thread(location_id, _object_rename,
                                                           backend, old_logical, new_logical)
-        await self._retarget_deferred(old_logical, new_logical)
-        await self._defer(node, DEFERRED_RENAME, offline, to=new_logical)
-        before = self.ns.views_of(old)
-        for location_id in offline:
-            del node.replicas[location_id]
-            self.state.queue.drop_replica(location_id, old_logical)
-        self.ns.reindex(old, before)
         if replaced is not None:
             # Copies of the replaced file where the renamed one has no replica now hold an
             # older version of the new name.
@@ -1315,22 +1309,27 @@ class AliceOperations(pyfuse3.Operations):
             raise _fail(errno.ENOTEMPTY)
         if new.startswith(old + "/"):
             raise _fail(errno.EINVAL)
-        locked: dict[int, FileNode] = {}
-        async with contextlib.AsyncExitStack() as locks:
-            # Uploads of object-store files in it finish before, or start after, the rename;
-            # the listing is taken again after every wait, so it is the one renamed.
-            while True:
-                nodes = [self.ns.files[vp] for vp in self.ns.files_under(old)]
-                waiting = [n for n in nodes if id(n) not in locked and any(
-                    self.state.local(lid) is None for lid in n.replicas
-                    if lid in self.state.backends)]
-                if not waiting:
-                    break
+
+        def object_store_files() -> list[FileNode]:
+            # Ordered by the key of their locks: two directory renames take shared locks in
+            # the same order, so neither can hold one the other waits for.
+            nodes = (self.ns.files[vp] for vp in self.ns.files_under(old))
+            return sorted((n for n in nodes if any(self.state.local(lid) is None
+                                                   for lid in n.replicas
+                                                   if lid in self.state.backends)), key=id)
+
+        # Uploads of object-store files in it finish before, or start after, the rename.
+        while True:
+            waiting = object_store_files()
+            async with contextlib.AsyncExitStack() as locks:
                 for node in waiting:
                     await locks.enter_async_context(self._lock_for(node))
-                    locked[id(node)] = node
-            await self._rename_dir_locked(old, new, target_kind, nodes)
-        for node in locked.values():
+                if [id(n) for n in object_store_files()] == [id(n) for n in waiting]:
+                    nodes = [self.ns.files[vp] for vp in self.ns.files_under(old)]
+                    await self._rename_dir_locked(old, new, target_kind, nodes)
+                    break
+            # Files came or went while it waited: let go of everything and start again.
+        for node in waiting:
             self._forget_lock(node)
 
     async def _rename_dir_locked(self, old: str, new: str, target_kind: str | None,
@@ -1338,13 +1337,15 @@ class AliceOperations(pyfuse3.Operations):
         def renamed(node: FileNode) -> str:
             return logical_path_of(new + view_path(node.logical_path)[len(old):])
 
-        offline = {id(node): [lid for lid in _holders(node) if not self.state.usable(lid)]
+        offline = {id(node): self._check_offline_copies(node, _holders(node))
                    for node in nodes}
         for node in nodes:
-            if offline[id(node)] and len(offline[id(node)]) == len(_holders(node)):
-                log.error("%s: cannot rename, no location holding %s is reachable", old,
-                          node.logical_path)
-                raise _fail(errno.EIO)
+            await self._defer(node, offline[id(node)], prune=logical_path_of(old))
+            vpath = view_path(node.logical_path)
+            before = self.ns.views_of(vpath)
+            for location_id in offline[id(node)]:
+                del node.replicas[location_id]
+            self.ns.reindex(vpath, before)
         requeue = []
         for location_id in list(self.state.backends):
             if not self.state.usable(location_id) or not self.ns.is_dir(
@@ -1374,18 +1375,9 @@ class AliceOperations(pyfuse3.Operations):
                         node.logical_path, renamed(node))
                 except FileNotFoundError:
                     replica.state = "missing"  # gone from the store: nothing to move
-        for node in nodes:
-            await self._retarget_deferred(node.logical_path, renamed(node))
-            await self._defer(node, DEFERRED_RENAME, offline[id(node)], to=renamed(node),
-                              prune=logical_path_of(old))
-            vpath = view_path(node.logical_path)
-            before = self.ns.views_of(vpath)
-            for location_id in offline[id(node)]:
-                del node.replicas[location_id]
-            self.ns.reindex(vpath, before)
         self.forgotten.update(view_path(node.logical_path) for node in nodes)
         for node in nodes:
-            for location_id in (*node.replicas, *offline[id(node)]):
+            for location_id in node.replicas:
                 self.state.queue.drop_replica(location_id, node.logical_path)
             self.state.queue.drop_attrs(node.logical_path)
         if target_kind == "dir":

@@ -2,11 +2,12 @@
 (DESIGN.md §5.4), before the mount serves anything.
 
 - `delete` (several replicas): deleting is finished — the user asked for it.
-- `deferred-delete` / `deferred-rename`: an unlink or rename made while the entry's location
-  (`target_location_id`) was offline, finished when it is back. A replica whose content is no
-  longer the one the entry names (written there by someone else meanwhile) is left alone; a
-  rename never replaces what the new name holds there. A renamed replica older than the
-  file's other copies is recorded as stale (pending_update), never served as current.
+- `deferred-delete`: a replica left on a location (`target_location_id`) that was offline
+  when its file was unlinked, or renamed (the file lives on under its new name where it was
+  reachable; the old copy here is removed, not renamed: a chain of renames, a swap or a
+  rename over another file then need no replaying). Deleted when the location is back,
+  unless it no longer has the content the entry names (written there by someone else
+  meanwhile: then it is left alone). A directory a renamed directory left empty goes too.
 - `move` (re-placement): rolled forward when the target holds the expected content (the
   source is then deleted), rolled back otherwise (the source stays, a copy without the
   expected content is not touched). The last verified replica is never deleted.
@@ -19,11 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 
 from alicefs.backends.base import Backend
 from alicefs.backends.local import LocalBackend
-from alicefs.catalog import Catalog, JournalEntry, Replica
+from alicefs.catalog import Catalog, JournalEntry
 from alicefs.hashing import hash_stream
 
 log = logging.getLogger(__name__)
@@ -57,55 +57,9 @@ def _changed_since(backend: Backend, key: str, expected_hash: str | None) -> boo
         return hash_stream(stream) != expected_hash
 
 
-def _record_renamed(catalog: Catalog, backend: Backend, old_key: str, new_key: str,
-                    content_hash: str | None) -> None:
-    """Catalog a replica a deferred rename moved: stale when the file's other copies hold
-    other content (it was written while this location was away), else present."""
-    location_id = backend.location.location_id
-    catalog.drop_replicas(location_id, [old_key])
-    try:
-        info = backend.stat(new_key)
-    except FileNotFoundError:
-        return
-    others = [r for r in catalog.replicas_of(new_key)
-              if r.location_id != location_id and r.state == "present"]
-    newer_elsewhere = content_hash is None or any(r.content_hash != content_hash
-                                                  for r in others)
-    catalog.put_replicas([Replica(location_id, new_key, info.size, info.mtime_ns,
-                                  content_hash, info.inode, info.change_token,
-                                  "stale" if others and newer_elsewhere else "present",
-                                  time.time())])
-
-
-def _rename_quietly(backend: Backend, old_key: str, new_key: str) -> bool:
-    """Rename within one location without replacing anything; False when the new name is
-    taken. An old name already gone counts as done."""
-    try:
-        backend.stat(new_key)
-    except FileNotFoundError:
-        pass
-    else:
-        return False
-    if isinstance(backend, LocalBackend):
-        with contextlib.suppress(FileNotFoundError):
-            backend.rename(old_key, new_key)
-        return True
-    try:
-        with backend.open_read(old_key) as source:
-            info = backend.stat(old_key)
-            backend.write_atomic(new_key, source, expected_hash=info.content_hash,
-                                 mtime_ns=info.mtime_ns)
-    except FileNotFoundError:
-        return True
-    except FileExistsError:
-        return False
-    _delete_quietly(backend, old_key)
-    return True
-
-
 def _remove_emptied_dirs(backend: LocalBackend, old_key: str, renamed_dir: str) -> None:
-    """After a file of a renamed directory moved, the directories it left empty, up to the
-    renamed one, go too (as the rename of the whole directory would have taken them)."""
+    """After the old copy of a file of a renamed directory went, the directories it left
+    empty, up to the renamed one, go too (the rename took that directory everywhere else)."""
     directory = old_key.rpartition("/")[0]
     while directory == renamed_dir or directory.startswith(renamed_dir + "/"):
         try:
@@ -122,11 +76,10 @@ def _delete_quietly(backend: Backend, key: str) -> None:
         return
 
 
-#: Operations left to finish on one location that was offline when they happened: the mount
-#: finishes them when that location is back, before it is used or scanned again.
+#: A replica to delete from one location that was offline when its file was unlinked or
+#: renamed: the mount does it when the location is back, before it is used or scanned.
 DEFERRED_DELETE = "deferred-delete"
-DEFERRED_RENAME = "deferred-rename"
-DEFERRED_KINDS = (DEFERRED_DELETE, DEFERRED_RENAME)
+DEFERRED_KINDS = (DEFERRED_DELETE,)
 
 
 def recover(catalog: Catalog, backends: dict[str, Backend],
@@ -153,15 +106,6 @@ def recover(catalog: Catalog, backends: dict[str, Backend],
     return done
 
 
-def deferred_targets(catalog: Catalog) -> dict[str, set[int]]:
-    """New names of open deferred renames -> their op ids (blocking)."""
-    targets: dict[str, set[int]] = {}
-    for entry in catalog.journal_open():
-        if entry.kind == DEFERRED_RENAME:
-            targets.setdefault(entry.payload["to"], set()).add(entry.op_id)
-    return targets
-
-
 def unfinished(catalog: Catalog, location_id: str) -> int:
     """How many deferred operations `location_id` still owes (blocking): while any remain,
     the location must not be used or scanned."""
@@ -179,23 +123,23 @@ def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Back
             _delete_quietly(backends[location_id], entry.logical_path)
             catalog.drop_replicas(location_id, [entry.logical_path])
         return "deleted from every location"
-    if entry.kind in DEFERRED_KINDS:
+    if entry.kind == DEFERRED_DELETE:
         backend = backends.get(entry.target_location_id or "")
         if backend is None:
             return None
-        if _changed_since(backend, entry.logical_path, entry.expected_hash):
+        if entry.payload.get("symlink"):
+            # The link itself (it may lead out of the location, or nowhere).
+            if isinstance(backend, LocalBackend):
+                with contextlib.suppress(FileNotFoundError):
+                    backend.remove_link(entry.logical_path)
+        elif _changed_since(backend, entry.logical_path, entry.expected_hash):
             return "left alone: changed there since"
-        if entry.kind == DEFERRED_DELETE:
+        else:
             _delete_quietly(backend, entry.logical_path)
-            catalog.drop_replicas(backend.location.location_id, [entry.logical_path])
-            return "deleted"
-        new_key = entry.payload["to"]
-        if not _rename_quietly(backend, entry.logical_path, new_key):
-            return f"not renamed to {new_key!r}: that name is taken there"
-        _record_renamed(catalog, backend, entry.logical_path, new_key, entry.expected_hash)
+        catalog.drop_replicas(backend.location.location_id, [entry.logical_path])
         if "prune" in entry.payload and isinstance(backend, LocalBackend):
             _remove_emptied_dirs(backend, entry.logical_path, entry.payload["prune"])
-        return f"renamed to {new_key!r}"
+        return "deleted"
     if entry.kind == "move":
         source = backends.get(entry.source_location_id or "")
         target = backends.get(entry.target_location_id or "")

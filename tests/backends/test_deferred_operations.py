@@ -1,18 +1,14 @@
-"""Unlinks and renames left for a location that was offline (alicefs.fs.recovery), finished
-on each kind of backend when it is back."""
+"""Copies left on a location that was offline when their file was unlinked or renamed
+(alicefs.fs.recovery), deleted on each kind of backend when it is back."""
 
 from __future__ import annotations
 
 from alicefs.backends.base import Backend
-from alicefs.catalog import Catalog, Replica
-from alicefs.fs.recovery import (
-    DEFERRED_DELETE,
-    DEFERRED_KINDS,
-    DEFERRED_RENAME,
-    recover,
-    unfinished,
-)
+from alicefs.backends.local import LocalBackend
+from alicefs.catalog import Catalog
+from alicefs.fs.recovery import DEFERRED_DELETE, DEFERRED_KINDS, recover, unfinished
 from alicefs.hashing import hash_bytes
+from tests.backends.conftest import local_location
 
 
 def read(backend: Backend, key: str) -> bytes | None:
@@ -23,37 +19,47 @@ def read(backend: Backend, key: str) -> bytes | None:
         return None
 
 
-def test_deferred_renames_and_deletes_finish_without_losing_anything(backend, tmp_path):
-    for key, data in {"p/old.png": b"moved", "p/gone.png": b"gone", "p/stale.png": b"v1",
-                      "p/changed.png": b"theirs", "p/a.png": b"a", "p/b.png": b"b"}.items():
+def test_deferred_deletes_remove_only_what_is_unchanged(backend, tmp_path):
+    for key, data in {"p/gone.png": b"gone", "p/changed.png": b"theirs",
+                      "r/sub/moved.png": b"moved"}.items():
         backend.write_atomic(key, [data])
     lid = backend.location.location_id
     with Catalog(tmp_path / "catalog.duckdb") as catalog:
         catalog.put_locations([backend.location])
-
-        def defer(kind: str, key: str, data: bytes, to: str | None = None) -> int:
-            return catalog.journal_begin(kind, key, target_location_id=lid,
-                                         expected_hash=hash_bytes(data),
-                                         payload={"to": to} if to else None)
-
-        defer(DEFERRED_RENAME, "p/old.png", b"moved", "p/new.png")
-        defer(DEFERRED_DELETE, "p/gone.png", b"gone")
-        # Renamed, then written elsewhere while this location was away: its copy is older.
-        catalog.put_replicas([Replica("elsewhere", "p/stale2.png", 2, 1, hash_bytes(b"v2"))])
-        defer(DEFERRED_RENAME, "p/stale.png", b"v1", "p/stale2.png")
-        # Changed there by someone else since it was removed through the mount: kept.
-        defer(DEFERRED_DELETE, "p/changed.png", b"ours")
-        # The new name is taken there: nothing is replaced, both stay.
-        defer(DEFERRED_RENAME, "p/a.png", b"a", "p/b.png")
-        assert unfinished(catalog, lid) == 5
-        assert len(recover(catalog, {lid: backend}, DEFERRED_KINDS)) == 5
+        for key, data, payload in (("p/gone.png", b"gone", None),
+                                   # Changed there by someone else since: kept.
+                                   ("p/changed.png", b"ours", None),
+                                   # From a renamed directory r/: what it leaves empty goes.
+                                   ("r/sub/moved.png", b"moved", {"prune": "r"}),
+                                   ("p/never-there.png", b"x", None)):
+            catalog.journal_begin(DEFERRED_DELETE, key, target_location_id=lid,
+                                  expected_hash=hash_bytes(data), payload=payload)
+        catalog.journal_begin(DEFERRED_DELETE, "p/x.png", target_location_id="elsewhere")
+        assert unfinished(catalog, lid) == 4
+        assert len(recover(catalog, {lid: backend}, DEFERRED_KINDS)) == 4
         assert unfinished(catalog, lid) == 0
-        states = {r.logical_path: r.state for r in catalog.replicas(lid)}
-    assert read(backend, "p/new.png") == b"moved" and read(backend, "p/old.png") is None
-    assert states == {"p/new.png": "present", "p/stale2.png": "stale"}
+        assert unfinished(catalog, "elsewhere") == 1  # that location is still away
     assert read(backend, "p/gone.png") is None
     assert read(backend, "p/changed.png") == b"theirs"
-    assert (read(backend, "p/a.png"), read(backend, "p/b.png")) == (b"a", b"b")
+    assert read(backend, "r/sub/moved.png") is None
+    if isinstance(backend, LocalBackend):
+        assert not (backend.root / "r").exists()
+
+
+def test_a_deferred_delete_of_a_link_leading_out_removes_the_link_only(local_root, tmp_path):
+    backend = LocalBackend(local_location(local_root))
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not ours")
+    (local_root / "p").mkdir()
+    (local_root / "p" / "out").symlink_to(outside)
+    with Catalog(tmp_path / "catalog.duckdb") as catalog:
+        catalog.put_locations([backend.location])
+        catalog.journal_begin(DEFERRED_DELETE, "p/out",
+                              target_location_id=backend.location.location_id,
+                              payload={"symlink": True})
+        assert len(recover(catalog, {backend.location.location_id: backend})) == 1
+    assert not (local_root / "p" / "out").is_symlink()
+    assert outside.read_text() == "not ours"
 
 
 def test_recovery_limited_to_some_kinds_leaves_the_others(backend, tmp_path):
