@@ -701,22 +701,6 @@ class Catalog:
             con.execute("UPDATE journal SET step = ?, updated_at = ? WHERE op_id = ?",
                         [step, time.time(), op_id])
 
-    def journal_update(self, op_id: int, *, kind: str | None = None,
-                       payload: dict[str, Any] | None = None) -> None:
-        """Change what an open operation will do (a deferred rename retargeted by a later
-        rename, or turned into a delete by an unlink). `payload` keys are merged in; a key
-        set to None is removed."""
-        with self.transaction() as con:
-            row = con.execute("SELECT kind, payload_json FROM journal WHERE op_id = ?",
-                              [op_id]).fetchone()
-            if row is None:
-                return
-            merged = {**json.loads(row[1]), **(payload or {})}
-            merged = {k: v for k, v in merged.items() if v is not None}
-            con.execute("UPDATE journal SET kind = ?, payload_json = ?, updated_at = ? "
-                        "WHERE op_id = ?", [kind or row[0], json.dumps(merged), time.time(),
-                                            op_id])
-
     def journal_end(self, op_id: int) -> None:
         """The operation is complete and recorded: forget it."""
         with self.transaction() as con:
