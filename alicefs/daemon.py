@@ -241,6 +241,7 @@ class Mount:
         done = await trio.to_thread.run_sync(recover, state.catalog, {location_id: backend},
                                              DEFERRED_KINDS)
         owed = await trio.to_thread.run_sync(unfinished, state.catalog, location_id)
+        owed += state.deferring.get(location_id, 0)  # journaled as we speak: next round
         if owed:
             state.unavailable[location_id] = unfinished_reason(owed)
             return
@@ -367,7 +368,7 @@ class Mount:
         owed = await trio.to_thread.run_sync(lambda: {
             lid: unfinished(state.catalog, lid) for lid in state.backends})
         for location_id, count in owed.items():
-            if count and state.usable(location_id):
+            if (count or state.deferring.get(location_id)) and state.usable(location_id):
                 state.unavailable[location_id] = unfinished_reason(count)
         await trio.to_thread.run_sync(refresh_free_space, state)
         view = await trio.to_thread.run_sync(read_catalog_view, state.catalog,

@@ -350,6 +350,15 @@ class LocalBackend(Backend):
             if owner is not None:
                 os.chown(name, *owner, dir_fd=dir_fd, follow_symlinks=False)
 
+    def is_link(self, key: str) -> bool:
+        """Whether `key` is a symbolic link (not followed); False when nothing is there."""
+        try:
+            with self._in_parent(key, create=False) as (dir_fd, name):
+                return stat_mod.S_ISLNK(os.stat(name, dir_fd=dir_fd,
+                                                follow_symlinks=False).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+
     def remove_link(self, key: str) -> None:
         """Remove the symbolic link at `key` itself (never what it points to)."""
         with self._in_parent(key, create=False) as (dir_fd, name):

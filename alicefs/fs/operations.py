@@ -1105,7 +1105,7 @@ class AliceOperations(pyfuse3.Operations):
             # Several steps that must all happen: journaled, so start-up finishes the job.
             op_id = await self._db(self.state.catalog.journal_begin, "delete",
                                    node.logical_path, payload={"locations": reachable})
-        await self._defer(node, [lid for lid in holders if lid not in reachable])
+        await self._defer([(node, [lid for lid in holders if lid not in reachable])])
         for location_id in holders:
             staged = node.replicas[location_id].staged
             if staged is not None:
@@ -1196,34 +1196,72 @@ class AliceOperations(pyfuse3.Operations):
             await self._rename_file_locked(old, new, node)
         self._forget_lock(node)
 
-    async def _defer(self, node: FileNode, location_ids: list[str], prune: str | None = None
-                     ) -> None:
-        """The copies of a file unlinked or renamed away on locations that are offline now:
-        journaled (one entry per location) and deleted when it is back, before it is used or
-        scanned (recovery.py), so nothing removed comes back and nothing renamed shows twice.
-        Their catalog rows go in the same transaction: a crash cannot show them either."""
-        if not location_ids:
+    async def _defer(self, copies: list[tuple[FileNode, list[str]]],
+                     prune: str | None = None) -> None:
+        """Copies of files unlinked or renamed away that sit on locations offline now:
+        journaled (one entry per copy) and deleted when their location is back, before it
+        is used or scanned (recovery.py), so nothing removed comes back and nothing renamed
+        shows twice. One transaction, which also drops the files' catalog rows under these
+        names: a crash right after cannot show them again either."""
+        copies = [(node, lids) for node, lids in copies if lids]
+        if not copies:
             return
         catalog = self.state.catalog
-        # The hash of what is there: a staged replica's newer content was never uploaded.
-        hashes = {lid: None if node.replicas[lid].staged else node.replicas[lid].content_hash
-                  for lid in location_ids}
-        payload: dict[str, Any] = {"symlink": True} if node.is_symlink else {}
-        if prune is not None:
-            payload["prune"] = prune
+        entries = []
+        for node, location_ids in copies:
+            for lid in location_ids:
+                replica = node.replicas[lid]
+                # What is there: a staged replica's newer content was never uploaded.
+                known = replica.staged is None
+                payload: dict[str, Any] = {"symlink": True} if node.is_symlink else {}
+                if known:
+                    payload.update(size=replica.size, mtime_ns=replica.mtime_ns)
+                if prune is not None:
+                    payload["prune"] = prune
+                entries.append((node.logical_path, lid,
+                                replica.content_hash if known else None, payload))
+        rows = [(node.logical_path, list(node.replicas)) for node, _ in copies]
 
         def journal() -> None:
             with catalog.transaction():
-                for lid in location_ids:
-                    catalog.journal_begin(DEFERRED_DELETE, node.logical_path,
-                                          target_location_id=lid, expected_hash=hashes[lid],
-                                          payload=payload)
-                    catalog.drop_replicas(lid, [node.logical_path])
+                for logical_path, lid, content_hash, payload in entries:
+                    catalog.journal_begin(DEFERRED_DELETE, logical_path, target_location_id=lid,
+                                          expected_hash=content_hash, payload=payload)
+                for logical_path, location_ids in rows:
+                    for lid in location_ids:
+                        catalog.drop_replicas(lid, [logical_path])
 
-        await self._db(journal)
-        log.info("%s: its copy in %s goes when that location is back online",
-                 node.logical_path, ", ".join(self.state.location(lid).name
-                                              for lid in location_ids))
+        owed = {lid for _, lids in copies for lid in lids}
+        for lid in owed:  # _bring_back must not take the location back meanwhile
+            self.state.deferring[lid] = self.state.deferring.get(lid, 0) + 1
+        try:
+            await self._db(journal)
+        finally:
+            for lid in owed:
+                self.state.deferring[lid] -= 1
+        log.info("%d copies on %s go when that is back online", len(entries),
+                 ", ".join(self.state.location(lid).name for lid in owed))
+
+    async def _drop_replaced(self, node: FileNode, replaced: FileNode) -> list[str]:
+        """The file a rename replaced, where the renamed one has no copy: a copy of the same
+        kind now holds an older version of the new name (stale, brought level by sync); one
+        of another kind (a link replaced by a file, or the reverse) is deleted, now or, for
+        offline locations, when they are back (returned)."""
+        offline = []
+        for location_id, replica in replaced.replicas.items():
+            if location_id in node.replicas or replica.state == "missing":
+                continue
+            if replaced.is_symlink == node.is_symlink:
+                if replica.state == "present":
+                    node.replicas[location_id] = Replica(replica.size, replica.mtime_ns,
+                                                         replica.content_hash, "stale",
+                                                         change_token=replica.change_token)
+                    self.state.queue.mark_stale(location_id, replaced.logical_path)
+            elif self.state.usable(location_id):
+                await self._delete_replica(location_id, replaced)
+            else:
+                offline.append(location_id)
+        return offline
 
     def _check_offline_copies(self, node: FileNode, holders: list[str]) -> list[str]:
         """The offline locations holding a file about to be renamed: their copies are
@@ -1234,11 +1272,11 @@ class AliceOperations(pyfuse3.Operations):
             return offline
         current = {node.replicas[lid].content_hash for lid in holders
                    if lid not in offline and node.replicas[lid].state == "present"}
-        if not current or any(node.replicas[lid].state == "present"
-                              and node.replicas[lid].content_hash not in current
-                              for lid in offline):
+        if not current or None in current or any(
+                node.replicas[lid].state == "present"
+                and node.replicas[lid].content_hash not in current for lid in offline):
             log.error("%s: cannot rename while %s is offline (it may hold the only copy of "
-                      "this version)", node.logical_path,
+                      "this version, or versions cannot be compared)", node.logical_path,
                       ", ".join(self.state.location(lid).name for lid in offline))
             raise _fail(errno.EIO)
         return offline
@@ -1248,11 +1286,6 @@ class AliceOperations(pyfuse3.Operations):
         holders = _holders(node)
         offline = self._check_offline_copies(node, holders)
         self.forgotten.add(old)
-        await self._defer(node, offline)
-        before = self.ns.views_of(old)
-        for location_id in offline:
-            del node.replicas[location_id]
-        self.ns.reindex(old, before)
         replaced = self.ns.files.get(new)
         requeue = []
         for location_id in holders:
@@ -1272,15 +1305,16 @@ class AliceOperations(pyfuse3.Operations):
             else:
                 replica.change_token = await self._thread(location_id, _object_rename,
                                                           backend, old_logical, new_logical)
+        # Only now that the file is under its new name where it is reachable: its copies on
+        # offline locations go when they are back.
+        deferred = [(node, offline)]
         if replaced is not None:
-            # Copies of the replaced file where the renamed one has no replica now hold an
-            # older version of the new name.
-            for location_id, replica in replaced.replicas.items():
-                if location_id not in node.replicas and replica.state == "present":
-                    node.replicas[location_id] = Replica(replica.size, replica.mtime_ns,
-                                                         replica.content_hash, "stale",
-                                                         change_token=replica.change_token)
-                    self.state.queue.mark_stale(location_id, new_logical)
+            deferred.append((replaced, await self._drop_replaced(node, replaced)))
+        await self._defer(deferred)
+        before = self.ns.views_of(old)
+        for location_id in offline:
+            del node.replicas[location_id]
+        self.ns.reindex(old, before)
         for location_id in node.replicas:
             self.state.queue.drop_replica(location_id, old_logical)
         media = classify_name(new_logical)
@@ -1310,26 +1344,23 @@ class AliceOperations(pyfuse3.Operations):
         if new.startswith(old + "/"):
             raise _fail(errno.EINVAL)
 
-        def object_store_files() -> list[FileNode]:
+        def files_in_it() -> list[FileNode]:
             # Ordered by the key of their locks: two directory renames take shared locks in
             # the same order, so neither can hold one the other waits for.
-            nodes = (self.ns.files[vp] for vp in self.ns.files_under(old))
-            return sorted((n for n in nodes if any(self.state.local(lid) is None
-                                                   for lid in n.replicas
-                                                   if lid in self.state.backends)), key=id)
+            return sorted((self.ns.files[vp] for vp in self.ns.files_under(old)), key=id)
 
-        # Uploads of object-store files in it finish before, or start after, the rename.
+        # Every file in it is locked: uploads, unlinks and renames of them finish before, or
+        # start after, the rename.
         while True:
-            waiting = object_store_files()
+            nodes = files_in_it()
             async with contextlib.AsyncExitStack() as locks:
-                for node in waiting:
+                for node in nodes:
                     await locks.enter_async_context(self._lock_for(node))
-                if [id(n) for n in object_store_files()] == [id(n) for n in waiting]:
-                    nodes = [self.ns.files[vp] for vp in self.ns.files_under(old)]
+                if [id(n) for n in files_in_it()] == [id(n) for n in nodes]:
                     await self._rename_dir_locked(old, new, target_kind, nodes)
                     break
             # Files came or went while it waited: let go of everything and start again.
-        for node in waiting:
+        for node in nodes:
             self._forget_lock(node)
 
     async def _rename_dir_locked(self, old: str, new: str, target_kind: str | None,
@@ -1339,13 +1370,6 @@ class AliceOperations(pyfuse3.Operations):
 
         offline = {id(node): self._check_offline_copies(node, _holders(node))
                    for node in nodes}
-        for node in nodes:
-            await self._defer(node, offline[id(node)], prune=logical_path_of(old))
-            vpath = view_path(node.logical_path)
-            before = self.ns.views_of(vpath)
-            for location_id in offline[id(node)]:
-                del node.replicas[location_id]
-            self.ns.reindex(vpath, before)
         requeue = []
         for location_id in list(self.state.backends):
             if not self.state.usable(location_id) or not self.ns.is_dir(
@@ -1375,6 +1399,19 @@ class AliceOperations(pyfuse3.Operations):
                         node.logical_path, renamed(node))
                 except FileNotFoundError:
                     replica.state = "missing"  # gone from the store: nothing to move
+        # Offline copies of files now under the new name where they are reachable go when
+        # their location is back; a file whose reachable copy turned out to be gone keeps
+        # them (the only copies left).
+        deferred = [(node, offline[id(node)]) for node in nodes
+                    if any(r.state == "present" for lid, r in node.replicas.items()
+                           if lid not in offline[id(node)])]
+        await self._defer(deferred, prune=logical_path_of(old))
+        for node, location_ids in deferred:
+            vpath = view_path(node.logical_path)
+            before = self.ns.views_of(vpath)
+            for location_id in location_ids:
+                del node.replicas[location_id]
+            self.ns.reindex(vpath, before)
         self.forgotten.update(view_path(node.logical_path) for node in nodes)
         for node in nodes:
             for location_id in node.replicas:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from alicefs.backends.base import Backend
+from alicefs.backends.base import Backend, UnsafeKeyError
 from alicefs.backends.local import LocalBackend
 from alicefs.catalog import Catalog, JournalEntry
 from alicefs.hashing import hash_stream
@@ -42,19 +42,28 @@ def _holds(backend: Backend, key: str, expected_hash: str | None) -> bool:
         return hash_stream(stream) == expected_hash
 
 
-def _changed_since(backend: Backend, key: str, expected_hash: str | None) -> bool:
-    """Whether the replica at `key` no longer has the content a deferred entry was about
-    (an unknown hash counts as unchanged)."""
-    if expected_hash is None:
-        return False
+def _changed_since(backend: Backend, key: str, entry: JournalEntry) -> bool:
+    """Whether what is at `key` is no longer the copy a deferred delete is about: other
+    content (by hash, or by size and mtime when the hash was not known), or another kind of
+    file (a link where a file was, a file where a link was)."""
+    if entry.payload.get("symlink"):
+        try:
+            return not (isinstance(backend, LocalBackend) and backend.is_link(key))
+        except UnsafeKeyError:
+            return True  # its directory now leads out of the location: leave it
     try:
         info = backend.stat(key)
     except FileNotFoundError:
         return False  # gone already: nothing there to keep
+    except UnsafeKeyError:
+        return True  # now a link leading out of the location: not the file recorded
+    if entry.expected_hash is None:
+        return (info.size, info.mtime_ns) != (entry.payload.get("size"),
+                                              entry.payload.get("mtime_ns"))
     if info.content_hash is not None:
-        return info.content_hash != expected_hash
+        return info.content_hash != entry.expected_hash
     with backend.open_read(key) as stream:
-        return hash_stream(stream) != expected_hash
+        return hash_stream(stream) != entry.expected_hash
 
 
 def _remove_emptied_dirs(backend: LocalBackend, old_key: str, renamed_dir: str) -> None:
@@ -127,13 +136,13 @@ def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Back
         backend = backends.get(entry.target_location_id or "")
         if backend is None:
             return None
+        if _changed_since(backend, entry.logical_path, entry):
+            catalog.drop_replicas(backend.location.location_id, [entry.logical_path])
+            return "left alone: changed there since (the next scan shows it)"
         if entry.payload.get("symlink"):
             # The link itself (it may lead out of the location, or nowhere).
-            if isinstance(backend, LocalBackend):
-                with contextlib.suppress(FileNotFoundError):
-                    backend.remove_link(entry.logical_path)
-        elif _changed_since(backend, entry.logical_path, entry.expected_hash):
-            return "left alone: changed there since"
+            with contextlib.suppress(FileNotFoundError):
+                backend.remove_link(entry.logical_path)
         else:
             _delete_quietly(backend, entry.logical_path)
         catalog.drop_replicas(backend.location.location_id, [entry.logical_path])

@@ -41,6 +41,8 @@ class MountState:
     free_space: dict[str, SpaceInfo | None] = field(default_factory=dict)
     chunks: ChunkCache | None = None  # object-store read cache
     devices: dict[str, int] = field(default_factory=dict)  # local location id -> st_dev
+    # location id -> deferred deletes for it being journaled right now (see _bring_back)
+    deferring: dict[str, int] = field(default_factory=dict)
 
     def location(self, location_id: str) -> StorageLocation:
         return next(loc for loc in self.locations if loc.location_id == location_id)

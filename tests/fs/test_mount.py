@@ -663,16 +663,20 @@ def test_deferred_work_that_fails_keeps_the_location_out_of_use(mount_factory):
     fs, unplugged = mounted_with_ssd_unplugged(mount_factory, {"a.png": b"a"})
     (fs.projects / "q").mkdir()
     os.rename(fs.projects / "p" / "a.png", fs.projects / "q" / "a.png")
-    # Meanwhile p/ on the unplugged disk became a link leading out of it: its old copy
-    # cannot be reached (safely) to be deleted.
-    outside = unplugged.parent / "outside"
-    (unplugged / "p").rename(outside)
-    (unplugged / "p").symlink_to(outside)
-    unplugged.rename(fs.roots["ssd"])
-    wait_for(lambda: "could not be finished" in (fs.mountpoint / ".alicefs" /
-                                                 "locations.json").read_text())
-    assert (fs.projects / "q" / "a.png").read_bytes() == b"a"  # from hdd; the mount lives
-    assert not (fs.projects / "p" / "a.png").exists()
+    # The old copy cannot be deleted when the disk is back (immutable, even for root).
+    old_copy = unplugged / "p" / "a.png"
+    subprocess.run(["chattr", "+i", str(old_copy)], check=True)
+    try:
+        unplugged.rename(fs.roots["ssd"])
+        status = fs.mountpoint / ".alicefs" / "locations.json"
+        wait_for(lambda: "could not be finished" in status.read_text())
+        assert (fs.projects / "q" / "a.png").read_bytes() == b"a"  # from hdd; the mount lives
+        assert not (fs.projects / "p" / "a.png").exists()
+    finally:
+        subprocess.run(["chattr", "-i", str(fs.roots["ssd"] / "p" / "a.png")], check=True)
+    # Once it can be done, it is, and the SSD is used again.
+    wait_for(lambda: not (fs.roots["ssd"] / "p" / "a.png").exists())
+    wait_for(lambda: "could not be finished" not in status.read_text())
 
 
 def test_sidecars_written_through_the_mount_leave_the_mount_idle(fs):
@@ -705,3 +709,26 @@ def test_a_location_set_offline_and_back_by_the_user_owes_what_happened_meanwhil
     wait_for(lambda: os.listdir(fs.roots["ssd"] / "p") == [])
     assert fs.ctl("scan", "ssd", "--no-progress").returncode == 0
     assert sorted(os.listdir(fs.projects / "p")) == ["b.png"]
+
+
+def test_a_rename_that_fails_where_reachable_keeps_the_offline_copy(mount_factory):
+    fs, unplugged = mounted_with_ssd_unplugged(mount_factory, {"x.png": b"x"})
+    (fs.roots["hdd"] / "p" / "x.png").unlink()  # gone behind the mount's back
+    with pytest.raises(OSError):
+        os.rename(fs.projects / "p" / "x.png", fs.projects / "p" / "y.png")
+    unplugged.rename(fs.roots["ssd"])
+    status = fs.mountpoint / ".alicefs" / "locations.json"
+    wait_for(lambda: all(loc["state"] == "online" for loc in json.loads(status.read_text())))
+    assert (fs.roots["ssd"] / "p" / "x.png").read_bytes() == b"x"  # the only copy left
+
+
+def test_a_link_renamed_over_a_file_while_offline_then_removed(mount_factory):
+    fs, unplugged = mounted_with_ssd_unplugged(mount_factory, {"x.png": b"x"})
+    os.symlink("elsewhere", fs.projects / "p" / "tmp")
+    os.rename(fs.projects / "p" / "tmp", fs.projects / "p" / "x.png")
+    os.unlink(fs.projects / "p" / "x.png")
+    unplugged.rename(fs.roots["ssd"])
+    status = fs.mountpoint / ".alicefs" / "locations.json"
+    wait_for(lambda: all(loc["state"] == "online" for loc in json.loads(status.read_text())))
+    assert os.listdir(fs.roots["ssd"] / "p") == []  # the replaced file's copy went too
+    assert os.listdir(fs.projects / "p") == []
