@@ -368,7 +368,8 @@ class Mount:
         owed = await trio.to_thread.run_sync(lambda: {
             lid: unfinished(state.catalog, lid) for lid in state.backends})
         for location_id, count in owed.items():
-            if (count or state.deferring.get(location_id)) and state.usable(location_id):
+            count += state.deferring.get(location_id, 0)
+            if count and state.usable(location_id):
                 state.unavailable[location_id] = unfinished_reason(count)
         await trio.to_thread.run_sync(refresh_free_space, state)
         view = await trio.to_thread.run_sync(read_catalog_view, state.catalog,

@@ -18,7 +18,7 @@ import os
 import posixpath
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -1100,6 +1100,11 @@ class AliceOperations(pyfuse3.Operations):
         self.forgotten.add(vpath)
         holders = _holders(node)
         reachable = [lid for lid in holders if self.state.usable(lid)]
+        with self._owing(lid for lid in holders if lid not in reachable):
+            await self._unlink_replicas(view, vpath, node, holders, reachable)
+
+    async def _unlink_replicas(self, view: str, vpath: str, node: FileNode,
+                               holders: list[str], reachable: list[str]) -> None:
         op_id = None
         if len(reachable) > 1:
             # Several steps that must all happen: journaled, so start-up finishes the job.
@@ -1117,9 +1122,9 @@ class AliceOperations(pyfuse3.Operations):
         # The directory stays on disk when its last file goes: so it does in the views.
         parent = vpath.rpartition("/")[0]
         if parent:
-            for view in self.ns.views_of(vpath):
-                if not view.startswith("t:") and self.ns.is_dir(view, parent):
-                    self.ns.dirs[view][parent].explicit = True
+            for shown_in in self.ns.views_of(vpath):
+                if not shown_in.startswith("t:") and self.ns.is_dir(shown_in, parent):
+                    self.ns.dirs[shown_in][parent].explicit = True
         self.ns.remove_file(vpath)
         for location_id in node.replicas:
             self.state.queue.drop_replica(location_id, node.logical_path)
@@ -1216,6 +1221,8 @@ class AliceOperations(pyfuse3.Operations):
                 payload: dict[str, Any] = {"symlink": True} if node.is_symlink else {}
                 if known:
                     payload.update(size=replica.size, mtime_ns=replica.mtime_ns)
+                else:  # the object store holds the version the staging file replaces
+                    payload.update(staged=True, change_token=replica.change_token)
                 if prune is not None:
                     payload["prune"] = prune
                 entries.append((node.logical_path, lid,
@@ -1231,14 +1238,8 @@ class AliceOperations(pyfuse3.Operations):
                     for lid in location_ids:
                         catalog.drop_replicas(lid, [logical_path])
 
+        await self._db(journal)
         owed = {lid for _, lids in copies for lid in lids}
-        for lid in owed:  # _bring_back must not take the location back meanwhile
-            self.state.deferring[lid] = self.state.deferring.get(lid, 0) + 1
-        try:
-            await self._db(journal)
-        finally:
-            for lid in owed:
-                self.state.deferring[lid] -= 1
         log.info("%d copies on %s go when that is back online", len(entries),
                  ", ".join(self.state.location(lid).name for lid in owed))
 
@@ -1259,9 +1260,45 @@ class AliceOperations(pyfuse3.Operations):
                     self.state.queue.mark_stale(location_id, replaced.logical_path)
             elif self.state.usable(location_id):
                 await self._delete_replica(location_id, replaced)
+                self.state.queue.drop_replica(location_id, replaced.logical_path)
             else:
                 offline.append(location_id)
         return offline
+
+    async def _reachable_under(self, node: FileNode, key: str, offline: list[str]) -> bool:
+        """Whether a reachable copy of a just renamed file is really at `key` (one deleted
+        behind the mount's back is marked missing): only then may its offline copies go."""
+        for location_id, replica in node.replicas.items():
+            if location_id in offline or replica.state != "present":
+                continue
+            if replica.staged is not None:
+                return True  # the staging file is the content, uploaded under `key`
+            local = self.state.local(location_id)
+            if node.is_symlink and local is not None:
+                if await self._thread(location_id, local.is_link, key):
+                    return True
+            else:
+                try:
+                    await self._thread(location_id, self.state.backend(location_id).stat, key)
+                except FileNotFoundError:
+                    pass
+                else:
+                    return True
+            replica.state = "missing"
+        return False
+
+    @contextlib.contextmanager
+    def _owing(self, location_ids: Iterable[str]) -> Iterator[None]:
+        """While an unlink or rename that will owe these (offline) locations deletes runs,
+        _bring_back must not take them back: it would miss entries not yet journaled."""
+        owed = set(location_ids)
+        for lid in owed:
+            self.state.deferring[lid] = self.state.deferring.get(lid, 0) + 1
+        try:
+            yield
+        finally:
+            for lid in owed:
+                self.state.deferring[lid] -= 1
 
     def _check_offline_copies(self, node: FileNode, holders: list[str]) -> list[str]:
         """The offline locations holding a file about to be renamed: their copies are
@@ -1272,9 +1309,10 @@ class AliceOperations(pyfuse3.Operations):
             return offline
         current = {node.replicas[lid].content_hash for lid in holders
                    if lid not in offline and node.replicas[lid].state == "present"}
-        if not current or None in current or any(
+        if not current or any(
                 node.replicas[lid].state == "present"
-                and node.replicas[lid].content_hash not in current for lid in offline):
+                and (node.replicas[lid].content_hash is None
+                     or node.replicas[lid].content_hash not in current) for lid in offline):
             log.error("%s: cannot rename while %s is offline (it may hold the only copy of "
                       "this version, or versions cannot be compared)", node.logical_path,
                       ", ".join(self.state.location(lid).name for lid in offline))
@@ -1282,9 +1320,14 @@ class AliceOperations(pyfuse3.Operations):
         return offline
 
     async def _rename_file_locked(self, old: str, new: str, node: FileNode) -> None:
-        old_logical, new_logical = node.logical_path, logical_path_of(new)
         holders = _holders(node)
         offline = self._check_offline_copies(node, holders)
+        with self._owing(offline):
+            await self._rename_file_replicas(old, new, node, holders, offline)
+
+    async def _rename_file_replicas(self, old: str, new: str, node: FileNode,
+                                    holders: list[str], offline: list[str]) -> None:
+        old_logical, new_logical = node.logical_path, logical_path_of(new)
         self.forgotten.add(old)
         replaced = self.ns.files.get(new)
         requeue = []
@@ -1307,14 +1350,13 @@ class AliceOperations(pyfuse3.Operations):
                                                           backend, old_logical, new_logical)
         # Only now that the file is under its new name where it is reachable: its copies on
         # offline locations go when they are back.
-        deferred = [(node, offline)]
-        if replaced is not None:
-            deferred.append((replaced, await self._drop_replaced(node, replaced)))
-        await self._defer(deferred)
+        await self._defer([(node, offline)])
         before = self.ns.views_of(old)
         for location_id in offline:
             del node.replicas[location_id]
         self.ns.reindex(old, before)
+        if replaced is not None:  # after: its copies where this one has none now matter
+            await self._defer([(replaced, await self._drop_replaced(node, replaced))])
         for location_id in node.replicas:
             self.state.queue.drop_replica(location_id, old_logical)
         media = classify_name(new_logical)
@@ -1365,11 +1407,17 @@ class AliceOperations(pyfuse3.Operations):
 
     async def _rename_dir_locked(self, old: str, new: str, target_kind: str | None,
                                  nodes: list[FileNode]) -> None:
+        offline = {id(node): self._check_offline_copies(node, _holders(node))
+                   for node in nodes}
+        with self._owing(lid for lids in offline.values() for lid in lids):
+            await self._rename_dir_replicas(old, new, target_kind, nodes, offline)
+
+    async def _rename_dir_replicas(self, old: str, new: str, target_kind: str | None,
+                                   nodes: list[FileNode], offline: dict[int, list[str]]
+                                   ) -> None:
         def renamed(node: FileNode) -> str:
             return logical_path_of(new + view_path(node.logical_path)[len(old):])
 
-        offline = {id(node): self._check_offline_copies(node, _holders(node))
-                   for node in nodes}
         requeue = []
         for location_id in list(self.state.backends):
             if not self.state.usable(location_id) or not self.ns.is_dir(
@@ -1403,8 +1451,8 @@ class AliceOperations(pyfuse3.Operations):
         # their location is back; a file whose reachable copy turned out to be gone keeps
         # them (the only copies left).
         deferred = [(node, offline[id(node)]) for node in nodes
-                    if any(r.state == "present" for lid, r in node.replicas.items()
-                           if lid not in offline[id(node)])]
+                    if offline[id(node)] and await self._reachable_under(
+                        node, renamed(node), offline[id(node)])]
         await self._defer(deferred, prune=logical_path_of(old))
         for node, location_ids in deferred:
             vpath = view_path(node.logical_path)

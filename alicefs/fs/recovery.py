@@ -49,14 +49,17 @@ def _changed_since(backend: Backend, key: str, entry: JournalEntry) -> bool:
     if entry.payload.get("symlink"):
         try:
             return not (isinstance(backend, LocalBackend) and backend.is_link(key))
-        except UnsafeKeyError:
-            return True  # its directory now leads out of the location: leave it
+        except (UnsafeKeyError, NotADirectoryError):
+            return True  # its directory now leads out of the location, or is a file
     try:
         info = backend.stat(key)
     except FileNotFoundError:
         return False  # gone already: nothing there to keep
-    except UnsafeKeyError:
-        return True  # now a link leading out of the location: not the file recorded
+    except (UnsafeKeyError, NotADirectoryError, IsADirectoryError):
+        return True  # a link leading out, a directory, or under a file now: not the copy
+    if entry.payload.get("staged"):
+        # Its newer content was never uploaded: the store holds the version it replaced.
+        return info.change_token != entry.payload.get("change_token")
     if entry.expected_hash is None:
         return (info.size, info.mtime_ns) != (entry.payload.get("size"),
                                               entry.payload.get("mtime_ns"))

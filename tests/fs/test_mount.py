@@ -732,3 +732,52 @@ def test_a_link_renamed_over_a_file_while_offline_then_removed(mount_factory):
     wait_for(lambda: all(loc["state"] == "online" for loc in json.loads(status.read_text())))
     assert os.listdir(fs.roots["ssd"] / "p") == []  # the replaced file's copy went too
     assert os.listdir(fs.projects / "p") == []
+
+
+def wait_all_online(fs) -> None:
+    status = fs.mountpoint / ".alicefs" / "locations.json"
+    wait_for(lambda: all(loc["state"] == "online" for loc in json.loads(status.read_text())))
+
+
+def test_a_directory_rename_keeps_offline_copies_whose_reachable_copy_is_gone(mount_factory):
+    fs, unplugged = mounted_with_ssd_unplugged(mount_factory, {"x.png": b"x", "y.png": b"y"})
+    (fs.roots["hdd"] / "p" / "x.png").unlink()  # gone behind the mount's back
+    os.rename(fs.projects / "p", fs.projects / "q")
+    unplugged.rename(fs.roots["ssd"])
+    wait_all_online(fs)
+    assert (fs.roots["ssd"] / "p" / "x.png").read_bytes() == b"x"  # the only copy left
+    assert not (fs.roots["ssd"] / "p" / "y.png").exists()  # renamed where reachable
+
+
+def test_a_rename_over_a_file_while_offline_never_shows_the_replaced_content(mount_factory):
+    fs, unplugged = mounted_with_ssd_unplugged(mount_factory, {"a.png": b"A", "b.png": b"B"})
+    os.rename(fs.projects / "p" / "a.png", fs.projects / "p" / "b.png")
+    unplugged.rename(fs.roots["ssd"])
+    wait_all_online(fs)
+    fs.restart()
+    assert os.listdir(fs.projects / "p") == ["b.png"]
+    assert (fs.projects / "p" / "b.png").read_bytes() == b"A"
+
+
+def test_a_file_renamed_over_a_link_in_another_location(fs):
+    (fs.projects / "k").mkdir()
+    os.symlink("elsewhere", fs.projects / "k" / "l.bin")  # made in the SSD
+    (fs.projects / "k" / "data.bin").write_bytes(b"data")  # placed on the HDD
+    assert (fs.roots["ssd"] / "k" / "l.bin").is_symlink()
+    os.rename(fs.projects / "k" / "data.bin", fs.projects / "k" / "l.bin")
+    assert not (fs.roots["ssd"] / "k" / "l.bin").is_symlink()
+    fs.restart()
+    assert (fs.projects / "k" / "l.bin").read_bytes() == b"data"
+    assert os.getxattr(fs.projects / "k" / "l.bin", "user.alicefs.locations") == b"hdd"
+
+
+def test_a_deferred_delete_whose_directory_became_a_file_lets_the_location_back(
+        mount_factory):
+    fs, unplugged = mounted_with_ssd_unplugged(mount_factory, {"a.png": b"a"})
+    os.unlink(fs.projects / "p" / "a.png")
+    (unplugged / "p" / "a.png").unlink()
+    (unplugged / "p").rmdir()
+    (unplugged / "p").write_text("now a file")
+    unplugged.rename(fs.roots["ssd"])
+    wait_all_online(fs)
+    assert (fs.roots["ssd"] / "p").read_text() == "now a file"
