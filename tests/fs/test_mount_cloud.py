@@ -229,3 +229,18 @@ def test_an_edit_resumed_after_a_crash_never_overwrites_another_writer(cloud_fs)
     assert s3_object(fs, "c/v.mp4") == b"theirs"
     [conflict] = [k for k in s3_keys(fs, "c") if k != "v.mp4"]
     assert s3_object(fs, f"c/{conflict}") == b"OURS"
+
+
+def test_an_object_unlinked_while_its_store_is_offline_goes_when_it_is_back(cloud_fs):
+    fs = cloud_fs
+    (fs.projects / "o").mkdir()
+    (fs.projects / "o" / "c.mp4").write_bytes(b"stored")
+    wait_for(lambda: s3_object(fs, "o/c.mp4") == b"stored")
+    with open(fs.projects / "o" / "c.mp4", "r+b") as f:
+        f.write(b"EDIT")  # staged, not uploaded: the store keeps the version it replaces
+        assert fs.ctl("update", "--location-id", "s3", "--status", "offline").returncode == 0
+        os.unlink(fs.projects / "o" / "c.mp4")
+    assert s3_object(fs, "o/c.mp4") == b"stored"
+    assert fs.ctl("update", "--location-id", "s3", "--status", "active").returncode == 0
+    wait_for(lambda: s3_object(fs, "o/c.mp4") is None)
+    assert os.listdir(fs.projects / "o") == []
