@@ -240,7 +240,7 @@ class Mount:
         await trio.to_thread.run_sync(state.queue.flush)
         done = await trio.to_thread.run_sync(recover, state.catalog, {location_id: backend},
                                              DEFERRED_KINDS)
-        owed = await trio.to_thread.run_sync(unfinished, state.catalog, location_id)
+        owed = (await trio.to_thread.run_sync(unfinished, state.catalog))[location_id]
         owed += state.deferring.get(location_id, 0)  # journaled as we speak: next round
         if owed:
             state.unavailable[location_id] = unfinished_reason(owed)
@@ -365,10 +365,9 @@ class Mount:
                     state.unavailable[loc.location_id] = why
         # A location set back to active owes what was unlinked or renamed meanwhile: it is
         # used again only once that is done (_space_loop).
-        owed = await trio.to_thread.run_sync(lambda: {
-            lid: unfinished(state.catalog, lid) for lid in state.backends})
-        for location_id, count in owed.items():
-            count += state.deferring.get(location_id, 0)
+        owed = await trio.to_thread.run_sync(unfinished, state.catalog)
+        for location_id in state.backends:
+            count = owed[location_id] + state.deferring.get(location_id, 0)
             if count and state.usable(location_id):
                 state.unavailable[location_id] = unfinished_reason(count)
         await trio.to_thread.run_sync(refresh_free_space, state)

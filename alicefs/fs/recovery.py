@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 
 from alicefs.backends.base import Backend, UnsafeKeyError
 from alicefs.backends.local import LocalBackend
@@ -118,11 +119,11 @@ def recover(catalog: Catalog, backends: dict[str, Backend],
     return done
 
 
-def unfinished(catalog: Catalog, location_id: str) -> int:
-    """How many deferred operations `location_id` still owes (blocking): while any remain,
+def unfinished(catalog: Catalog) -> Counter[str]:
+    """Location id -> how many deferred deletes it still owes (blocking): while any remain,
     the location must not be used or scanned."""
-    return sum(1 for e in catalog.journal_open()
-               if e.kind in DEFERRED_KINDS and e.target_location_id == location_id)
+    return Counter(e.target_location_id for e in catalog.journal_open()
+                   if e.kind in DEFERRED_KINDS and e.target_location_id is not None)
 
 
 def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Backend]

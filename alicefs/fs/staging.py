@@ -61,14 +61,12 @@ class Staging:
     def renamed(self, path: Path, logical_path: str, replaces: str | None) -> None:
         """The file was renamed before its upload (replacing the version `replaces` of the
         new name, or nothing): the manifest follows (blocking)."""
-        data = json.loads(path.with_suffix(MANIFEST_SUFFIX).read_text())
-        _write_manifest(path, {**data, "logical_path": logical_path, "replaces": replaces})
+        _update_manifest(path, logical_path=logical_path, replaces=replaces)
 
     def uploaded(self, path: Path, version: str | None) -> None:
         """An upload of a staging file that stays (still open, or fsync'ed) published
         `version`: the next upload replaces that (blocking)."""
-        data = json.loads(path.with_suffix(MANIFEST_SUFFIX).read_text())
-        _write_manifest(path, {**data, "replaces": version})
+        _update_manifest(path, replaces=version)
 
     def upload(self, backend: Backend, path: Path, logical_path: str, mtime_ns: int,
                expected_hash: str | None, replaces: str | None) -> WriteResult:
@@ -116,3 +114,8 @@ def _write_manifest(path: Path, data: dict[str, str | None]) -> None:
     temp = manifest.with_suffix(".tmp")
     temp.write_text(json.dumps(data))
     os.replace(temp, manifest)
+
+
+def _update_manifest(path: Path, **changes: str | None) -> None:
+    data = json.loads(path.with_suffix(MANIFEST_SUFFIX).read_text())
+    _write_manifest(path, {**data, **changes})

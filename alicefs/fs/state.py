@@ -88,10 +88,10 @@ def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> 
             unavailable[loc.location_id] = why
     reachable = {lid: tb.backend for lid, tb in backends.items() if lid not in unavailable}
     recover(catalog, reachable)  # before the namespace is loaded, so it shows the outcome
+    owed = unfinished(catalog)
     for location_id in reachable:
-        owed = unfinished(catalog, location_id)
-        if owed:
-            unavailable[location_id] = unfinished_reason(owed)
+        if owed[location_id]:
+            unavailable[location_id] = unfinished_reason(owed[location_id])
     uid, gid = os.getuid(), os.getgid()
     namespace = Namespace({loc.location_id: loc.name for loc in locations}, uid, gid,
                           time.time_ns())

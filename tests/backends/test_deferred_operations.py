@@ -35,10 +35,10 @@ def test_deferred_deletes_remove_only_what_is_unchanged(backend, tmp_path):
             catalog.journal_begin(DEFERRED_DELETE, key, target_location_id=lid,
                                   expected_hash=hash_bytes(data), payload=payload)
         catalog.journal_begin(DEFERRED_DELETE, "p/x.png", target_location_id="elsewhere")
-        assert unfinished(catalog, lid) == 4
+        assert unfinished(catalog)[lid] == 4
         assert len(recover(catalog, {lid: backend}, DEFERRED_KINDS)) == 4
-        assert unfinished(catalog, lid) == 0
-        assert unfinished(catalog, "elsewhere") == 1  # that location is still away
+        assert unfinished(catalog)[lid] == 0
+        assert unfinished(catalog)["elsewhere"] == 1  # that location is still away
     assert read(backend, "p/gone.png") is None
     assert read(backend, "p/changed.png") == b"theirs"
     assert read(backend, "r/sub/moved.png") is None
