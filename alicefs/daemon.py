@@ -11,7 +11,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from alicefs import cli, control
 from alicefs.catalog import Catalog
 from alicefs.config import Settings
 from alicefs.errors import UsageError
+from alicefs.fs.namespace import view_path
 from alicefs.fs.operations import AliceOperations
 from alicefs.fs.recovery import DEFERRED_KINDS, recover, unfinished
 from alicefs.fs.state import (
@@ -41,7 +42,7 @@ from alicefs.scanner import MultiPathScanner
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 1.0
-UPLOAD_WORKERS = 4
+DRAIN_REPORT_INTERVAL = 5.0
 READ_AHEAD_KIB = 1024
 PREFETCH_WORKERS = 4
 SPACE_INTERVAL = 5.0
@@ -114,14 +115,19 @@ class Mount:
                 log.warning("location %s unavailable: %s", state.location(location_id).name,
                             why)
             send_relocation, receive_relocation = trio.open_memory_channel[str](10_000)
-            send_upload, receive_upload = trio.open_memory_channel[tuple[str, str]](100_000)
             send_close, receive_close = trio.open_memory_channel[tuple[str | None, int]](
                 100_000)
             send_prefetch, receive_prefetch = trio.open_memory_channel[
                 tuple[str, str, str, int]](1_000)
-            ops = AliceOperations(state, uploads=send_upload, relocations=send_relocation,
-                                  closer=send_close, prefetch=send_prefetch)
-            await self._resume_uploads(state, ops, send_upload)
+            ops = AliceOperations(state, relocations=send_relocation, closer=send_close,
+                                  prefetch=send_prefetch)
+            await self._resume_uploads(state, ops)
+            for logical_path, source in state.unfinished_moves:
+                # A re-placement a crash cut short is done again, as at the file's release.
+                node = state.namespace.files.get(view_path(logical_path))
+                if node is not None and source in node.replicas:
+                    node.created_here = source
+                    send_relocation.send_nowait(view_path(logical_path))
             fuse_options = set(pyfuse3.default_options) | {"fsname=alicefs", "subtype=alicefs",
                                                              "noatime"}
             if self.options.allow_other:
@@ -133,15 +139,14 @@ class Mount:
                     nursery.start_soon(self._serve, nursery)
                     await trio.to_thread.run_sync(tune_readahead, self.mountpoint)
                     nursery.start_soon(self._flush_loop, state)
-                    nursery.start_soon(self._space_loop, state)
+                    nursery.start_soon(self._space_loop, state, ops)
                     nursery.start_soon(self._scan_loop, state, ops)
                     nursery.start_soon(self._relocation_worker, ops, receive_relocation)
                     nursery.start_soon(self._control_server, state, ops)
                     nursery.start_soon(self._close_worker, state, receive_close)
                     for _ in range(PREFETCH_WORKERS):
                         nursery.start_soon(self._prefetch_worker, ops, receive_prefetch.clone())
-                    for _ in range(UPLOAD_WORKERS):
-                        nursery.start_soon(self._upload_worker, ops, receive_upload.clone())
+                    nursery.start_soon(ops.uploads.run, ops.upload_staged)
                     unmounted_by_us = await self._wait_for_signal_or_unmount(nursery, ready,
                                                                              ops)
             finally:
@@ -154,8 +159,10 @@ class Mount:
                                           ready: Callable[[], None] | None,
                                           ops: AliceOperations) -> bool:
         """Until SIGTERM/SIGINT (`alicefs umount`) or an unmount from outside; then finish
-        the uploads of staged files before the services stop."""
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        the uploads of staged files before the services stop, unless SIGUSR1 (`alicefs
+        umount --timeout`) says to leave them staged for the next mount."""
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT,
+                                       signal.SIGUSR1) as signals:
             if ready is not None:
                 ready()
             async with trio.open_nursery() as waiters:
@@ -167,6 +174,7 @@ class Mount:
                         log.info("signal %d: finishing pending work, then unmounting", signum)
                         signalled = True
                         waiters.cancel_scope.cancel()
+                        return
 
                 async def on_unmount() -> None:
                     await self._unmounted.wait()
@@ -174,19 +182,46 @@ class Mount:
 
                 waiters.start_soon(on_signal)
                 waiters.start_soon(on_unmount)
-        while ops.pending_uploads:
-            log.info("waiting for %d uploads", len(ops.pending_uploads))
-            await trio.sleep(0.1)
+            await self._drain_uploads(ops, signals)
         nursery.cancel_scope.cancel()
         return signalled
+
+    async def _drain_uploads(self, ops: AliceOperations, signals: AsyncIterator[int]) -> None:
+        """Wait until every staged file is uploaded (failed ones keep being retried), or
+        until SIGUSR1 gives up: what is left stays staged and is uploaded at the next
+        mount."""
+        async with trio.open_nursery() as waiters:
+
+            async def give_up() -> None:
+                async for signum in signals:
+                    if signum == signal.SIGUSR1:
+                        log.warning("unmounting with %d uploads left staged in %s (uploaded "
+                                    "at the next mount): %s", len(ops.uploads),
+                                    ops.staging.directory,
+                                    ", ".join(sorted(ops.uploads.paths())))
+                        waiters.cancel_scope.cancel()
+
+            async def report() -> None:
+                while True:
+                    log.info("waiting for %d uploads (%d failing, retried)", len(ops.uploads),
+                             ops.uploads.failures())
+                    await trio.sleep(DRAIN_REPORT_INTERVAL)
+
+            async def drained() -> None:
+                await ops.uploads.drained()
+                waiters.cancel_scope.cancel()
+
+            if ops.uploads.pending:
+                waiters.start_soon(give_up)
+                waiters.start_soon(report)
+                waiters.start_soon(drained)
 
     async def _serve(self, nursery: trio.Nursery) -> None:
         await pyfuse3.main(min_tasks=32, max_tasks=128)
         log.info("unmounted")
         self._unmounted.set()
 
-    async def _resume_uploads(self, state: MountState, ops: AliceOperations,
-                              send: trio.MemorySendChannel[tuple[str, str]]) -> None:
+    async def _resume_uploads(self, state: MountState, ops: AliceOperations) -> None:
         """Staging files an earlier run left (crash, plain fusermount3 -u) are shown and
         uploaded now."""
         leftovers = await trio.to_thread.run_sync(ops.staging.leftovers)
@@ -195,38 +230,28 @@ class Mount:
                 log.warning("staged %s for unknown location %s kept in %s",
                             staged.logical_path, staged.location_id, staged.path)
                 continue
-            key = (ops.adopt_staged(staged), staged.location_id)
-            ops.pending_uploads.add(key)
-            await send.send(key)
+            ops.uploads.request((ops.adopt_staged(staged), staged.location_id))
             log.info("resuming upload of %s", staged.logical_path)
-
-    async def _upload_worker(self, ops: AliceOperations,
-                             receive: trio.MemoryReceiveChannel[tuple[str, str]]) -> None:
-        async with receive:
-            async for key in receive:
-                await self._upload_one(ops, key)
-
-    async def _upload_one(self, ops: AliceOperations, key: tuple[str, str]) -> None:
-        try:
-            await ops.upload_staged(*key)
-        except OSError as exc:
-            # Kept staged: retried at the next mount (the backend already retried transient
-            # failures until its deadline).
-            log.error("upload of %s failed: %s", key[0], exc)
-            ops.pending_uploads.discard(key)
 
     async def _flush_loop(self, state: MountState) -> None:
         while True:
             await trio.sleep(FLUSH_INTERVAL)
             await trio.to_thread.run_sync(state.queue.flush)
 
-    async def _space_loop(self, state: MountState) -> None:
+    async def _space_loop(self, state: MountState, ops: AliceOperations) -> None:
         while True:
             await trio.sleep(SPACE_INTERVAL)
             await trio.to_thread.run_sync(refresh_free_space, state)
             for location_id in [lid for lid in state.unavailable if lid in state.backends]:
                 if state.location(location_id).status is not LocationStatus.OFFLINE:
-                    await self._bring_back(state, location_id)
+                    try:
+                        await self._bring_back(state, location_id)
+                    except Exception:
+                        # It stays unavailable and is tried again next round; the mount
+                        # must outlive whatever went wrong.
+                        log.exception("bringing back %s", state.location(location_id).name)
+                    if state.usable(location_id):
+                        ops.uploads.retry_location(location_id)
 
     async def _bring_back(self, state: MountState, location_id: str) -> None:
         """A location that was unreachable is used again once it answers and the unlinks and
@@ -385,7 +410,7 @@ class Mount:
             limiter = state.backends[location_id].limiter if location_id else None
             try:
                 await trio.to_thread.run_sync(os.close, fd, limiter=limiter)
-            except OSError as exc:
+            except Exception as exc:  # one failing close must never stop the service
                 log.warning("closing a file of %s: %s", location_id, exc)
 
     async def _prefetch_worker(self, ops: AliceOperations,
@@ -395,8 +420,8 @@ class Mount:
             async for location_id, key, version, index in receive:
                 try:
                     await ops.fetch_chunk(location_id, key, version, index)
-                except OSError as exc:
-                    log.debug("read-ahead of %s: %s", key, exc)  # the read itself will retry
+                except Exception as exc:  # the read itself will retry, and report
+                    log.debug("read-ahead of %s: %s", key, exc)
 
     async def _relocation_worker(self, ops: AliceOperations,
                                  receive: trio.MemoryReceiveChannel[str]) -> None:
@@ -405,6 +430,8 @@ class Mount:
                 await ops.relocate(vpath)
             except OSError as exc:
                 log.error("placing %s: %s", vpath, exc)
+            except Exception:  # one failing file must never stop the service
+                log.exception("placing %s failed unexpectedly", vpath)
 
 
 def configure_logging(debug: bool, log_file: Path | None) -> None:

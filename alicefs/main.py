@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import signal
@@ -26,6 +28,7 @@ from alicefs.config import default_config_path, load_settings
 from alicefs.daemon import Mount, check_mountpoint, configure_logging, pid_file
 from alicefs.errors import EXIT_USAGE, AliceError, ConfigError, UsageError
 from alicefs.fs.state import MountOptions
+from alicefs.humanize import human_bytes
 
 log = logging.getLogger("alicefs")
 
@@ -88,8 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("--debug", action="store_true", help="debug logging and tracebacks")
     umount = sub.add_parser("umount", help="finish pending work, then unmount")
     umount.add_argument("mountpoint", metavar="MOUNTPOINT", type=Path)
-    umount.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds to wait for pending work (default 600)")
+    umount.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                        help="wait at most this long for staged files to be uploaded, then "
+                             "unmount and leave the rest staged for the next mount (default: "
+                             "wait until they are)")
+    umount.add_argument("--lazy", action="store_true",
+                        help="unmount now; staged files not yet uploaded stay staged and "
+                             "are uploaded at the next mount")
     return parser
 
 
@@ -175,15 +183,60 @@ def cmd_umount(args: argparse.Namespace) -> int:
             raise AliceError(f"{mountpoint} is not an alicefs mount of this user "
                              f"({result.stderr.strip()})") from None
         return 0
-    deadline = time.monotonic() + args.timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return 0
-        time.sleep(0.05)
-    raise AliceError(f"alicefs (pid {pid}) is still finishing pending work after "
-                     f"{args.timeout:.0f}s; it goes on in the background")
+    return _wait_for_exit(pid, mountpoint, 0.0 if args.lazy else args.timeout)
+
+
+def _wait_for_exit(pid: int, mountpoint: Path, timeout: float | None) -> int:
+    """Wait for the mount process to finish its uploads and exit, saying what it waits for;
+    after `timeout` seconds tell it to leave the rest staged (SIGUSR1) and say what."""
+    status = mountpoint / ".alicefs" / "queue.json"
+    deadline = None if timeout is None else time.monotonic() + timeout
+    waiting: dict = {}
+    gave_up = False
+    last_said = ""
+    while _alive(pid):
+        with contextlib.suppress(OSError, ValueError):
+            waiting = json.loads(status.read_text())
+        said = _waiting_for(waiting)
+        if said and said != last_said:
+            sys.stderr.write(f"alicefs: {said}\n")
+            last_said = said
+        if deadline is not None and time.monotonic() >= deadline and not gave_up:
+            os.kill(pid, signal.SIGUSR1)
+            gave_up = True
+        time.sleep(0.2)
+    left = waiting.get("uploads", []) if gave_up else []
+    if left:
+        sys.stderr.write(f"alicefs: unmounted with {len(left)} file(s) not uploaded yet; they "
+                         "stay staged and are uploaded at the next mount:\n")
+        for upload in left:
+            sys.stderr.write(f"  {upload['path']}" + (f" (last error: {upload['error']})"
+                                                     if upload.get("error") else "") + "\n")
+        return 0 if timeout == 0 else 1
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (an exited one its parent has not reaped yet does not)."""
+    try:
+        os.kill(pid, 0)
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    return stat_line.rpartition(")")[2].split()[0] != "Z"
+
+
+def _waiting_for(queue: dict) -> str:
+    uploads = queue.get("uploads") or []
+    if not uploads:
+        return ""
+    size = sum(u.get("bytes") or 0 for u in uploads)
+    failing = [u for u in uploads if u.get("error")]
+    text = f"waiting for {len(uploads)} upload(s), {human_bytes(size)}"
+    if failing:
+        text += (f"; {len(failing)} failing, retried (last error: {failing[0]['error']}); "
+                 "`alicefs umount --lazy` leaves them staged for the next mount")
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -40,6 +40,14 @@ class LocationUnavailableError(OSError):
         super().__init__(errno.EIO, message)
 
 
+class RetriesExhaustedError(OSError):
+    """Transient failures (timeouts, dropped connections, 5xx) went on until the retry
+    deadline: the store is not answering now, whatever the cause."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.EIO, message)
+
+
 def check_key(key: str) -> str:
     """The key itself if it is a well-formed logical path; raises UnsafeKeyError otherwise."""
     if not isinstance(key, str) or not key:
@@ -91,6 +99,7 @@ class Backend(ABC):
       ENAMETOOLONG).
     - IntegrityError: written content did not match `expected_hash`; nothing was published.
     - LocationUnavailableError: the location cannot be reached at all.
+    - RetriesExhaustedError: transient failures lasted until the retry deadline.
     - any other OSError: carries the errno the mount should return.
 
     Writes are atomic: a reader sees the old content or the new, never a partial file. An

@@ -27,6 +27,7 @@ from alicefs.backends.base import (
     Backend,
     IntegrityError,
     LocationUnavailableError,
+    RetriesExhaustedError,
     UnsafeKeyError,
     WriteResult,
     check_key,
@@ -405,8 +406,8 @@ class ObjectStoreBackend(Backend):
                 f"{where}: endpoint unreachable after retrying for up to "
                 f"{self.retry_deadline:g}s ({cause})")
         if transient:
-            return OSError(errno.EIO, f"{where}: still failing after retrying for up to "
-                                      f"{self.retry_deadline:g}s ({cause})")
+            return RetriesExhaustedError(f"{where}: still failing after retrying for up to "
+                                         f"{self.retry_deadline:g}s ({cause})")
         return OSError(errno.EIO, f"{where}: {cause}")
 
     def probe(self) -> None:

@@ -67,6 +67,11 @@ class Replica:
     # object stores: the version (ETag, generation) the mount last saw there; an upload
     # replaces only that version (anything else there is another writer's: a conflict)
     change_token: str | None = None
+    # object stores: the hash of the last upload tried from the staging file, which may have
+    # been published although its answer was lost (then it is ours to replace)
+    attempted_hash: str | None = None
+    # object stores: the file's version (FileNode.version) the store holds, when known
+    uploaded_version: int | None = None
 
 
 @dataclass

@@ -18,6 +18,7 @@ import os
 import posixpath
 import stat
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +29,13 @@ import pyfuse3
 import trio
 from blake3 import blake3
 
-from alicefs.backends.base import MAX_NAME_BYTES, ObjectInfo, WriteResult
+from alicefs.backends.base import (
+    MAX_NAME_BYTES,
+    LocationUnavailableError,
+    ObjectInfo,
+    RetriesExhaustedError,
+    WriteResult,
+)
 from alicefs.catalog import FileMeta, PosixAttrs
 from alicefs.catalog import Replica as CatalogReplica
 from alicefs.fs.chunk_cache import CHUNK_SIZE, ChunkCache
@@ -43,9 +50,10 @@ from alicefs.fs.namespace import (
     type_view,
     view_path,
 )
-from alicefs.fs.recovery import DEFERRED_DELETE
-from alicefs.fs.staging import StagedFile, Staging
+from alicefs.fs.recovery import DEFERRED_DELETE, HANDOVER
+from alicefs.fs.staging import Snapshot, StagedFile, Staging
 from alicefs.fs.state import MountState
+from alicefs.fs.uploads import UploadQueue
 from alicefs.hashing import hash_stream
 from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES, conflict_name
 from alicefs.media import CATEGORIES, UNKNOWN_MIME, MediaType, classify_name
@@ -74,6 +82,7 @@ WRITABLE_XATTRS = (XATTR_TAGS, XATTR_QUALITY, XATTR_XDG_TAGS, XATTR_BALOO_RATING
 ALL_XATTRS = (*WRITABLE_XATTRS, XATTR_LOCATIONS, XATTR_SYNC)
 STATUS_FILES = ("locations.json", "sync.json", "queue.json")
 READ_AHEAD_CHUNKS = 4
+UPLOAD_WORKERS = 4
 MAX_CONFLICT_NAMES = 100  # conflict copies of one file made in the same second
 
 
@@ -120,8 +129,11 @@ class Handle:
     hashed_upto: int = 0
     created: bool = False
     # (size, mtime_ns, inode) of the backing file after the last write, taken in the same
-    # worker-thread hop as the write, so release need not wait for another one.
+    # worker-thread hop as the write, so release need not wait for another one; and the
+    # file's version then (a release comes after close(2) returned: if another handle wrote
+    # since, this stat is older than what the namespace shows)
     last_stat: tuple[int, int, int] | None = None
+    stat_version: int = -1
     next_offset: int = 0  # where a sequential reader reads next: read-ahead when it does
     node: FileNode | None = None  # the file itself, whatever it is called now
     # False once the backing filesystem refused a non-blocking read (RWF_NOWAIT): every
@@ -132,8 +144,6 @@ class Handle:
 @dataclass
 class AliceOperations(pyfuse3.Operations):
     state: MountState
-    # (projects path, location id) of staging files to upload; None: upload at release
-    uploads: trio.MemorySendChannel[tuple[str, str]] | None = None
     relocations: trio.MemorySendChannel[str] | None = None  # new files to re-place
     # descriptors to close in the background (FUSE ignores what release returns, and a
     # close on a network filesystem may take a while); None: closed before release returns
@@ -143,7 +153,9 @@ class AliceOperations(pyfuse3.Operations):
     _handles: dict[int, Handle] = field(default_factory=dict)
     _next_fh: int = 1
     _cached_version: dict[int, int] = field(default_factory=dict)
-    pending_uploads: set[tuple[str, str]] = field(default_factory=set)
+    # staging files being opened (a worker-thread hop away from having a handle): an upload
+    # ending meanwhile must not let them go
+    _pinned: Counter[Path] = field(default_factory=Counter)
     _prefetching: set[str] = field(default_factory=set)
     _dir_listings: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
     _next_dir_fh: int = 1
@@ -156,6 +168,8 @@ class AliceOperations(pyfuse3.Operations):
     def __post_init__(self) -> None:
         super().__init__()
         self.staging = Staging(self.state.settings.cache_dir / "staging")
+        # Staged S3/GCS files waiting for upload; its workers run in the mount's nursery.
+        self.uploads = UploadQueue(UPLOAD_WORKERS, self.state.usable)
         ns = self.state.namespace
         # Fixed inodes, allocated up front so they are the same on every mount.
         for view, vpath in (("", ""), (PROJECTS_VIEW, ""), ("", TYPES), ("", LOCATIONS),
@@ -287,7 +301,7 @@ class AliceOperations(pyfuse3.Operations):
         """Projects paths of files open for writing, or waiting for an upload."""
         busy = {view_path(h.node.logical_path) for h in self._handles.values()
                 if h.writable and h.node is not None}
-        return busy | {vpath for vpath, _ in self.pending_uploads} | self.forgotten
+        return busy | self.uploads.paths() | self.forgotten
 
     def _writable_view(self, view: str) -> None:
         if view != PROJECTS_VIEW:
@@ -441,7 +455,8 @@ class AliceOperations(pyfuse3.Operations):
         if writable:
             self._writable_view(view)
         location_id = view[2:] if view.startswith("l:") else self.state.primary(node)
-        if location_id is None or not self.state.usable(location_id):
+        if location_id is None or not self.state.serves(location_id,
+                                                         node.replicas.get(location_id)):
             log.error("%s: no reachable location holds the current version", vpath)
             raise _fail(errno.EIO)
         handle = Handle(inode, vpath, location_id, writable=writable, node=node)
@@ -454,15 +469,29 @@ class AliceOperations(pyfuse3.Operations):
             handle.fd = await self._thread(location_id, local.open_fd, node.logical_path,
                                            open_flags)
         elif staged is not None:
-            # Newer than the object store: the staging file waiting for its upload.
-            handle.fd = await trio.to_thread.run_sync(os.open, str(staged),
-                                                      open_flags | os.O_CLOEXEC)
+            # Newer than the object store: the staging file waiting for its upload. Pinned
+            # while it is opened, so an upload ending meanwhile does not let it go.
+            self._pinned[staged] += 1
+            try:
+                handle.fd = await trio.to_thread.run_sync(os.open, str(staged),
+                                                          open_flags | os.O_CLOEXEC)
+            finally:
+                self._pinned[staged] -= 1
             handle.staged = staged if writable else None
         elif writable:
             handle.staged = await self._stage(location_id, node,
                                               truncate=bool(flags & os.O_TRUNC))
-            handle.fd = await trio.to_thread.run_sync(
-                os.open, str(handle.staged), (open_flags & ~os.O_TRUNC) | os.O_CLOEXEC)
+            current = node.replicas[location_id].staged
+            if current is not None:
+                # Another open staged it first: one working copy, or writes would be lost.
+                await trio.to_thread.run_sync(self.staging.discard, handle.staged)
+                handle.staged = current
+            self._pinned[handle.staged] += 1
+            try:
+                handle.fd = await trio.to_thread.run_sync(
+                    os.open, str(handle.staged), (open_flags & ~os.O_TRUNC) | os.O_CLOEXEC)
+            finally:
+                self._pinned[handle.staged] -= 1
             # From now on the staging file is the current content (a reader may open the file
             # before this handle's release arrives).
             node.replicas[location_id].staged = handle.staged
@@ -550,8 +579,16 @@ class AliceOperations(pyfuse3.Operations):
         name = ChunkCache.name(location_id, key, version, index)
         data = await trio.to_thread.run_sync(cache.get, name) if cache else None
         if data is None:
-            data = await self._thread(location_id, self.state.backend(location_id).read, key,
-                                      index * CHUNK_SIZE, CHUNK_SIZE)
+            if not self.state.usable(location_id):
+                # Known to be down: fail now rather than wait out the retry deadline again.
+                raise OSError(errno.EIO, f"{self.state.location(location_id).name} is "
+                                         f"unreachable ({self.state.unavailable.get(location_id)})")
+            try:
+                data = await self._thread(location_id, self.state.backend(location_id).read,
+                                          key, index * CHUNK_SIZE, CHUNK_SIZE)
+            except (LocationUnavailableError, RetriesExhaustedError) as exc:
+                self.unreachable(location_id, exc)
+                raise
             if cache is not None:
                 await trio.to_thread.run_sync(cache.put, name, data)
         self._prefetching.discard(name)
@@ -589,7 +626,9 @@ class AliceOperations(pyfuse3.Operations):
         else:
             replica.size = size
             replica.mtime_ns = time.time_ns()
+            replica.content_hash = None  # known again after release, or the next upload
             node.version += 1
+        handle.stat_version = node.version
         return written
 
     async def _write_elsewhere(self, handle: Handle, node: FileNode, off: int, buf: bytes
@@ -605,8 +644,9 @@ class AliceOperations(pyfuse3.Operations):
             raise _fail(errno.ENOSPC)
         source_backend = self.state.local(full)
         target_backend = self.state.local(target)
+        catalog = self.state.catalog
 
-        def move() -> int:
+        def copy() -> tuple[int, int]:
             fd = target_backend.create_fd(node.logical_path, stat.S_IMODE(node.mode))
             try:
                 # Its own descriptor: the handle's may be write-only.
@@ -617,23 +657,33 @@ class AliceOperations(pyfuse3.Operations):
                 finally:
                     os.close(source_fd)
                 written = os.pwrite(fd, buf, off)
+                os.fsync(fd)  # durable before the source may go
             except BaseException:
                 os.close(fd)
                 target_backend.delete(node.logical_path)
                 raise
-            os.close(handle.fd)
-            source_backend.delete(node.logical_path)
-            handle.fd = fd
-            return written
+            return fd, written
 
-        written = await self._thread(target, move)
+        # Journaled (recovery.py, kind "handover"): a crash mid-copy removes the partial copy,
+        # one after it finishes the hand-over; the source is deleted only once the complete
+        # copy is on disk and recorded.
+        op_id = await self._db(catalog.journal_begin, HANDOVER, node.logical_path,
+                               source_location_id=full, target_location_id=target)
+        fd, written = await self._thread(target, copy)
+        await self._db(catalog.journal_step, op_id, "copied")
         vpath = self._current_vpath(node)
         before = self.ns.views_of(vpath) if vpath else []
         replica = node.replicas.pop(full)
-        node.replicas[target] = Replica(replica.size, time.time_ns(), None, "present")
+        node.replicas[target] = Replica(max(replica.size, off + written), time.time_ns(), None,
+                                        "present")
         if vpath:
             self.ns.reindex(vpath, before)
+        self._record(node, target)
         self.state.queue.drop_replica(full, node.logical_path)
+        await self._db(self.state.queue.flush)
+        old_fd, handle.fd = handle.fd, fd
+        await self._thread(full, _close_and_delete, old_fd, source_backend, node.logical_path)
+        await self._db(catalog.journal_end, op_id)
         handle.location_id = target
         if node.created_here == full:
             node.created_here = target
@@ -653,14 +703,19 @@ class AliceOperations(pyfuse3.Operations):
         if handle.fd is not None and handle.writable:
             await self._thread(handle.location_id,
                                os.fdatasync if datasync else os.fsync, handle.fd)
-        vpath = self._current_vpath(handle.node) if handle.node else None
-        if handle.staged is not None and handle.dirty and vpath is not None:
+        node = handle.node
+        vpath = self._current_vpath(node) if node else None
+        replica = node.replicas.get(handle.location_id) if node else None
+        # Whichever handle asks: the content as of now must be in the store on return.
+        if vpath is not None and replica is not None and replica.staged is not None and (
+                handle.dirty or (vpath, handle.location_id) in self.uploads):
             await self.upload_staged(vpath, handle.location_id, from_handle=handle)
 
     @fuse_errors
     async def release(self, fh: int) -> None:
         handle = self._handles.pop(fh)
         st: tuple[int, int, int] | None = None
+        stale = False
         if handle.fd is not None:
             fd = handle.fd
             handle.fd = None
@@ -668,6 +723,8 @@ class AliceOperations(pyfuse3.Operations):
                 st = await self._thread(handle.location_id, _fstat_and_close, fd)
             else:
                 st = handle.last_stat
+                # Written through another handle since: the namespace is newer than this.
+                stale = handle.node is not None and handle.node.version != handle.stat_version
                 if self.closer is not None:
                     await self.closer.send((handle.location_id, fd))
                 else:
@@ -680,91 +737,159 @@ class AliceOperations(pyfuse3.Operations):
         key = (vpath, handle.location_id)
         if not handle.dirty:
             others = any(h.staged == handle.staged for h in self._handles.values())
-            if handle.staged is not None and key in self.pending_uploads and not others:
-                await self._send_upload(key)  # an upload held back while this was open
+            if handle.staged is not None and key in self.uploads and not others:
+                self.uploads.request(key)  # an upload held back while this was open
             elif (handle.staged is not None and replica.staged == handle.staged
                     and not others):
                 # Opened for writing, never written: the object store is still current.
                 replica.staged = None
                 await trio.to_thread.run_sync(self.staging.discard, handle.staged)
             return
-        if handle.hasher is not None and st is not None and handle.hashed_upto == st[0]:
-            replica.content_hash = handle.hasher.hexdigest()
+        if st is not None and not stale:
+            if handle.hasher is not None and handle.hashed_upto == st[0]:
+                replica.content_hash = handle.hasher.hexdigest()
+            replica.size, replica.mtime_ns = st[0], st[1]
         if handle.staged is not None and st is not None:
-            replica.size, replica.mtime_ns = st[0], st[1]
-            await self._send_upload(key)
+            others = any(h.staged == handle.staged for h in self._handles.values())
+            if replica.uploaded_version != node.version:
+                self.uploads.request(key)
+            elif not others and replica.staged == handle.staged:
+                # The last upload (an fsync) sent this very content: nothing more to send.
+                replica.staged = None
+                self.uploads.done(key)
+                await trio.to_thread.run_sync(self.staging.discard, handle.staged)
         elif st is not None:
-            replica.size, replica.mtime_ns = st[0], st[1]
             self._record(node, handle.location_id, inode=st[2])
         if node.created_here is not None and self.relocations is not None:
             await self.relocations.send(vpath)
 
-    async def _send_upload(self, key: tuple[str, str]) -> None:
-        self.pending_uploads.add(key)
-        if self.uploads is not None:
-            await self.uploads.send(key)
-        else:
-            await self.upload_staged(*key)
-
     async def upload_staged(self, vpath: str, location_id: str,
                             from_handle: Handle | None = None) -> None:
-        """Upload a staging file and, once verified and recorded, let it go. With
-        `from_handle` (fsync) the content of the open file is uploaded and the working copy
-        stays for the handle."""
+        """Upload a snapshot of a staging file and, once verified and recorded, let the
+        staging file go. With `from_handle` (fsync) the content of the open file as of now
+        is made durable in the store and the working copy stays for the handle.
+
+        Writes that land while the upload runs are not in it: the file then stays staged
+        and queued, and another upload of the newer content follows (DESIGN.md §3)."""
         node = self.ns.files.get(vpath)
         if node is None:
-            self.pending_uploads.discard((vpath, location_id))
+            self.uploads.done((vpath, location_id))
             return
         # Uploads, renames and unlinks of one file never interleave: an upload finishing
         # under an old name after a rename, or after an unlink, would lose or resurrect it.
         async with self._lock_for(node):
             replica = node.replicas.get(location_id)
-            staged = from_handle.staged if from_handle else (
+            staged = from_handle.staged if from_handle and from_handle.staged else (
                 replica.staged if replica else None)
-            if self._current_vpath(node) != vpath or replica is None or staged is None:
-                self.pending_uploads.discard((vpath, location_id))
+            if self._current_vpath(node) != vpath:
+                # Renamed away or replaced while it waited for the lock: the key now belongs
+                # to whatever file is there (its upload is looked at afresh), or to none.
+                now = self.ns.files.get(vpath)
+                there = now.replicas.get(location_id) if now is not None else None
+                if there is not None and there.staged is not None:
+                    self.uploads.request((vpath, location_id))
+                else:
+                    self.uploads.done((vpath, location_id))
                 return
-            if from_handle is None and any(h.node is node and h.writable and h.staged == staged
-                                           for h in self._handles.values()):
-                return  # being written again: sent again when that handle is released
+            if replica is None or staged is None:
+                self.uploads.done((vpath, location_id))
+                return
+            if from_handle is None and not self.uploads.closing and any(
+                    h.node is node and h.writable and h.staged == staged
+                    for h in self._handles.values()):
+                self.uploads.hold((vpath, location_id))
+                return  # being written again: requested again when that handle is released
             version = node.version
-            backend = self.state.backend(location_id)
+            mtime_ns = replica.mtime_ns
+            snapshot = await self._thread(None, self.staging.snapshot, staged)
             try:
-                result = await self._thread(location_id, self.staging.upload, backend, staged,
-                                            node.logical_path, replica.mtime_ns,
-                                            replica.content_hash, replica.change_token)
-            except FileExistsError:
-                collision = await self._thread(
-                    location_id, _settle_collision, backend, staged, node.logical_path,
-                    replica.mtime_ns, self.state.location(location_id).name)
-                if collision.conflict_key is not None:
-                    self._keep_conflict(node, location_id, staged, collision)
-                    self.pending_uploads.discard((vpath, location_id))
-                    await self._db(self.state.queue.flush)
-                    if any(h.staged == staged for h in self._handles.values()):
-                        # Still being written, now as the conflict copy: a crash before its
-                        # next upload must resume it there, not under the other's name.
-                        await trio.to_thread.run_sync(
-                            self.staging.renamed, staged, collision.conflict_key,
-                            collision.ours.info.change_token)
-                    else:
-                        await trio.to_thread.run_sync(self.staging.discard, staged)
-                    return
-                result = collision.ours
-            replica.size = result.info.size
-            replica.content_hash = result.content_hash
+                result = await self._upload_snapshot(node, location_id, staged, snapshot,
+                                                     mtime_ns, version)
+            finally:
+                await trio.to_thread.run_sync(snapshot.discard)
+            if result is None:
+                return  # ours was kept under a conflict name (see _keep_conflict)
             replica.change_token = result.info.change_token
-            self._record(node, location_id)
-            still_needed = any(h.staged == staged for h in self._handles.values())
-            if (from_handle is None and node.version == version and replica.staged == staged
-                    and not still_needed):
+            current = node.version == version and replica.staged in (staged, None)
+            if current:
+                replica.size = result.info.size
+                replica.content_hash = result.content_hash
+                replica.uploaded_version = version
+                self._record(node, location_id)
+            still_needed = self._pinned[staged] > 0 or any(
+                h.staged == staged for h in self._handles.values())
+            if from_handle is None and current and not still_needed:
                 replica.staged = None
                 await self._db(self.state.queue.flush)
                 await trio.to_thread.run_sync(self.staging.discard, staged)
+                if node.created_here is not None and self.relocations is not None:
+                    self.relocations.send_nowait(vpath)  # its placement may now be decided
             else:
+                # The next upload replaces the version just published, nothing else.
                 await trio.to_thread.run_sync(self.staging.uploaded, staged,
                                               replica.change_token)
-            self.pending_uploads.discard((vpath, location_id))
+            if current:
+                self.uploads.done((vpath, location_id))
+            elif not still_needed or self.uploads.closing:
+                self.uploads.request((vpath, location_id))  # written meanwhile: again
+            else:
+                self.uploads.hold((vpath, location_id))
+
+    async def _upload_snapshot(self, node: FileNode, location_id: str, staged: Path,
+                               snapshot: Snapshot, mtime_ns: int, version: int
+                               ) -> WriteResult | None:
+        """Publish a snapshot as the replica's new version; None when another writer had
+        replaced the object meanwhile and ours went to a conflict name."""
+        backend = self.state.backend(location_id)
+        replica = node.replicas[location_id]
+        # What an earlier attempt may have published without our hearing of it, then this
+        # one: an upload whose answer is lost must not make the next one a false conflict.
+        attempted = replica.attempted_hash
+        await trio.to_thread.run_sync(self.staging.attempting, staged, snapshot.content_hash)
+        replica.attempted_hash = snapshot.content_hash
+        try:
+            return await self._thread(location_id, self.staging.upload, backend, snapshot,
+                                      node.logical_path, mtime_ns, replica.change_token)
+        except (LocationUnavailableError, RetriesExhaustedError) as exc:
+            self.unreachable(location_id, exc)
+            raise
+        except FileExistsError:
+            pass
+        collision = await self._thread(
+            location_id, _settle_collision, backend, snapshot, node.logical_path,
+            mtime_ns, self.state.location(location_id).name, attempted)
+        if collision.conflict_key is None:
+            return collision.ours
+        written = node.version != version
+        vpath = view_path(node.logical_path)
+        self._keep_conflict(node, location_id, staged, collision)
+        self.uploads.done((vpath, location_id))
+        await self._db(self.state.queue.flush)
+        copy_key = (view_path(collision.conflict_key), location_id)
+        open_on_it = any(h.staged == staged for h in self._handles.values())
+        if not (open_on_it or written):
+            await trio.to_thread.run_sync(self.staging.discard, staged)
+            return None
+        # Still being written, or written during the upload: the staging file is the
+        # conflict copy's newer content, and a crash before its next upload must resume it
+        # there, not under the other's name.
+        self.ns.files[copy_key[0]].replicas[location_id].staged = staged
+        await trio.to_thread.run_sync(self.staging.renamed, staged, collision.conflict_key,
+                                      collision.ours.info.change_token)
+        if open_on_it:
+            self.uploads.hold(copy_key)
+        else:
+            self.uploads.request(copy_key)
+        return None
+
+    def unreachable(self, location_id: str, exc: OSError) -> None:
+        """A request to the location found it unreachable: until a probe sees it back
+        (daemon._bring_back), reads of it fail at once instead of each waiting out the
+        retry deadline, and nothing new is placed there."""
+        if location_id not in self.state.unavailable:
+            log.warning("location %s is unreachable: %s", self.state.location(location_id).name,
+                        exc)
+            self.state.unavailable[location_id] = f"unreachable: {exc.strerror or exc}"
 
     def _keep_conflict(self, node: FileNode, location_id: str, staged: Path,
                        collision: Collision) -> None:
@@ -824,7 +949,7 @@ class AliceOperations(pyfuse3.Operations):
                                            Replica(st.st_size, st.st_mtime_ns))
         replica.size, replica.mtime_ns, replica.state = st.st_size, st.st_mtime_ns, "present"
         replica.content_hash, replica.staged = None, staged.path
-        replica.change_token = staged.replaces
+        replica.change_token, replica.attempted_hash = staged.replaces, staged.attempted
         self.ns.reindex(vpath, before)
         return vpath
 
@@ -837,13 +962,25 @@ class AliceOperations(pyfuse3.Operations):
             if companion is not None:
                 return companion
         policies = [loc for loc in self.state.locations
-                    if self.state.usable(loc.location_id) and loc.location_id not in exclude]
+                    if self.state.usable(loc.location_id) and loc.location_id not in exclude
+                    and self._keeps_name(loc.location_id, logical_path)]
         attrs = FileAttrs.from_name(logical_path, size, time.time())
         placement = target_location(attrs, policies, self.state.free_space, time.time(),
                                     current_location_id=current)
         if placement.reason is PlacementReason.NO_ROOM or placement.location is None:
             return None
         return placement.location.location_id
+
+    def _keeps_name(self, location_id: str, logical_path: str) -> bool:
+        """Whether the location stores `logical_path` under exactly that name. Object stores
+        may not keep a backslash (SeaweedFS turns it into '/'): such names go elsewhere,
+        and are refused where they cannot (docs/cloud.md)."""
+        return "\\" not in logical_path or self.state.local(location_id) is not None
+
+    def _check_names_kept(self, node: FileNode, logical_path: str) -> None:
+        if any(not self._keeps_name(lid, logical_path) for lid in node.replicas
+               if lid in self.state.backends):
+            raise _fail(errno.EINVAL)
 
     def _companions(self, sidecar: str) -> list[str]:
         """Projects paths of the files a sidecar describes (`photo.png.xmp` -> photo.png;
@@ -891,8 +1028,10 @@ class AliceOperations(pyfuse3.Operations):
             return  # still being written: looked at again on release
         current = node.created_here
         replica = node.replicas.get(current)
-        if replica is None or replica.state != "present":
+        if replica is None or replica.state != "present" or not self.state.usable(current):
             return
+        if replica.staged is not None:
+            return  # looked at again once its upload is done (upload_staged)
         target = self._place(node.logical_path, replica.size)
         if target is not None and target != current:
             async with self._lock_for(node):  # a rename waits for the move, and the reverse
@@ -950,6 +1089,9 @@ class AliceOperations(pyfuse3.Operations):
             return
         await self._thread(source, source_backend.delete, logical)
         del node.replicas[source]
+        # A scan running now may have listed the source before it went: its view of this
+        # file is out of date.
+        self.forgotten.add(vpath)
         node.created_here = target
         self.ns.reindex(vpath, before)
         self.state.queue.drop_replica(source, logical)
@@ -966,6 +1108,8 @@ class AliceOperations(pyfuse3.Operations):
         logical = logical_path_of(vpath)
         location_id = self._place(logical, 0)
         if location_id is None:
+            if "\\" in logical and self._place(logical.replace("\\", "_"), 0) is not None:
+                raise _fail(errno.EINVAL)  # only object stores could take it: see _keeps_name
             raise _fail(errno.ENOSPC)
         file_mode = stat.S_IMODE(mode) & ~ctx.umask
         handle = Handle(0, vpath, location_id, writable=True, dirty=True, created=True,
@@ -1114,7 +1258,7 @@ class AliceOperations(pyfuse3.Operations):
         for location_id in holders:
             staged = node.replicas[location_id].staged
             if staged is not None:
-                self.pending_uploads.discard((vpath, location_id))
+                self.uploads.done((vpath, location_id))
                 await trio.to_thread.run_sync(self.staging.discard, staged)
             if not self.state.usable(location_id):
                 continue
@@ -1195,11 +1339,24 @@ class AliceOperations(pyfuse3.Operations):
     async def _rename_file(self, old: str, new: str) -> None:
         """Rename in every location holding the file (it stays where it is, DESIGN.md §3)."""
         node = self.ns.files[old]
-        async with self._lock_for(node):
-            if self._current_vpath(node) != old:
-                raise _fail(errno.ENOENT)  # renamed or removed while waiting for an upload
-            await self._rename_file_locked(old, new, node)
-        self._forget_lock(node)
+        self._check_names_kept(node, logical_path_of(new))
+        while True:
+            # The file it replaces is locked too: an upload of that one finishing meanwhile
+            # would publish a version the renamed file's upload does not expect to replace.
+            replaced = self.ns.files.get(new)
+            nodes = sorted({id(n): n for n in (node, replaced) if n is not None}.values(),
+                           key=id)
+            async with contextlib.AsyncExitStack() as locks:
+                for locked in nodes:
+                    await locks.enter_async_context(self._lock_for(locked))
+                if self._current_vpath(node) != old:
+                    raise _fail(errno.ENOENT)  # renamed or removed while waiting for an upload
+                if self.ns.files.get(new) is replaced:
+                    await self._rename_file_locked(old, new, node)
+                    break
+            # Another file took the new name while it waited: again, with that one.
+        for locked in nodes:
+            self._forget_lock(locked)
 
     async def _defer(self, copies: list[tuple[FileNode, list[str]]],
                      prune: str | None = None) -> None:
@@ -1304,7 +1461,9 @@ class AliceOperations(pyfuse3.Operations):
         """The offline locations holding a file about to be renamed: their copies are
         deleted when they are back, so the current version must be reachable, and none of
         them may hold other content (a version only they have). EIO otherwise."""
-        offline = [lid for lid in holders if not self.state.usable(lid)]
+        # A replica whose newest content is staged here is renamed here, whatever its store.
+        offline = [lid for lid in holders if not self.state.usable(lid)
+                   and not self.state.serves(lid, node.replicas[lid])]
         if not offline:
             return offline
         current = {node.replicas[lid].content_hash for lid in holders
@@ -1322,7 +1481,8 @@ class AliceOperations(pyfuse3.Operations):
     async def _rename_file_locked(self, old: str, new: str, node: FileNode) -> None:
         holders = _holders(node)
         offline = self._check_offline_copies(node, holders)
-        with self._owing(offline):
+        # Unreachable stores whose staged replicas are renamed here owe a delete too.
+        with self._owing(lid for lid in holders if not self.state.usable(lid)):
             await self._rename_file_replicas(old, new, node, holders, offline)
 
     async def _rename_file_replicas(self, old: str, new: str, node: FileNode,
@@ -1341,9 +1501,9 @@ class AliceOperations(pyfuse3.Operations):
                 await self._thread(location_id, local.rename, old_logical, new_logical)
             elif replica.staged is not None:
                 over = replaced.replicas.get(location_id) if replaced is not None else None
-                await self._rename_staged(location_id, replica, old_logical, new_logical,
+                await self._rename_staged(location_id, node, old_logical, new_logical,
                                           over.change_token if over is not None else None)
-                self.pending_uploads.discard((old, location_id))
+                self.uploads.done((old, location_id))
                 requeue.append(location_id)
             else:
                 replica.change_token = await self._thread(location_id, _object_rename,
@@ -1357,6 +1517,10 @@ class AliceOperations(pyfuse3.Operations):
         self.ns.reindex(old, before)
         if replaced is not None:  # after: its copies where this one has none now matter
             await self._defer([(replaced, await self._drop_replaced(node, replaced))])
+            for replica in replaced.replicas.values():
+                if replica.staged is not None:  # content nobody can reach any more
+                    await trio.to_thread.run_sync(self.staging.discard, replica.staged)
+                    replica.staged = None
         for location_id in node.replicas:
             self.state.queue.drop_replica(location_id, old_logical)
         media = classify_name(new_logical)
@@ -1370,11 +1534,7 @@ class AliceOperations(pyfuse3.Operations):
             if replica.state == "present" and replica.staged is None:
                 self._record(node, location_id)
         for location_id in requeue:
-            self.pending_uploads.add((new, location_id))
-            if self.uploads is not None:
-                await self.uploads.send((new, location_id))
-            else:
-                await self.upload_staged(new, location_id)
+            self._upload_when_closed((new, location_id), node)
         if node.created_here is not None and self.relocations is not None:
             await self.relocations.send(new)
 
@@ -1390,6 +1550,10 @@ class AliceOperations(pyfuse3.Operations):
             # Ordered by the key of their locks: two directory renames take shared locks in
             # the same order, so neither can hold one the other waits for.
             return sorted((self.ns.files[vp] for vp in self.ns.files_under(old)), key=id)
+
+        if "\\" in new:
+            for node in files_in_it():
+                self._check_names_kept(node, logical_path_of(new))
 
         # Every file in it is locked: uploads, unlinks and renames of them finish before, or
         # start after, the rename.
@@ -1436,10 +1600,10 @@ class AliceOperations(pyfuse3.Operations):
                 if replica is None or replica.state == "missing":
                     continue
                 if replica.staged is not None:
-                    await self._rename_staged(location_id, replica, node.logical_path,
+                    await self._rename_staged(location_id, node, node.logical_path,
                                               renamed(node), None)
-                    self.pending_uploads.discard((view_path(node.logical_path), location_id))
-                    requeue.append((view_path(renamed(node)), location_id))
+                    self.uploads.done((view_path(node.logical_path), location_id))
+                    requeue.append((view_path(renamed(node)), location_id, node))
                     continue
                 try:
                     replica.change_token = await self._thread(
@@ -1474,20 +1638,34 @@ class AliceOperations(pyfuse3.Operations):
             for location_id, replica in node.replicas.items():
                 if replica.state == "present" and replica.staged is None:
                     self._record(node, location_id)
-        for key in requeue:
-            await self._send_upload(key)
+        for vpath, location_id, node in requeue:
+            self._upload_when_closed((vpath, location_id), node)
 
-    async def _rename_staged(self, location_id: str, replica: Replica, old_logical: str,
+    def _upload_when_closed(self, key: tuple[str, str], node: FileNode) -> None:
+        """Upload a staged file now, or when the handles writing it are released."""
+        if any(h.node is node and h.writable for h in self._handles.values()):
+            self.uploads.hold(key)
+        else:
+            self.uploads.request(key)
+
+    async def _rename_staged(self, location_id: str, node: FileNode, old_logical: str,
                              new_logical: str, replaces: str | None) -> None:
         """Rename an object-store file whose newer content still waits in a staging file:
         the upload goes to the new name (replacing the version `replaces` there, nothing
-        else), and the old key goes away."""
+        else), and the old key goes away — when its store is back, if it is unreachable."""
+        replica = node.replicas[location_id]
+        reachable = self.state.usable(location_id)
+        if not reachable and replica.change_token is not None:
+            await self._defer([(node, [location_id])])
         await trio.to_thread.run_sync(self.staging.renamed, replica.staged, new_logical,
                                       replaces)
-        replica.change_token = replaces
-        with contextlib.suppress(FileNotFoundError):
-            await self._thread(location_id, self.state.backend(location_id).delete,
-                               old_logical)
+        # What was uploaded went to the old name: nothing of it counts under the new one.
+        replica.change_token, replica.attempted_hash = replaces, None
+        replica.uploaded_version = None
+        if reachable:
+            with contextlib.suppress(FileNotFoundError):
+                await self._thread(location_id, self.state.backend(location_id).delete,
+                                   old_logical)
 
     # -- attributes ---------------------------------------------------------------------
 
@@ -1548,7 +1726,7 @@ class AliceOperations(pyfuse3.Operations):
                 handle.hasher = blake3() if attr.st_size == 0 else None
                 handle.hashed_upto = 0
             elif cloud_truncate:
-                await self._send_upload((view_path(node.logical_path), primary))
+                self.uploads.request((view_path(node.logical_path), primary))
             else:
                 self._record(node, primary)
         if mode is not None:
@@ -1558,12 +1736,29 @@ class AliceOperations(pyfuse3.Operations):
         if mode is not None or owner is not None:
             self._record_attrs(node)
         if times is not None and primary is not None:
+            if self.state.local(primary) is None and not node.is_symlink:
+                await self._set_object_times(node, primary, times, handle)
             node.replicas[primary].mtime_ns = times[1]
-            if handle is not None:
-                handle.last_stat = None  # `cp -p` sets times before close: keep them
+            for other in self._handles.values():
+                if other.node is node:
+                    other.last_stat = None  # `cp -p` sets times before close: keep them
             self._record(node, primary)
         node.ctime_ns = now
         return self._attrs(inode)
+
+    async def _set_object_times(self, node: FileNode, location_id: str,
+                                times: tuple[int, int], handle: Handle | None) -> None:
+        """The mtime of an S3/GCS file lives in its object's metadata: set on the staging
+        file (a release reads it back from there), uploaded with the content. An object
+        with nothing staged is staged for it, so the new mtime is published like any
+        change."""
+        replica = node.replicas[location_id]
+        if replica.staged is None:
+            replica.staged = await self._stage(location_id, node, truncate=False)
+        await trio.to_thread.run_sync(functools.partial(os.utime, replica.staged, ns=times))
+        node.version += 1  # an upload running now has the old mtime: another one follows
+        if handle is None or handle.staged is None:
+            self._upload_when_closed((view_path(node.logical_path), location_id), node)
 
     async def _truncate_object_replica(self, node: FileNode, location_id: str, size: int,
                                        handle: Handle | None) -> None:
@@ -1677,6 +1872,11 @@ class AliceOperations(pyfuse3.Operations):
 
     # -- status files -------------------------------------------------------------------
 
+    def _staged_size(self, key: tuple[str, str]) -> int | None:
+        node = self.ns.files.get(key[0])
+        replica = node.replicas.get(key[1]) if node is not None else None
+        return replica.size if replica is not None else None
+
     def _status(self, name: str) -> bytes:
         state = self.state
         if name == "locations.json":
@@ -1697,7 +1897,9 @@ class AliceOperations(pyfuse3.Operations):
             data = {"files": len(self.ns.files), "states": counts}
         else:
             data = {"catalog_changes_pending": state.queue.pending,
-                    "uploads_pending": len(self.pending_uploads),
+                    "uploads_pending": len(self.uploads),
+                    "uploads_failing": self.uploads.failures(),
+                    "uploads": self.uploads.status(self._staged_size),
                     "open_files": len(self._handles)}
         return (json.dumps(data, indent=2) + "\n").encode()
 
@@ -1722,6 +1924,8 @@ def _unsupported_or_absent(name: bytes) -> int:
 
 def _sync_state(node: FileNode) -> str:
     states = {r.state for r in node.replicas.values()}
+    if any(r.staged is not None for r in node.replicas.values()):
+        return "pending_upload"  # its newest content is not in the store yet
     if "stale" in states:
         return "pending_update"
     if "missing" in states:
@@ -1751,29 +1955,39 @@ class Collision:
     theirs: ObjectInfo | None  # what holds the file's name, when ours does not
 
 
-def _settle_collision(backend: Any, staged: Path, logical_path: str, mtime_ns: int,
-                      location_name: str) -> Collision:
+def _settle_collision(backend: Any, snapshot: Snapshot, logical_path: str, mtime_ns: int,
+                      location_name: str, attempted: str | None) -> Collision:
     """An upload found its key holding a version it may not replace (blocking). If that is
-    our content after all (an upload whose answer a crash lost), it counts as uploaded;
-    otherwise ours is uploaded beside it under a conflict name, and nothing is overwritten."""
-    with open(staged, "rb") as source:
-        ours = hash_stream(source)
+    our content after all (an upload whose answer a crash lost), it counts as uploaded; if
+    it is what an earlier attempt of ours sent (`attempted`), ours replaces it; otherwise
+    ours is uploaded beside it under a conflict name, and nothing is overwritten."""
+    ours = snapshot.content_hash
     try:
         theirs = backend.stat(logical_path)
     except FileNotFoundError:
         # Deleted meanwhile: ours is the only version left, and takes the name back unless
         # yet another one appears first.
-        with open(staged, "rb") as source:
+        with snapshot.open() as source:
             result = backend.write_atomic(logical_path, source, expected_hash=ours,
                                           mtime_ns=mtime_ns)
         return Collision(result, None, None)
     if theirs.content_hash == ours:
         return Collision(WriteResult(theirs, ours), None, None)
+    if theirs.content_hash is not None and theirs.content_hash == attempted:
+        # An earlier upload of ours whose answer was lost (a timeout, a crash) did publish:
+        # that version is ours to replace.
+        try:
+            with snapshot.open() as source:
+                result = backend.write_atomic(logical_path, source, expected_hash=ours,
+                                              mtime_ns=mtime_ns, replaces=theirs.change_token)
+            return Collision(result, None, None)
+        except FileExistsError:
+            theirs = backend.stat(logical_path)  # someone else's after all, meanwhile
     when = datetime.now()
     for attempt in range(MAX_CONFLICT_NAMES):
         conflict_key = conflict_name(logical_path, when, location_name, attempt)
         try:
-            with open(staged, "rb") as source:
+            with snapshot.open() as source:
                 result = backend.write_atomic(conflict_key, source, expected_hash=ours,
                                               mtime_ns=mtime_ns)
         except FileExistsError:
@@ -1797,6 +2011,11 @@ def read_cached(fd: int, size: int, off: int) -> memoryview:
             raise NotImplementedError from None
         raise
     return memoryview(buf)[:count]
+
+
+def _close_and_delete(fd: int, backend: Any, key: str) -> None:
+    os.close(fd)
+    backend.delete(key)
 
 
 def _fstat_and_close(fd: int) -> tuple[int, int, int]:

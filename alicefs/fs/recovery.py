@@ -8,6 +8,10 @@
   rename over another file then need no replaying). Deleted when the location is back,
   unless it no longer has the content the entry names (written there by someone else
   meanwhile: then it is left alone). A directory a renamed directory left empty goes too.
+- `handover` (a write found its local location full and the file goes on in another one): a
+  crash before the copy was complete (step `planned`) removes the partial copy and keeps the
+  source; after it (step `copied`, the copy on disk with the write that did not fit), the copy
+  is recorded and the source deleted.
 - `move` (re-placement): rolled forward when the target holds the expected content (the
   source is then deleted), rolled back otherwise (the source stays, a copy without the
   expected content is not touched). The last verified replica is never deleted.
@@ -20,11 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections import Counter
 
 from alicefs.backends.base import Backend, UnsafeKeyError
 from alicefs.backends.local import LocalBackend
-from alicefs.catalog import Catalog, JournalEntry
+from alicefs.catalog import Catalog, JournalEntry, Replica
 from alicefs.hashing import hash_stream
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,23 @@ def _holds(backend: Backend, key: str, expected_hash: str | None) -> bool:
         return info.content_hash == expected_hash
     with backend.open_read(key) as stream:
         return hash_stream(stream) == expected_hash
+
+
+def _exists(backend: Backend, key: str) -> bool:
+    try:
+        backend.stat(key)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _record_present(catalog: Catalog, backend: Backend, key: str, content_hash: str | None
+                    ) -> None:
+    """Record the verified copy at `key` (a crash may have come before the mover did)."""
+    info = backend.stat(key)
+    catalog.put_replicas([Replica(backend.location.location_id, key, info.size, info.mtime_ns,
+                                  content_hash, info.inode, info.change_token, "present",
+                                  time.time())])
 
 
 def _changed_since(backend: Backend, key: str, entry: JournalEntry) -> bool:
@@ -93,13 +115,17 @@ def _delete_quietly(backend: Backend, key: str) -> None:
 #: renamed: the mount does it when the location is back, before it is used or scanned.
 DEFERRED_DELETE = "deferred-delete"
 DEFERRED_KINDS = (DEFERRED_DELETE,)
+HANDOVER = "handover"
+ROLLED_BACK = "rolled back (source kept)"
 
 
 def recover(catalog: Catalog, backends: dict[str, Backend],
-            kinds: tuple[str, ...] | None = None) -> list[str]:
+            kinds: tuple[str, ...] | None = None,
+            rolled_back: list[JournalEntry] | None = None) -> list[str]:
     """Finish or undo every open journal entry (of `kinds`, when given) (blocking). Returns
     what was done, one line per entry; entries whose locations are unreachable now, or that
-    fail, stay for later."""
+    fail, stay for later. Moves rolled back with their source kept are added to
+    `rolled_back`, so the caller can try them again."""
     done = []
     for entry in catalog.journal_open():
         if kinds is not None and entry.kind not in kinds:
@@ -112,6 +138,8 @@ def recover(catalog: Catalog, backends: dict[str, Backend],
             continue
         if outcome is None:
             continue
+        if outcome == ROLLED_BACK and rolled_back is not None:
+            rolled_back.append(entry)
         catalog.journal_end(entry.op_id)
         log.info("journal %d (%s %s): %s", entry.op_id, entry.kind, entry.logical_path,
                  outcome)
@@ -153,19 +181,40 @@ def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Back
         if "prune" in entry.payload and isinstance(backend, LocalBackend):
             _remove_emptied_dirs(backend, entry.logical_path, entry.payload["prune"])
         return "deleted"
+    if entry.kind == HANDOVER:
+        source = backends.get(entry.source_location_id or "")
+        target = backends.get(entry.target_location_id or "")
+        if source is None or target is None:
+            return None
+        if entry.step != "copied":
+            _delete_quietly(target, entry.logical_path)
+            catalog.drop_replicas(target.location.location_id, [entry.logical_path])
+            return "rolled back (partial copy removed, source kept)"
+        if not _exists(target, entry.logical_path):
+            return "nothing to finish (the copy is gone; the source is as it was)"
+        _record_present(catalog, target, entry.logical_path, None)
+        _delete_quietly(source, entry.logical_path)
+        catalog.drop_replicas(source.location.location_id, [entry.logical_path])
+        return "rolled forward (copy recorded, source deleted)"
     if entry.kind == "move":
         source = backends.get(entry.source_location_id or "")
         target = backends.get(entry.target_location_id or "")
         if source is None or target is None:
             return None
-        if _holds(target, entry.logical_path, entry.expected_hash):
-            if _holds(source, entry.logical_path, entry.expected_hash):
-                _delete_quietly(source, entry.logical_path)
-                catalog.drop_replicas(source.location.location_id, [entry.logical_path])
-                return "rolled forward (target verified, source deleted)"
-            # The source changed after the copy: it is the newer content. The copy goes.
-            _delete_quietly(target, entry.logical_path)
-            catalog.drop_replicas(target.location.location_id, [entry.logical_path])
-            return "rolled back (source changed after the copy; the copy removed)"
-        return "rolled back (source kept)"
+        if not _holds(target, entry.logical_path, entry.expected_hash):
+            return ROLLED_BACK
+        _record_present(catalog, target, entry.logical_path, entry.expected_hash)
+        if not _exists(source, entry.logical_path):
+            # The crash came after the source was deleted: the copy is the only one left.
+            catalog.drop_replicas(source.location.location_id, [entry.logical_path])
+            return "rolled forward (source already deleted; target verified and recorded)"
+        if _holds(source, entry.logical_path, entry.expected_hash):
+            _delete_quietly(source, entry.logical_path)
+            catalog.drop_replicas(source.location.location_id, [entry.logical_path])
+            return "rolled forward (target verified, source deleted)"
+        # The source changed after the copy: it is the newer content, the copy an older
+        # version nobody asked to keep there. The copy goes.
+        _delete_quietly(target, entry.logical_path)
+        catalog.drop_replicas(target.location.location_id, [entry.logical_path])
+        return "rolled back (source changed after the copy; the copy removed)"
     return f"unknown operation kind {entry.kind!r}: left as it was"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from alicefs.backends import Backend, LocalBackend, open_backend
 from alicefs.backends.threaded import ThreadedBackend
-from alicefs.catalog import Catalog, FileMeta
+from alicefs.catalog import Catalog, FileMeta, JournalEntry
 from alicefs.config import Settings
 from alicefs.fs.catalog_queue import CatalogQueue
 from alicefs.fs.chunk_cache import ChunkCache
@@ -43,6 +43,9 @@ class MountState:
     devices: dict[str, int] = field(default_factory=dict)  # local location id -> st_dev
     # location id -> deferred deletes for it being journaled right now (see _bring_back)
     deferring: dict[str, int] = field(default_factory=dict)
+    # (logical path, source location id) of re-placements a crash interrupted and recovery
+    # rolled back: tried again once the mount runs
+    unfinished_moves: list[tuple[str, str]] = field(default_factory=list)
 
     def location(self, location_id: str) -> StorageLocation:
         return next(loc for loc in self.locations if loc.location_id == location_id)
@@ -58,6 +61,17 @@ class MountState:
         return (location_id in self.backends and location_id not in self.unavailable
                 and self.location(location_id).status is not LocationStatus.OFFLINE)
 
+    def serves(self, location_id: str, replica: Replica | None) -> bool:
+        """Whether reads and writes may go to `replica` now: its location is usable, or it
+        is an unreachable store's replica whose newest content waits in a staging file here
+        (served from there until its upload succeeds)."""
+        if replica is None:
+            return False
+        if self.usable(location_id):
+            return True
+        return (replica.staged is not None and location_id in self.backends
+                and self.location(location_id).status is not LocationStatus.OFFLINE)
+
     def priority(self, location_id: str) -> int:
         return self.location(location_id).priority
 
@@ -65,7 +79,7 @@ class MountState:
         """The replica reads and writes go to: the highest-priority usable location holding
         the current version."""
         holders = [lid for lid, r in node.replicas.items() if r.state == "present"
-                   and self.usable(lid)]
+                   and self.serves(lid, r)]
         if not holders:
             return None
         order = {loc.location_id: i for i, loc in enumerate(self.locations)}
@@ -87,7 +101,9 @@ def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> 
         if why is not None:
             unavailable[loc.location_id] = why
     reachable = {lid: tb.backend for lid, tb in backends.items() if lid not in unavailable}
-    recover(catalog, reachable)  # before the namespace is loaded, so it shows the outcome
+    rolled_back: list[JournalEntry] = []
+    # Before the namespace is loaded, so it shows the outcome.
+    recover(catalog, reachable, rolled_back=rolled_back)
     owed = unfinished(catalog)
     for location_id in reachable:
         if owed[location_id]:
@@ -98,7 +114,9 @@ def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> 
     load_namespace(namespace, catalog)
     state = MountState(settings, catalog, locations, backends, namespace,
                        CatalogQueue(catalog), options, unavailable,
-                       chunks=ChunkCache(settings.cache_dir / "chunks", settings.cache_size))
+                       chunks=ChunkCache(settings.cache_dir / "chunks", settings.cache_size),
+                       unfinished_moves=[(e.logical_path, e.source_location_id or "")
+                                         for e in rolled_back])
     refresh_free_space(state)
     return state
 

@@ -3,16 +3,21 @@ do: tests use only ordinary file operations on it and check the backing director
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import BIN_DIR
+from tests.proxy import TcpProxy
+from tests.servers import S3_REGION
 
 MOUNT_TIMEOUT = 30
 
@@ -41,6 +46,7 @@ class MountedFS:
     log: Path
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
+    env: dict[str, str] | None = None  # the mount's and alicefs-ctl's environment
 
     @property
     def projects(self) -> Path:
@@ -48,7 +54,8 @@ class MountedFS:
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(BIN_DIR / "alicefs-ctl"), "--config", str(self.config),
-                               *args], capture_output=True, text=True, timeout=120)
+                               *args], capture_output=True, text=True, timeout=120,
+                              env=self.env)
 
     def start(self) -> None:
         require_fuse()
@@ -56,7 +63,7 @@ class MountedFS:
             self.process = subprocess.Popen(
                 [str(BIN_DIR / "alicefs"), "mount", "--foreground", "--config",
                  str(self.config), str(self.mountpoint), *self.extra_args],
-                stdout=log, stderr=log, start_new_session=True)
+                stdout=log, stderr=log, start_new_session=True, env=self.env)
         deadline = time.monotonic() + MOUNT_TIMEOUT
         while not os.path.ismount(self.mountpoint):
             if self.process.poll() is not None:
@@ -106,7 +113,8 @@ def mount_factory(tmp_path):
 
     def create(locations: dict[str, str], *, extra_args: list[str] | None = None,
                settings_extra: str = "", start: bool = True,
-               cloud: dict[str, str] | None = None) -> MountedFS:
+               cloud: dict[str, str] | None = None,
+               env: dict[str, str] | None = None) -> MountedFS:
         """`locations`: name -> the rest of its YAML entry (priority, rules, ...), one line;
         a directory is made for each. `cloud`: name -> the whole entry (type, path = bucket,
         config) of S3/GCS locations."""
@@ -124,7 +132,8 @@ def mount_factory(tmp_path):
                           + "  locations:\n" + "\n".join(lines) + "\n")
         mountpoint = tmp_path / "mnt"
         mountpoint.mkdir(exist_ok=True)
-        fs = MountedFS(config, mountpoint, roots, tmp_path / "alicefs.log", extra_args or [])
+        fs = MountedFS(config, mountpoint, roots, tmp_path / "alicefs.log", extra_args or [],
+                       env=env)
         assert fs.ctl("from-config").returncode == 0
         mounts.append(fs)
         if start:
@@ -134,3 +143,93 @@ def mount_factory(tmp_path):
     yield create
     for fs in mounts:
         fs.stop()
+
+
+CLOUD_STORES = ("s3", "gcs")
+
+
+@dataclass
+class CloudMount:
+    """A mount whose new files all go to one object store (`store`)."""
+
+    fs: MountedFS
+    store: str
+    proxy: TcpProxy
+    prefix: str
+    bucket: str
+    s3_client: object | None = None
+
+    @property
+    def projects(self) -> Path:
+        return self.fs.projects
+
+    def stored(self, key: str) -> bytes | None:
+        """The object's content, read straight from the server (not through the proxy)."""
+        if self.s3_client is not None:
+            try:
+                return self.s3_client.get_object(Bucket=self.bucket,
+                                                 Key=self.prefix + key)["Body"].read()
+            except self.s3_client.exceptions.NoSuchKey:
+                return None
+        blob = self._gcs_bucket().get_blob(self.prefix + key)
+        return None if blob is None else blob.download_as_bytes()
+
+    def stored_mtime_ns(self, key: str) -> int:
+        if self.s3_client is not None:
+            head = self.s3_client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+            return int(head["Metadata"]["alicefs-mtime-ns"])
+        return int(self._gcs_bucket().get_blob(self.prefix + key).metadata["alicefs-mtime-ns"])
+
+    def keys(self, directory: str) -> list[str]:
+        start = f"{self.prefix}{directory}/"
+        if self.s3_client is not None:
+            listing = self.s3_client.list_objects_v2(Bucket=self.bucket, Prefix=start)
+            names = [o["Key"] for o in listing.get("Contents", [])]
+        else:
+            names = [b.name for b in self._gcs_bucket().list_blobs(prefix=start)]
+        return sorted(name[len(start):] for name in names)
+
+    def _gcs_bucket(self):
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        return storage.Client(project="test", credentials=AnonymousCredentials()).bucket(
+            self.bucket)
+
+    def status(self, name: str) -> dict:
+        return json.loads((self.fs.mountpoint / ".alicefs" / name).read_text())
+
+    def sync_state(self, path: Path) -> bytes:
+        return os.getxattr(path, "user.alicefs.sync")
+
+
+@pytest.fixture(params=CLOUD_STORES)
+def cloud(request, mount_factory) -> Iterator[CloudMount]:
+    """The store (priority 100, no rules) takes every new file; images go to a local disk."""
+    store = request.param
+    prefix = f"w-{uuid.uuid4().hex[:8]}/"
+    env = dict(os.environ)
+    if store == "s3":
+        server = request.getfixturevalue("s3_server")
+        bucket = request.getfixturevalue("s3_bucket")
+        proxy = TcpProxy(server.ports["s3"])
+        entry = (f"type: s3, path: {bucket}, priority: 100, "
+                 f"config: {{endpoint_url: '{proxy.url}', region: {S3_REGION}, "
+                 f"prefix: {prefix}, aws_access_key_id: {server.access_key}, "
+                 f"aws_secret_access_key: {server.secret_key}, retry_deadline: 3}}")
+        client = server.client()
+    else:
+        server = request.getfixturevalue("gcs_server")
+        bucket = request.getfixturevalue("gcs_bucket")
+        proxy = TcpProxy(server.port)
+        env["STORAGE_EMULATOR_HOST"] = proxy.url
+        entry = f"type: gcs, path: {bucket}, priority: 100, config: {{prefix: {prefix}, " \
+                "retry_deadline: 3}"
+        client = None
+    try:
+        fs = mount_factory({"ssd": "priority: 10, rules: [{include_types: [image]}]"},
+                           cloud={"store": entry}, env=env)
+        yield CloudMount(fs, store, proxy, prefix, bucket, client)
+        fs.stop()  # while the store is reachable: it waits for the uploads
+    finally:
+        proxy.close()

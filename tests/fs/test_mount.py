@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from alicefs.catalog import Catalog
+from alicefs.config import load_settings
 from tests.conftest import BIN_DIR
 from tests.fs.conftest import wait_for
 
@@ -506,6 +508,12 @@ def test_a_full_location_hands_the_file_to_the_next_one(mount_factory, tmp_path)
         assert (fs.roots["big"] / "full" / "big.bin").read_bytes() == data
         assert not (fs.roots["small"] / "full" / "big.bin").exists()
         fs.stop()
+        settings = load_settings(fs.config)
+        big = next(loc.location_id for loc in settings.locations if loc.name == "big")
+        with Catalog(settings.catalog_path) as catalog:
+            assert [(r.location_id, r.size) for r in catalog.replicas_of("full/big.bin")] == [
+                (big, len(data))]
+            assert catalog.journal_open() == []  # the hand-over was journaled, and finished
     finally:
         subprocess.run(["umount", str(fs.roots["small"])], check=True)
 
