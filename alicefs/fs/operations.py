@@ -720,7 +720,10 @@ class AliceOperations(pyfuse3.Operations):
             fd = handle.fd
             handle.fd = None
             if handle.dirty and handle.last_stat is None:
+                version = handle.node.version if handle.node is not None else -1
                 st = await self._thread(handle.location_id, _fstat_and_close, fd)
+                # Written through another handle during the hop: the namespace is newer.
+                stale = handle.node is not None and handle.node.version != version
             else:
                 st = handle.last_stat
                 # Written through another handle since: the namespace is newer than this.
