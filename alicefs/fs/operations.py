@@ -289,6 +289,16 @@ class AliceOperations(pyfuse3.Operations):
         vpath = view_path(node.logical_path)
         return vpath if self.ns.files.get(vpath) is node else None
 
+    @contextlib.contextmanager
+    def _pin(self, staged: Path) -> Iterator[None]:
+        self._pinned[staged] += 1
+        try:
+            yield
+        finally:
+            self._pinned[staged] -= 1
+            if not self._pinned[staged]:
+                del self._pinned[staged]
+
     def _lock_for(self, node: FileNode) -> trio.Lock:
         return self._node_locks.setdefault(id(node), trio.Lock())
 
@@ -471,12 +481,9 @@ class AliceOperations(pyfuse3.Operations):
         elif staged is not None:
             # Newer than the object store: the staging file waiting for its upload. Pinned
             # while it is opened, so an upload ending meanwhile does not let it go.
-            self._pinned[staged] += 1
-            try:
+            with self._pin(staged):
                 handle.fd = await trio.to_thread.run_sync(os.open, str(staged),
                                                           open_flags | os.O_CLOEXEC)
-            finally:
-                self._pinned[staged] -= 1
             handle.staged = staged if writable else None
         elif writable:
             handle.staged = await self._stage(location_id, node,
@@ -486,12 +493,9 @@ class AliceOperations(pyfuse3.Operations):
                 # Another open staged it first: one working copy, or writes would be lost.
                 await trio.to_thread.run_sync(self.staging.discard, handle.staged)
                 handle.staged = current
-            self._pinned[handle.staged] += 1
-            try:
+            with self._pin(handle.staged):
                 handle.fd = await trio.to_thread.run_sync(
                     os.open, str(handle.staged), (open_flags & ~os.O_TRUNC) | os.O_CLOEXEC)
-            finally:
-                self._pinned[handle.staged] -= 1
             # From now on the staging file is the current content (a reader may open the file
             # before this handle's release arrives).
             node.replicas[location_id].staged = handle.staged
@@ -706,9 +710,10 @@ class AliceOperations(pyfuse3.Operations):
         node = handle.node
         vpath = self._current_vpath(node) if node else None
         replica = node.replicas.get(handle.location_id) if node else None
-        # Whichever handle asks: the content as of now must be in the store on return.
-        if vpath is not None and replica is not None and replica.staged is not None and (
-                handle.dirty or (vpath, handle.location_id) in self.uploads):
+        # Whichever handle asks (another one's writes may not even be released yet): the
+        # content as of now must be in the store on return.
+        if vpath is not None and replica is not None and replica.staged is not None and \
+                replica.uploaded_version != node.version:
             await self.upload_staged(vpath, handle.location_id, from_handle=handle)
 
     @fuse_errors
@@ -819,7 +824,7 @@ class AliceOperations(pyfuse3.Operations):
                 replica.content_hash = result.content_hash
                 replica.uploaded_version = version
                 self._record(node, location_id)
-            still_needed = self._pinned[staged] > 0 or any(
+            still_needed = staged in self._pinned or any(
                 h.staged == staged for h in self._handles.values())
             if from_handle is None and current and not still_needed:
                 replica.staged = None

@@ -59,6 +59,7 @@ class MountedFS:
 
     def start(self) -> None:
         require_fuse()
+        logged_before = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [str(BIN_DIR / "alicefs"), "mount", "--foreground", "--config",
@@ -75,7 +76,7 @@ class MountedFS:
                             f"{self.log.read_text()[-3000:]}")
             time.sleep(0.05)
         # The first scan runs right after mounting; wait for it so tests see every file.
-        while "scan:" not in self.log.read_text().split("mounted")[-1]:
+        while "scan:" not in self.log.read_bytes()[logged_before:].decode(errors="replace"):
             if time.monotonic() > deadline:
                 pytest.fail("the first scan did not finish")
             time.sleep(0.05)

@@ -113,13 +113,18 @@ def _umount(fs: MountedFS, *args: str) -> subprocess.Popen:
                             env=fs.env)
 
 
-def test_umount_waits_for_uploads_through_an_outage(cloud):
-    (cloud.projects / "u").mkdir()
-    data = os.urandom(2 << 20)
+def _write_while_down(cloud, directory: str, data: bytes) -> None:
+    """Cut the network, write `directory`/take.mp4 and wait until its upload failed once."""
+    (cloud.projects / directory).mkdir()
     cloud.proxy.down()
+    (cloud.projects / directory / "take.mp4").write_bytes(data)
+    wait_for(lambda: cloud.status("queue.json")["uploads_failing"] == 1)
+
+
+def test_umount_waits_for_uploads_through_an_outage(cloud):
+    data = os.urandom(2 << 20)
     try:
-        (cloud.projects / "u" / "take.mp4").write_bytes(data)
-        wait_for(lambda: cloud.status("queue.json")["uploads_failing"] == 1)
+        _write_while_down(cloud, "u", data)
         umount = _umount(cloud.fs)
         time.sleep(3)
         assert umount.poll() is None  # still waiting: nothing was uploaded yet
@@ -137,12 +142,9 @@ def test_umount_waits_for_uploads_through_an_outage(cloud):
 
 
 def test_umount_with_a_timeout_says_what_stays_staged(cloud):
-    (cloud.projects / "t").mkdir()
     data = os.urandom(1 << 20)
-    cloud.proxy.down()
     try:
-        (cloud.projects / "t" / "take.mp4").write_bytes(data)
-        wait_for(lambda: cloud.status("queue.json")["uploads_failing"] == 1)
+        _write_while_down(cloud, "t", data)
         umount = _umount(cloud.fs, "--timeout", "1")
         _, stderr = umount.communicate(timeout=60)
         assert umount.returncode == 1
