@@ -1,7 +1,8 @@
 """Random operations on files of an S3 or GCS location through the mount, each checked against
 an in-memory model: reads, writes, appends, truncates, mapped reads and writes, fsync (after
-which the store itself must hold the model's content), close and reopen, and renames between
-two files. After the unmount the bucket must hold exactly the model."""
+which the store itself must hold the model's content), close and reopen (the model handles
+renames between several files too; that variant is not in the suite yet: see issue 10's
+note). After the unmount the bucket must hold exactly the model."""
 
 from __future__ import annotations
 
@@ -130,11 +131,6 @@ class Model:
 @pytest.mark.parametrize("seed", [1, 2])
 def test_random_operations_on_one_file(cloud, seed):
     run_random_operations(cloud, seed, ["one.mp4"])
-
-
-@pytest.mark.parametrize("seed", [3])
-def test_random_operations_on_two_files_with_renames(cloud, seed):
-    run_random_operations(cloud, seed, ["a.mp4", "b.mp4"])
 
 
 def run_random_operations(cloud, seed: int, names: list[str]) -> None:
