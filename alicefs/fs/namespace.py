@@ -70,8 +70,10 @@ class Replica:
     # object stores: the hash of the last upload tried from the staging file, which may have
     # been published although its answer was lost (then it is ours to replace)
     attempted_hash: str | None = None
-    # object stores: the file's version (FileNode.version) the store holds, when known
-    uploaded_version: int | None = None
+    # object stores: the staging file holds content (or an mtime) the store may not have;
+    # cleared only by an upload of the version that is still current. Release, fsync and
+    # discarding the staging file decide by it alone.
+    unsent: bool = False
 
 
 @dataclass

@@ -299,6 +299,11 @@ class AliceOperations(pyfuse3.Operations):
             if not self._pinned[staged]:
                 del self._pinned[staged]
 
+    def _staging_in_use(self, staged: Path) -> bool:
+        """Whether a handle writes the staging file, or an open of it is under way (the
+        kernel may send the next OPEN before the last RELEASE): then it must not go."""
+        return staged in self._pinned or any(h.staged == staged for h in self._handles.values())
+
     def _lock_for(self, node: FileNode) -> trio.Lock:
         return self._node_locks.setdefault(id(node), trio.Lock())
 
@@ -325,6 +330,8 @@ class AliceOperations(pyfuse3.Operations):
             replica.size = size
         replica.mtime_ns = now
         replica.content_hash = None
+        if replica.staged is not None:
+            replica.unsent = True
         node.ctime_ns = now
         node.version += 1
         for other_id, other in node.replicas.items():
@@ -631,6 +638,7 @@ class AliceOperations(pyfuse3.Operations):
             replica.size = size
             replica.mtime_ns = time.time_ns()
             replica.content_hash = None  # known again after release, or the next upload
+            replica.unsent = replica.staged is not None
             node.version += 1
         handle.stat_version = node.version
         return written
@@ -713,7 +721,7 @@ class AliceOperations(pyfuse3.Operations):
         # Whichever handle asks (another one's writes may not even be released yet): the
         # content as of now must be in the store on return.
         if vpath is not None and replica is not None and replica.staged is not None and \
-                replica.uploaded_version != node.version:
+                replica.unsent:
             await self.upload_staged(vpath, handle.location_id, from_handle=handle)
 
     @fuse_errors
@@ -742,34 +750,36 @@ class AliceOperations(pyfuse3.Operations):
         replica = node.replicas.get(handle.location_id) if node else None
         if node is None or vpath is None or replica is None:
             return  # unlinked or replaced while open: nothing to record
-        key = (vpath, handle.location_id)
-        if not handle.dirty:
-            others = any(h.staged == handle.staged for h in self._handles.values())
-            if handle.staged is not None and key in self.uploads and not others:
-                self.uploads.request(key)  # an upload held back while this was open
-            elif (handle.staged is not None and replica.staged == handle.staged
-                    and not others):
-                # Opened for writing, never written: the object store is still current.
-                replica.staged = None
-                await trio.to_thread.run_sync(self.staging.discard, handle.staged)
-            return
-        if st is not None and not stale:
+        if handle.dirty and st is not None and not stale:
             if handle.hasher is not None and handle.hashed_upto == st[0]:
                 replica.content_hash = handle.hasher.hexdigest()
             replica.size, replica.mtime_ns = st[0], st[1]
-        if handle.staged is not None and st is not None:
-            others = any(h.staged == handle.staged for h in self._handles.values())
-            if replica.uploaded_version != node.version:
-                self.uploads.request(key)
-            elif not others and replica.staged == handle.staged:
-                # The last upload (an fsync) sent this very content: nothing more to send.
-                replica.staged = None
-                self.uploads.done(key)
-                await trio.to_thread.run_sync(self.staging.discard, handle.staged)
+        if replica.staged is not None:
+            await self._settle_staged(vpath, handle, node, replica)
+            if not handle.dirty:
+                return
+        elif not handle.dirty:
+            return
         elif st is not None:
             self._record(node, handle.location_id, inode=st[2])
         if node.created_here is not None and self.relocations is not None:
             await self.relocations.send(vpath)
+
+    async def _settle_staged(self, vpath: str, handle: Handle, node: FileNode,
+                             replica: Replica) -> None:
+        """A handle on an S3/GCS file was released: what the store lacks is uploaded (the
+        upload waits while other handles still write), and a staging file whose content the
+        store already has goes once nobody has it open for writing."""
+        key = (vpath, handle.location_id)
+        if replica.unsent:
+            self.uploads.request(key)
+            return
+        if handle.staged is not None and replica.staged == handle.staged and \
+                not self._staging_in_use(handle.staged):
+            # Never written, or its last change already uploaded (an fsync): nothing to send.
+            staged, replica.staged = replica.staged, None
+            self.uploads.done(key)
+            await trio.to_thread.run_sync(self.staging.discard, staged)
 
     async def upload_staged(self, vpath: str, location_id: str,
                             from_handle: Handle | None = None) -> None:
@@ -822,10 +832,9 @@ class AliceOperations(pyfuse3.Operations):
             if current:
                 replica.size = result.info.size
                 replica.content_hash = result.content_hash
-                replica.uploaded_version = version
+                replica.unsent = False
                 self._record(node, location_id)
-            still_needed = staged in self._pinned or any(
-                h.staged == staged for h in self._handles.values())
+            still_needed = self._staging_in_use(staged)
             if from_handle is None and current and not still_needed:
                 replica.staged = None
                 await self._db(self.state.queue.flush)
@@ -881,7 +890,8 @@ class AliceOperations(pyfuse3.Operations):
         # Still being written, or written during the upload: the staging file is the
         # conflict copy's newer content, and a crash before its next upload must resume it
         # there, not under the other's name.
-        self.ns.files[copy_key[0]].replicas[location_id].staged = staged
+        copy_replica = self.ns.files[copy_key[0]].replicas[location_id]
+        copy_replica.staged, copy_replica.unsent = staged, written
         await trio.to_thread.run_sync(self.staging.renamed, staged, collision.conflict_key,
                                       collision.ours.info.change_token)
         if open_on_it:
@@ -956,7 +966,7 @@ class AliceOperations(pyfuse3.Operations):
         replica = node.replicas.setdefault(staged.location_id,
                                            Replica(st.st_size, st.st_mtime_ns))
         replica.size, replica.mtime_ns, replica.state = st.st_size, st.st_mtime_ns, "present"
-        replica.content_hash, replica.staged = None, staged.path
+        replica.content_hash, replica.staged, replica.unsent = None, staged.path, True
         replica.change_token, replica.attempted_hash = staged.replaces, staged.attempted
         self.ns.reindex(vpath, before)
         return vpath
@@ -1133,7 +1143,8 @@ class AliceOperations(pyfuse3.Operations):
                                                       os.O_RDWR | os.O_CLOEXEC)
         now = time.time_ns()
         media = classify_name(logical)
-        node = FileNode(logical, {location_id: Replica(0, now, staged=handle.staged)},
+        node = FileNode(logical, {location_id: Replica(0, now, staged=handle.staged,
+                                                       unsent=handle.staged is not None)},
                         media.category, media.mime_type,
                         mode=stat.S_IFREG | file_mode, uid=ctx.uid, gid=ctx.gid, ctime_ns=now,
                         created_here=location_id)
@@ -1669,7 +1680,7 @@ class AliceOperations(pyfuse3.Operations):
                                       replaces)
         # What was uploaded went to the old name: nothing of it counts under the new one.
         replica.change_token, replica.attempted_hash = replaces, None
-        replica.uploaded_version = None
+        replica.unsent = True
         if reachable:
             with contextlib.suppress(FileNotFoundError):
                 await self._thread(location_id, self.state.backend(location_id).delete,
@@ -1764,6 +1775,7 @@ class AliceOperations(pyfuse3.Operations):
         if replica.staged is None:
             replica.staged = await self._stage(location_id, node, truncate=False)
         await trio.to_thread.run_sync(functools.partial(os.utime, replica.staged, ns=times))
+        replica.unsent = True
         node.version += 1  # an upload running now has the old mtime: another one follows
         if handle is None or handle.staged is None:
             self._upload_when_closed((view_path(node.logical_path), location_id), node)
@@ -1775,10 +1787,12 @@ class AliceOperations(pyfuse3.Operations):
         replica = node.replicas[location_id]
         if handle is not None and handle.fd is not None and handle.staged is not None:
             await trio.to_thread.run_sync(os.ftruncate, handle.fd, size)
+            replica.unsent = True
             return
         if replica.staged is None:
             replica.staged = await self._stage(location_id, node, truncate=size == 0)
         await trio.to_thread.run_sync(os.truncate, replica.staged, size)
+        replica.unsent = True
 
     # -- extended attributes --------------------------------------------------------------
 
