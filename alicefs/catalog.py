@@ -112,7 +112,8 @@ _MIGRATIONS: dict[int, list[str]] = {
                            "before they start and replayed or rolled back at start-up.", [
             ("op_id", "BIGINT NOT NULL DEFAULT nextval('journal_op_id')",
              "Operation number, increasing."),
-            ("kind", "VARCHAR NOT NULL", "copy, move, delete, rename or upload."),
+            ("kind", "VARCHAR NOT NULL",
+             "move, handover, delete, deferred-delete or multipart (fs/recovery.py)."),
             ("step", "VARCHAR NOT NULL",
              "Last step completed: planned, written, verified, renamed, recorded, "
              "source_deleted, done."),

@@ -24,7 +24,7 @@ from alicefs.config import Settings
 from alicefs.errors import UsageError
 from alicefs.fs.namespace import view_path
 from alicefs.fs.operations import AliceOperations
-from alicefs.fs.recovery import DEFERRED_KINDS, recover, unfinished
+from alicefs.fs.recovery import DEFERRED_KINDS, MULTIPART, recover, unfinished
 from alicefs.fs.state import (
     MountOptions,
     MountState,
@@ -265,6 +265,10 @@ class Mount:
         await trio.to_thread.run_sync(state.queue.flush)
         done = await trio.to_thread.run_sync(recover, state.catalog, {location_id: backend},
                                              DEFERRED_KINDS)
+        # Unfinished uploads of an earlier run it was too far away to abort at start-up.
+        await trio.to_thread.run_sync(functools.partial(
+            recover, state.catalog, {location_id: backend}, (MULTIPART,),
+            begun_before=state.started_at))
         owed = (await trio.to_thread.run_sync(unfinished, state.catalog))[location_id]
         owed += state.deferring.get(location_id, 0)  # journaled as we speak: next round
         if owed:
@@ -363,8 +367,8 @@ class Mount:
             if location_id in known:  # removed while mounted, and added back
                 state.unavailable.pop(location_id, None)
             else:
-                backend, why = await trio.to_thread.run_sync(open_location, loc,
-                                                             self.settings.skip_hidden)
+                backend, why = await trio.to_thread.run_sync(
+                    open_location, loc, self.settings.skip_hidden, state.catalog)
                 if backend is not None:
                     state.backends[location_id] = backend
                 if why is not None:
@@ -382,8 +386,8 @@ class Mount:
                 state.namespace.add_location(loc.location_id, loc.name)
             if (loc.location_id in locations and loc.status is not LocationStatus.OFFLINE
                     and loc.location_id not in state.backends):  # offline when mounted
-                backend, why = await trio.to_thread.run_sync(open_location, loc,
-                                                             self.settings.skip_hidden)
+                backend, why = await trio.to_thread.run_sync(
+                    open_location, loc, self.settings.skip_hidden, state.catalog)
                 if backend is not None:
                     state.backends[loc.location_id] = backend
                 if why is not None:

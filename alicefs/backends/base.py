@@ -12,7 +12,7 @@ import errno
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from alicefs.model import StorageLocation
 from alicefs.rules import SpaceInfo
@@ -79,6 +79,17 @@ class ObjectInfo(NamedTuple):
     content_hash: str | None = None  # when the store knows it without reading (object metadata)
 
 
+class PartialUploads(Protocol):
+    """A journal of unfinished uploads the store keeps (S3 multipart uploads): `started`,
+    as soon as the store names the upload and before any part is sent, returns a token;
+    `ended` once it is completed or aborted. An entry a crash left open names what to
+    abort."""
+
+    def started(self, location_id: str, key: str, upload_id: str) -> int: ...
+
+    def ended(self, token: int) -> None: ...
+
+
 @dataclass(frozen=True)
 class WriteResult:
     info: ObjectInfo
@@ -104,9 +115,15 @@ class Backend(ABC):
 
     Writes are atomic: a reader sees the old content or the new, never a partial file. An
     interrupted write leaves at most a temporary file named with TEMP_PREFIX (local), or an
-    unfinished multipart upload / resumable session that is invisible under any key (object
-    stores: docs/cloud.md shows the lifecycle rule that cleans them up).
+    unfinished multipart upload / resumable session that is invisible under any key. A
+    backend that keeps such parts reports each one it starts to `partial_uploads` (when set)
+    and removes the ones a crash left behind with `abort_partial`; docs/cloud.md shows the
+    lifecycle rule that catches the rest.
     """
+
+    #: Where the invisible partial uploads this backend starts are noted, so those a crash
+    #: leaves behind are aborted at the next start (set by whoever owns the journal).
+    partial_uploads: PartialUploads | None = None
 
     #: Parallel calls allowed when `config.max_concurrent` is not set.
     default_max_concurrent = 8
@@ -168,6 +185,11 @@ class Backend(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove the file at `key`."""
+
+    def abort_partial(self, key: str, upload_id: str) -> None:
+        """Remove an unfinished upload this backend reported to `partial_uploads` (one
+        already gone is no error). Only backends that report any are ever asked."""
+        raise NotImplementedError(f"{type(self).__name__} reports no partial uploads")
 
     @abstractmethod
     def free_space(self) -> SpaceInfo | None:

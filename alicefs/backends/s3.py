@@ -488,15 +488,22 @@ class S3Backend(ObjectStoreBackend):
         upload_id = self._call(f"start multipart upload of {key!r}",
                                lambda: self.client.create_multipart_upload(**create)["UploadId"],
                                key=key)
+        journal, token = self.partial_uploads, None
         try:
+            if journal is not None:
+                token = journal.started(self.location.location_id, key, upload_id)
             stop = threading.Event()
             done = run_parallel(parts(upload_id, stop), self.part_workers, stop)
             before_complete()
-            return self._complete(key, upload_id, done, overwrite, size(),
+            etag = self._complete(key, upload_id, done, overwrite, size(),
                                   metadata.get(HASH_METADATA, ""), replaces)
         except BaseException:
-            self._abort(key, upload_id)
+            if self._abort(key, upload_id) and journal is not None and token is not None:
+                journal.ended(token)
             raise
+        if journal is not None and token is not None:
+            journal.ended(token)
+        return etag
 
     def _complete(self, key: str, upload_id: str, parts: list[dict], overwrite: bool,
                   size: int | None, content_hash: str, replaces: str | None) -> str:
@@ -530,7 +537,14 @@ class S3Backend(ObjectStoreBackend):
 
         return self._call(f"complete multipart upload of {key!r}", complete, key=key)
 
-    def _abort(self, key: str, upload_id: str) -> None:
+    def abort_partial(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload a crash left unfinished (recovery.py)."""
+        if not self._abort(key, upload_id):
+            raise OSError(errno.EIO, f"could not abort multipart upload of {key!r} in "
+                                     f"{self.where}")
+
+    def _abort(self, key: str, upload_id: str) -> bool:
+        """Abort a multipart upload; False (logged) when the store could not be told."""
         full = self.object_key(key)
 
         def abort() -> None:
@@ -544,11 +558,13 @@ class S3Backend(ObjectStoreBackend):
         try:
             self._call(f"abort multipart upload of {key!r}", abort)
         except OSError as exc:
-            # Not fatal: an unfinished upload is invisible under the key. A lifecycle rule
-            # (AbortIncompleteMultipartUpload) removes it; docs/cloud.md shows one.
-            log.warning("%s: could not abort multipart upload %s of %r; its parts stay "
-                        "stored (invisible) until a lifecycle rule removes them: %s",
-                        self.where, upload_id, key, exc)
+            # Not fatal: an unfinished upload is invisible under the key. Its journal entry
+            # stays, so the next start aborts it; a lifecycle rule
+            # (AbortIncompleteMultipartUpload, docs/cloud.md) catches the rest.
+            log.warning("%s: could not abort multipart upload %s of %r (tried again at the "
+                        "next start): %s", self.where, upload_id, key, exc)
+            return False
+        return True
 
     # -- deleting and copying ----------------------------------------------------------
 

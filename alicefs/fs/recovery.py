@@ -15,6 +15,10 @@
 - `move` (re-placement): rolled forward when the target holds the expected content (the
   source is then deleted), rolled back otherwise (the source stays, a copy without the
   expected content is not touched). The last verified replica is never deleted.
+- `multipart` (an S3 multipart upload, `temp_key` its upload id, noted by the backend through
+  `JournaledPartialUploads`): its process died before completing or aborting it, so its parts
+  sit invisible in the bucket, billed; it is aborted. Whatever wrote it (a staged file, a
+  move) is recovered on its own terms and uploads afresh.
 
 An entry that fails (an I/O error) stays open and is tried again later; the location it
 names is then kept out of use (see `unfinished`), so a scan cannot show undone work.
@@ -116,19 +120,38 @@ def _delete_quietly(backend: Backend, key: str) -> None:
 DEFERRED_DELETE = "deferred-delete"
 DEFERRED_KINDS = (DEFERRED_DELETE,)
 HANDOVER = "handover"
+MULTIPART = "multipart"
 ROLLED_BACK = "rolled back (source kept)"
+
+
+class JournaledPartialUploads:
+    """The journal as a backend's `partial_uploads` (thread-safe, like the catalog)."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+
+    def started(self, location_id: str, key: str, upload_id: str) -> int:
+        return self.catalog.journal_begin(MULTIPART, key, target_location_id=location_id,
+                                          temp_key=upload_id)
+
+    def ended(self, token: int) -> None:
+        self.catalog.journal_end(token)
 
 
 def recover(catalog: Catalog, backends: dict[str, Backend],
             kinds: tuple[str, ...] | None = None,
-            rolled_back: list[JournalEntry] | None = None) -> list[str]:
-    """Finish or undo every open journal entry (of `kinds`, when given) (blocking). Returns
-    what was done, one line per entry; entries whose locations are unreachable now, or that
-    fail, stay for later. Moves rolled back with their source kept are added to
-    `rolled_back`, so the caller can try them again."""
+            rolled_back: list[JournalEntry] | None = None,
+            begun_before: float | None = None) -> list[str]:
+    """Finish or undo every open journal entry (of `kinds`, when given; begun before the
+    epoch time `begun_before`, when given: later ones are the running process's own)
+    (blocking). Returns what was done, one line per entry; entries whose locations are
+    unreachable now, or that fail, stay for later. Moves rolled back with their source kept
+    are added to `rolled_back`, so the caller can try them again."""
     done = []
     for entry in catalog.journal_open():
         if kinds is not None and entry.kind not in kinds:
+            continue
+        if begun_before is not None and entry.created_at >= begun_before:
             continue
         try:
             outcome = _recover_one(entry, catalog, backends)
@@ -181,6 +204,12 @@ def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Back
         if "prune" in entry.payload and isinstance(backend, LocalBackend):
             _remove_emptied_dirs(backend, entry.logical_path, entry.payload["prune"])
         return "deleted"
+    if entry.kind == MULTIPART:
+        backend = backends.get(entry.target_location_id or "")
+        if backend is None or entry.temp_key is None:
+            return None
+        backend.abort_partial(entry.logical_path, entry.temp_key)
+        return "unfinished multipart upload aborted"
     if entry.kind == HANDOVER:
         source = backends.get(entry.source_location_id or "")
         target = backends.get(entry.target_location_id or "")

@@ -14,7 +14,7 @@ from alicefs.config import Settings
 from alicefs.fs.catalog_queue import CatalogQueue
 from alicefs.fs.chunk_cache import ChunkCache
 from alicefs.fs.namespace import FileNode, Namespace, Replica, view_path
-from alicefs.fs.recovery import recover, unfinished
+from alicefs.fs.recovery import JournaledPartialUploads, recover, unfinished
 from alicefs.media import classify_name
 from alicefs.model import LocationType, StorageLocation
 from alicefs.rules import LocationStatus, SpaceInfo, by_preference
@@ -46,6 +46,8 @@ class MountState:
     # (logical path, source location id) of re-placements a crash interrupted and recovery
     # rolled back: tried again once the mount runs
     unfinished_moves: list[tuple[str, str]] = field(default_factory=list)
+    # when this mount began: journal entries begun before are a dead process's to recover
+    started_at: float = field(default_factory=time.time)
 
     def location(self, location_id: str) -> StorageLocation:
         return next(loc for loc in self.locations if loc.location_id == location_id)
@@ -95,7 +97,7 @@ def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> 
     for loc in locations:
         if loc.status is LocationStatus.OFFLINE:
             continue
-        backend, why = open_location(loc, settings.skip_hidden)
+        backend, why = open_location(loc, settings.skip_hidden, catalog)
         if backend is not None:
             backends[loc.location_id] = backend
         if why is not None:
@@ -121,13 +123,15 @@ def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> 
     return state
 
 
-def open_location(location: StorageLocation, skip_hidden: bool
+def open_location(location: StorageLocation, skip_hidden: bool, catalog: Catalog
                   ) -> tuple[ThreadedBackend | None, str | None]:
-    """(its backend, why it cannot be used now) for a location (blocking: probes it)."""
+    """(its backend, why it cannot be used now) for a location (blocking: probes it). The
+    backend notes its unfinished uploads in the catalog's journal."""
     try:
         backend = open_backend(location, skip_hidden=skip_hidden)
     except LookupError as exc:
         return None, str(exc)
+    backend.partial_uploads = JournaledPartialUploads(catalog)
     try:
         backend.probe()
     except OSError as exc:

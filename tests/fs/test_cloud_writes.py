@@ -227,3 +227,35 @@ def test_a_replacement_rolled_back_at_recovery_is_tried_again(cloud):
     wait_for(lambda: not (cloud.fs.roots["ssd"] / "rq" / "v.mp4").exists())
     assert (cloud.projects / "rq" / "v.mp4").read_bytes() == data
     assert os.getxattr(cloud.projects / "rq" / "v.mp4", "user.alicefs.locations") == b"store"
+
+
+@pytest.mark.parametrize("cloud", ["s3"], indirect=True)
+@pytest.mark.store_config(f"multipart_threshold: {6 << 20}, multipart_chunksize: {5 << 20}, "
+                          "max_concurrent: 1")
+def test_a_multipart_upload_killed_midway_is_aborted_at_the_next_start(cloud):
+    """S3 keeps the parts of an unfinished multipart upload (invisible, and billed) until it
+    is aborted. The journal knows the uploads a mount started: after a kill -9 mid-upload
+    the next start aborts them, and the file is uploaded afresh. (GCS has no equivalent to
+    clean: an unfinished resumable session stores nothing and expires; docs/cloud.md.)"""
+    client = cloud.s3_client
+
+    def unfinished() -> list[str]:
+        listing = client.list_multipart_uploads(Bucket=cloud.bucket, Prefix=cloud.prefix)
+        return [upload["UploadId"] for upload in listing.get("Uploads", [])]
+
+    data = os.urandom(100 << 20)  # 20 parts, one at a time
+    (cloud.projects / "mp").mkdir()
+    (cloud.projects / "mp" / "big.mp4").write_bytes(data)
+    deadline = time.monotonic() + 60
+    while not unfinished():
+        assert time.monotonic() < deadline, "no multipart upload started"
+        time.sleep(0.01)
+    cloud.proxy.down()  # the parts stop: the upload is under way when the mount dies
+    left = unfinished()
+    cloud.fs.kill()
+    cloud.proxy.up()
+    assert unfinished() == left and cloud.stored("mp/big.mp4") is None
+    cloud.fs.start()
+    wait_for(lambda: cloud.stored("mp/big.mp4") == data, timeout=60)
+    wait_for(lambda: unfinished() == [])
+    assert "unfinished multipart upload aborted" in cloud.fs.log.read_text()
