@@ -33,6 +33,7 @@ class _Forwarder:
         self._lock = threading.Lock()
         self._is_down = False
         self._stopped = threading.Event()
+        self.forwarded = 0  # bytes, both ways
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
         self._thread.start()
 
@@ -81,6 +82,8 @@ class _Forwarder:
         try:
             while data := source.recv(_BUFFER):
                 sink.sendall(data)
+                with self._lock:
+                    self.forwarded += len(data)
         except OSError:
             pass  # reset by down(), or by either end
         finally:
@@ -114,26 +117,33 @@ class TcpProxy:
     def up(self) -> None:
         self._command("up")
 
+    def forwarded(self) -> int:
+        """Bytes that went through the proxy so far, both ways."""
+        return int(self._command("bytes"))
+
     def close(self) -> None:
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
 
-    def _command(self, word: str) -> None:
+    def _command(self, word: str) -> str:
         assert self._process.stdin is not None and self._process.stdout is not None
         self._process.stdin.write(word + "\n")
         self._process.stdin.flush()
         answer = self._process.stdout.readline().strip()
-        if answer != "ok":
+        status, _, value = answer.partition(" ")
+        if status != "ok":
             raise RuntimeError(f"proxy did not answer {word!r}: {answer!r}")
+        return value
 
 
 def _serve(target_port: int, port: int) -> None:
     forwarder = _Forwarder(target_port, port)
-    actions = {"down": forwarder.down, "up": forwarder.up, "ping": lambda: None}
+    actions = {"down": forwarder.down, "up": forwarder.up, "ping": lambda: None,
+               "bytes": lambda: forwarder.forwarded}
     for line in sys.stdin:
-        actions[line.strip()]()
-        print("ok", flush=True)
+        value = actions[line.strip()]()
+        print("ok" if value is None else f"ok {value}", flush=True)
     forwarder.close()
 
 

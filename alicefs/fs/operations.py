@@ -2055,11 +2055,9 @@ def _pwrite_stat(fd: int, buf: bytes, off: int) -> tuple[int, tuple[int, int, in
 
 
 def _object_rename(backend: Any, old: str, new: str) -> str | None:
-    """Rename on an object store: copy, verify, then delete the old key. Returns the new
+    """Rename on an object store: a server-side copy (verified by the store's size and our
+    hash metadata; the bytes never leave it), then delete the old key. Returns the new
     object's change token."""
-    with backend.open_read(old) as source:
-        info = backend.stat(old)
-        result = backend.write_atomic(new, source, overwrite=True,
-                                      expected_hash=info.content_hash, mtime_ns=info.mtime_ns)
+    result = backend.copy_within(old, new, overwrite=True)
     backend.delete(old)
     return result.info.change_token

@@ -259,3 +259,20 @@ def test_a_multipart_upload_killed_midway_is_aborted_at_the_next_start(cloud):
     wait_for(lambda: cloud.stored("mp/big.mp4") == data, timeout=60)
     wait_for(lambda: unfinished() == [])
     assert "unfinished multipart upload aborted" in cloud.fs.log.read_text()
+
+
+def test_renames_copy_inside_the_store(cloud):
+    """Renaming an uploaded file (or its directory) is a server-side copy: its bytes do not
+    travel to the mount and back."""
+    data = os.urandom(16 << 20)
+    (cloud.projects / "rn" / "sub").mkdir(parents=True)
+    (cloud.projects / "rn" / "sub" / "a.mp4").write_bytes(data)
+    wait_for(lambda: cloud.stored("rn/sub/a.mp4") == data)
+    wait_for(lambda: cloud.status("queue.json")["uploads_pending"] == 0)
+    before = cloud.proxy.forwarded()
+    os.rename(cloud.projects / "rn" / "sub" / "a.mp4", cloud.projects / "rn" / "sub" / "b.mp4")
+    os.rename(cloud.projects / "rn" / "sub", cloud.projects / "rn" / "moved")
+    assert cloud.proxy.forwarded() - before < len(data) // 4
+    assert cloud.keys("rn") == ["moved/b.mp4"]
+    assert cloud.stored("rn/moved/b.mp4") == data
+    assert (cloud.projects / "rn" / "moved" / "b.mp4").read_bytes() == data
