@@ -113,7 +113,7 @@ _MIGRATIONS: dict[int, list[str]] = {
             ("op_id", "BIGINT NOT NULL DEFAULT nextval('journal_op_id')",
              "Operation number, increasing."),
             ("kind", "VARCHAR NOT NULL",
-             "move, handover, delete, deferred-delete or multipart (fs/recovery.py)."),
+             "move, handover, delete, deferred-delete or multipart (transfer/journal.py)."),
             ("step", "VARCHAR NOT NULL",
              "Last step completed: planned, written, verified, renamed, recorded, "
              "source_deleted, done."),

@@ -24,7 +24,6 @@ from alicefs.config import Settings
 from alicefs.errors import UsageError
 from alicefs.fs.namespace import view_path
 from alicefs.fs.operations import AliceOperations
-from alicefs.fs.recovery import DEFERRED_KINDS, MULTIPART, recover, unfinished
 from alicefs.fs.state import (
     MountOptions,
     MountState,
@@ -38,6 +37,8 @@ from alicefs.fs.state import (
 )
 from alicefs.rules import LocationStatus, by_preference
 from alicefs.scanner import MultiPathScanner
+from alicefs.transfer.journal import DEFERRED_KINDS, MULTIPART
+from alicefs.transfer.recovery import recover, unfinished
 
 log = logging.getLogger(__name__)
 

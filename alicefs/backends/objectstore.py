@@ -450,6 +450,12 @@ class ObjectStoreBackend(Backend):
         is created, but as with overwrite=False nothing that appears in the meantime is
         replaced."""
 
+    @abstractmethod
+    def copy_within(self, src_key: str, dst_key: str, *, overwrite: bool = False) -> WriteResult:
+        """Server-side copy inside this bucket (the bytes never leave the store), metadata
+        included, verified by size and hash metadata. Without `overwrite` an existing
+        `dst_key` is FileExistsError; a source changed during the copy is ESTALE."""
+
     def _exists(self, key: str) -> bool:
         try:
             self.stat(key)

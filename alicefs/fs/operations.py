@@ -50,11 +50,9 @@ from alicefs.fs.namespace import (
     type_view,
     view_path,
 )
-from alicefs.fs.recovery import DEFERRED_DELETE, HANDOVER
 from alicefs.fs.staging import Snapshot, StagedFile, Staging
 from alicefs.fs.state import MountState
 from alicefs.fs.uploads import UploadQueue
-from alicefs.hashing import hash_stream
 from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES, conflict_name
 from alicefs.media import CATEGORIES, UNKNOWN_MIME, MediaType, classify_name
 from alicefs.model import LocationType
@@ -67,6 +65,9 @@ from alicefs.rules import (
     target_location,
 )
 from alicefs.scan import SIDECAR_EXTENSION, is_sidecar
+from alicefs.transfer.copy import content_hash_of, rename_within
+from alicefs.transfer.journal import DEFERRED_DELETE, HANDOVER
+from alicefs.transfer.move import Move
 
 log = logging.getLogger(__name__)
 
@@ -1067,25 +1068,16 @@ class AliceOperations(pyfuse3.Operations):
         version = node.version
         replica = node.replicas[source]
         logical = node.logical_path
-        source_backend, target_backend = self.state.backend(source), self.state.backend(target)
-        catalog = self.state.catalog
+        source_backend = self.state.backend(source)
         expected = replica.content_hash
         if expected is None:
-            expected = await self._thread(source, _hash_key, source_backend, logical)
-        op_id = await self._db(catalog.journal_begin, "move", logical,
-                               source_location_id=source, target_location_id=target,
-                               expected_hash=expected)
-
-        def copy() -> Any:
-            with source_backend.open_read(logical) as stream:
-                return target_backend.write_atomic(logical, stream, expected_hash=expected,
-                                                   mtime_ns=replica.mtime_ns)
-
-        result = await self._thread(target, copy)
-        await self._db(catalog.journal_step, op_id, "verified")
+            expected = await self._thread(source, content_hash_of, source_backend, logical)
+        move = Move(self.state.catalog, logical, source_backend, self.state.backend(target),
+                    expected, replica.mtime_ns)
+        await self._db(move.begin)
+        result = await self._thread(target, move.copy)
         if node.version != version or self.ns.files.get(vpath) is not node:
-            await self._thread(target, target_backend.delete, logical)
-            await self._db(catalog.journal_end, op_id)
+            await self._thread(target, move.abandon)
             return
         before = self.ns.views_of(vpath)
         node.replicas[target] = Replica(result.info.size, result.info.mtime_ns,
@@ -1093,7 +1085,7 @@ class AliceOperations(pyfuse3.Operations):
                                         change_token=result.info.change_token)
         self._record(node, target, inode=result.info.inode)
         await self._db(self.state.queue.flush)
-        await self._db(catalog.journal_step, op_id, "recorded")
+        await self._db(move.recorded)
         if node.version != version or any(h.node is node and h.writable
                                           for h in self._handles.values()):
             # Opened for writing meanwhile: its descriptor is on the source, which stays;
@@ -1102,10 +1094,10 @@ class AliceOperations(pyfuse3.Operations):
             del node.replicas[target]
             self.ns.reindex(vpath, before)
             self.state.queue.drop_replica(target, logical)
-            await self._thread(target, target_backend.delete, logical)
-            await self._db(catalog.journal_end, op_id)
+            await self._db(self.state.queue.flush)
+            await self._thread(target, move.abandon)
             return
-        await self._thread(source, source_backend.delete, logical)
+        await self._thread(source, move.delete_source)
         del node.replicas[source]
         # A scan running now may have listed the source before it went: its view of this
         # file is out of date.
@@ -1113,7 +1105,8 @@ class AliceOperations(pyfuse3.Operations):
         node.created_here = target
         self.ns.reindex(vpath, before)
         self.state.queue.drop_replica(source, logical)
-        await self._db(catalog.journal_end, op_id)
+        await self._db(self.state.queue.flush)
+        await self._db(move.end)
         log.info("%s placed in %s", logical, self.state.location(target).name)
 
     # -- creating -----------------------------------------------------------------------
@@ -1956,11 +1949,6 @@ def _sync_state(node: FileNode) -> str:
     return "conflict" if len(hashes) > 1 else "synced"
 
 
-def _hash_key(backend: Any, key: str) -> str:
-    with backend.open_read(key) as stream:
-        return hash_stream(stream)
-
-
 def _holders(node: FileNode) -> list[str]:
     """Locations an unlink or rename must act on: those whose replica is not known to be
     gone (a symbolic link always: scans do not list links that lead out of a location, or
@@ -2055,9 +2043,5 @@ def _pwrite_stat(fd: int, buf: bytes, off: int) -> tuple[int, tuple[int, int, in
 
 
 def _object_rename(backend: Any, old: str, new: str) -> str | None:
-    """Rename on an object store: a server-side copy (verified by the store's size and our
-    hash metadata; the bytes never leave it), then delete the old key. Returns the new
-    object's change token."""
-    result = backend.copy_within(old, new, overwrite=True)
-    backend.delete(old)
-    return result.info.change_token
+    """Rename on an object store (server-side); returns the new object's change token."""
+    return rename_within(backend, old, new).info.change_token

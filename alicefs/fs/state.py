@@ -14,10 +14,11 @@ from alicefs.config import Settings
 from alicefs.fs.catalog_queue import CatalogQueue
 from alicefs.fs.chunk_cache import ChunkCache
 from alicefs.fs.namespace import FileNode, Namespace, Replica, view_path
-from alicefs.fs.recovery import JournaledPartialUploads, recover, unfinished
 from alicefs.media import classify_name
 from alicefs.model import LocationType, StorageLocation
 from alicefs.rules import LocationStatus, SpaceInfo, by_preference
+from alicefs.transfer.journal import JournaledPartialUploads
+from alicefs.transfer.recovery import recover, unfinished
 
 
 @dataclass(frozen=True)

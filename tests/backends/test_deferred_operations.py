@@ -1,13 +1,14 @@
 """Copies left on a location that was offline when their file was unlinked or renamed
-(alicefs.fs.recovery), deleted on each kind of backend when it is back."""
+(alicefs.transfer.recovery), deleted on each kind of backend when it is back."""
 
 from __future__ import annotations
 
 from alicefs.backends.base import Backend
 from alicefs.backends.local import LocalBackend
 from alicefs.catalog import Catalog
-from alicefs.fs.recovery import DEFERRED_DELETE, DEFERRED_KINDS, recover, unfinished
 from alicefs.hashing import hash_bytes
+from alicefs.transfer.journal import DEFERRED_DELETE, DEFERRED_KINDS
+from alicefs.transfer.recovery import recover, unfinished
 from tests.backends.conftest import local_location
 
 

@@ -34,7 +34,15 @@ from collections import Counter
 from alicefs.backends.base import Backend, UnsafeKeyError
 from alicefs.backends.local import LocalBackend
 from alicefs.catalog import Catalog, JournalEntry, Replica
-from alicefs.hashing import hash_stream
+from alicefs.transfer.copy import content_hash_of
+from alicefs.transfer.journal import (
+    DEFERRED_DELETE,
+    DEFERRED_KINDS,
+    DELETE,
+    HANDOVER,
+    MOVE,
+    MULTIPART,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +56,7 @@ def _holds(backend: Backend, key: str, expected_hash: str | None) -> bool:
         return False
     if info.content_hash is not None:
         return info.content_hash == expected_hash
-    with backend.open_read(key) as stream:
-        return hash_stream(stream) == expected_hash
+    return content_hash_of(backend, key) == expected_hash
 
 
 def _exists(backend: Backend, key: str) -> bool:
@@ -92,8 +99,7 @@ def _changed_since(backend: Backend, key: str, entry: JournalEntry) -> bool:
                                               entry.payload.get("mtime_ns"))
     if info.content_hash is not None:
         return info.content_hash != entry.expected_hash
-    with backend.open_read(key) as stream:
-        return hash_stream(stream) != entry.expected_hash
+    return content_hash_of(backend, key) != entry.expected_hash
 
 
 def _remove_emptied_dirs(backend: LocalBackend, old_key: str, renamed_dir: str) -> None:
@@ -115,27 +121,7 @@ def _delete_quietly(backend: Backend, key: str) -> None:
         return
 
 
-#: A replica to delete from one location that was offline when its file was unlinked or
-#: renamed: the mount does it when the location is back, before it is used or scanned.
-DEFERRED_DELETE = "deferred-delete"
-DEFERRED_KINDS = (DEFERRED_DELETE,)
-HANDOVER = "handover"
-MULTIPART = "multipart"
 ROLLED_BACK = "rolled back (source kept)"
-
-
-class JournaledPartialUploads:
-    """The journal as a backend's `partial_uploads` (thread-safe, like the catalog)."""
-
-    def __init__(self, catalog: Catalog):
-        self.catalog = catalog
-
-    def started(self, location_id: str, key: str, upload_id: str) -> int:
-        return self.catalog.journal_begin(MULTIPART, key, target_location_id=location_id,
-                                          temp_key=upload_id)
-
-    def ended(self, token: int) -> None:
-        self.catalog.journal_end(token)
 
 
 def recover(catalog: Catalog, backends: dict[str, Backend],
@@ -179,7 +165,7 @@ def unfinished(catalog: Catalog) -> Counter[str]:
 
 def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Backend]
                  ) -> str | None:
-    if entry.kind == "delete":
+    if entry.kind == DELETE:
         locations = entry.payload.get("locations", [])
         if any(lid not in backends for lid in locations):
             return None
@@ -225,7 +211,7 @@ def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Back
         _delete_quietly(source, entry.logical_path)
         catalog.drop_replicas(source.location.location_id, [entry.logical_path])
         return "rolled forward (copy recorded, source deleted)"
-    if entry.kind == "move":
+    if entry.kind == MOVE:
         source = backends.get(entry.source_location_id or "")
         target = backends.get(entry.target_location_id or "")
         if source is None or target is None:

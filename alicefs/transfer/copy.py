@@ -1,0 +1,38 @@
+"""A verified copy of one file between two locations (blocking).
+
+The target is written under a temporary name (local) or published only complete (object
+stores), checked against the hash of what was read, and only then appears under its name;
+without `overwrite` an existing key is never replaced (FileExistsError). Within one object
+store the copy is server-side: the bytes never leave the store.
+"""
+
+from __future__ import annotations
+
+from alicefs.backends.base import Backend, WriteResult
+from alicefs.backends.objectstore import ObjectStoreBackend
+from alicefs.hashing import hash_stream
+
+
+def content_hash_of(backend: Backend, key: str) -> str:
+    """The BLAKE3 hash of the file at `key`, read in full."""
+    with backend.open_read(key) as stream:
+        return hash_stream(stream)
+
+
+def verified_copy(source: Backend, target: Backend, key: str, *, expected_hash: str,
+                  mtime_ns: int | None = None, overwrite: bool = False) -> WriteResult:
+    """Copy `key` from `source` to `target`, published only when what landed hashes to
+    `expected_hash` (IntegrityError otherwise, nothing published). The copy keeps `mtime_ns`.
+    """
+    with source.open_read(key) as stream:
+        return target.write_atomic(key, stream, expected_hash=expected_hash,
+                                   mtime_ns=mtime_ns, overwrite=overwrite)
+
+
+def rename_within(backend: ObjectStoreBackend, old: str, new: str) -> WriteResult:
+    """Rename on an object store: a server-side copy (verified by the store's size and the
+    hash metadata; the bytes never leave it), then the old key is deleted. Replaces what is
+    at `new` (a rename does)."""
+    result = backend.copy_within(old, new, overwrite=True)
+    backend.delete(old)
+    return result

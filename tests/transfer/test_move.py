@@ -1,0 +1,108 @@
+"""The journaled move of one replica between every pair of location types: what lands, and
+what recovery makes of a move interrupted after any of its steps."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from alicefs.backends.base import Backend
+from alicefs.catalog import Catalog
+from alicefs.hashing import hash_bytes
+from alicefs.transfer.move import Move
+from alicefs.transfer.recovery import recover
+
+KEY = "p/take.mp4"
+MTIME_NS = 1_600_000_000_123_456_789
+
+
+def _content(backend: Backend, key: str = KEY) -> bytes | None:
+    try:
+        with backend.open_read(key) as stream:
+            return stream.read()
+    except FileNotFoundError:
+        return None
+
+
+def _setup(tmp_path, pair, size: int = 300_000):
+    source, target = pair
+    data = os.urandom(size)
+    source.write_atomic(KEY, io.BytesIO(data), mtime_ns=MTIME_NS)
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    catalog.put_locations([source.location, target.location])
+    return source, target, data, catalog
+
+
+def test_a_move_lands_verified_and_leaves_nothing_behind(tmp_path, pair):
+    source, target, data, catalog = _setup(tmp_path, pair, size=7 << 20)  # multipart on S3
+    with catalog:
+        move = Move(catalog, KEY, source, target, hash_bytes(data), MTIME_NS)
+        move.begin()
+        result = move.copy()
+        assert result.content_hash == hash_bytes(data)
+        move.recorded()
+        move.delete_source()
+        move.end()
+        assert _content(target) == data and _content(source) is None
+        assert target.stat(KEY).mtime_ns // 1_000_000_000 == MTIME_NS // 1_000_000_000
+        assert catalog.journal_open() == []
+
+
+@pytest.mark.parametrize("last_step", ["begin", "copy", "recorded", "delete_source"])
+def test_a_move_interrupted_after_any_step_loses_nothing(tmp_path, pair, last_step):
+    """The process dies after `last_step`: recovery rolls the move forward once the verified
+    copy exists (the source goes), back before (the source stays); the content is kept
+    exactly once either way, and the journal is empty."""
+    source, target, data, catalog = _setup(tmp_path, pair)
+    with catalog:
+        move = Move(catalog, KEY, source, target, hash_bytes(data), MTIME_NS)
+        for step in ("begin", "copy", "recorded", "delete_source"):
+            getattr(move, step)()
+            if step == last_step:
+                break
+        recover(catalog, {b.location.location_id: b for b in pair})
+        copied = last_step != "begin"
+        assert _content(target) == (data if copied else None)
+        assert _content(source) == (None if copied else data)
+        assert catalog.journal_open() == []
+
+
+def test_a_different_file_at_the_target_is_never_replaced(tmp_path, pair):
+    source, target, data, catalog = _setup(tmp_path, pair)
+    target.write_atomic(KEY, io.BytesIO(b"someone else's"))
+    with catalog:
+        move = Move(catalog, KEY, source, target, hash_bytes(data), MTIME_NS)
+        move.begin()
+        with pytest.raises(FileExistsError):
+            move.copy()
+        recover(catalog, {b.location.location_id: b for b in pair})  # rolled back
+        assert _content(target) == b"someone else's"
+        assert _content(source) == data
+        assert catalog.journal_open() == []
+
+
+def test_an_abandoned_move_keeps_the_source(tmp_path, pair):
+    """The file changed while it was copied (the mount looks between steps): the copy goes."""
+    source, target, data, catalog = _setup(tmp_path, pair)
+    with catalog:
+        move = Move(catalog, KEY, source, target, hash_bytes(data), MTIME_NS)
+        move.begin()
+        move.copy()
+        move.abandon()
+        assert _content(target) is None and _content(source) == data
+        assert catalog.journal_open() == []
+
+
+def test_a_source_changed_before_the_copy_is_refused(tmp_path, pair):
+    source, target, data, catalog = _setup(tmp_path, pair)
+    with catalog:
+        move = Move(catalog, KEY, source, target, hash_bytes(b"what it held when planned"),
+                    MTIME_NS)
+        move.begin()
+        with pytest.raises(OSError):
+            move.copy()
+        recover(catalog, {b.location.location_id: b for b in pair})
+        assert _content(target) is None and _content(source) == data
+        assert catalog.journal_open() == []
