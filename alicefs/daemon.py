@@ -283,7 +283,8 @@ class Mount:
     async def _scan_loop(self, state: MountState, ops: AliceOperations) -> None:
         """Periodic incremental scans, so files added or changed directly in a location show
         in the mount; the first one right away."""
-        scanner = MultiPathScanner(state.catalog, skip_hidden=self.settings.skip_hidden)
+        scanner = MultiPathScanner(state.catalog, skip_hidden=self.settings.skip_hidden,
+                                   backends=state.backends)
         while True:
             await trio.to_thread.run_sync(state.queue.flush)
             ops.forgotten.clear()

@@ -15,7 +15,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -244,11 +244,16 @@ class MultiPathScanner:
 
     def __init__(self, catalog: Catalog, registry: StorageRegistry | None = None, *,
                  skip_hidden: bool = True,
-                 backend_factory: Callable[..., Backend] = open_backend):
+                 backend_factory: Callable[..., Backend] = open_backend,
+                 backends: Mapping[str, ThreadedBackend] | None = None):
         self.catalog = catalog
         self.registry = registry or StorageRegistry(catalog)
         self.skip_hidden = skip_hidden
         self.backend_factory = backend_factory
+        # The process's open backends by location id (the mount's): a scan shares their
+        # clients and capacity limiters, so a location never sees more than its
+        # max_concurrent calls from one process. Locations not in it are opened here.
+        self.backends = backends if backends is not None else {}
         self._catalog_limiter = trio.CapacityLimiter(1)
 
     async def _db(self, func: Callable[..., T], *args: Any) -> T:
@@ -306,11 +311,14 @@ class MultiPathScanner:
     async def _scan_one(self, location: StorageLocation, force: bool,
                         emitter: _ProgressEmitter) -> ScanStats:
         started = time.time()
-        try:
-            backend = self.backend_factory(location, skip_hidden=self.skip_hidden)
-        except LookupError as exc:
-            return ScanStats(location.location_id, location.name, error=str(exc))
-        scan = _LocationScan(self, ThreadedBackend(backend), force, emitter)
+        shared = self.backends.get(location.location_id)
+        if shared is None:
+            try:
+                shared = ThreadedBackend(self.backend_factory(location,
+                                                              skip_hidden=self.skip_hidden))
+            except LookupError as exc:
+                return ScanStats(location.location_id, location.name, error=str(exc))
+        scan = _LocationScan(self, shared, force, emitter)
         try:
             stats = await scan.run()
         except LocationUnavailableError as exc:

@@ -271,3 +271,27 @@ async def test_an_unplugged_disk_does_not_mark_everything_missing(library):
     stats = await scanner.discover_all_assets()
     assert "not reachable" in stats.errors["ssd"]
     assert next(s for s in stats.locations if s.name == "hdd").error is None
+
+
+async def test_a_scan_uses_the_processes_open_backends_and_their_limits(library):
+    """Given the mount's backends, a scan opens none of its own: it shares their clients and
+    capacity limiters, so a location never sees more than its max_concurrent calls."""
+    from alicefs.backends.threaded import ThreadedBackend
+
+    catalog, registry, _ssd, _hdd = library
+    calls: dict[str, int] = {}
+
+    class Shared(ThreadedBackend):
+        async def run(self, func, *args, **kwargs):
+            calls[self.location.name] = calls.get(self.location.name, 0) + 1
+            return await super().run(func, *args, **kwargs)
+
+    def no_new_backends(*_args, **_kwargs):
+        raise AssertionError("the scan opened a backend of its own")
+
+    opened = {loc.location_id: Shared(CountingBackend(loc), trio.CapacityLimiter(2))
+              for loc in registry.list_locations()}
+    stats = await MultiPathScanner(catalog, registry, backend_factory=no_new_backends,
+                                   backends=opened).discover_all_assets()
+    assert stats.errors == {} and stats.files == 9
+    assert calls["ssd"] > 0 and calls["hdd"] > 0
