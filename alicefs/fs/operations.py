@@ -65,9 +65,9 @@ from alicefs.rules import (
     target_location,
 )
 from alicefs.scan import SIDECAR_EXTENSION, is_sidecar
+from alicefs.transfer import move as transfer
 from alicefs.transfer.copy import content_hash_of, rename_within
 from alicefs.transfer.journal import DEFERRED_DELETE, HANDOVER
-from alicefs.transfer.move import Move
 
 log = logging.getLogger(__name__)
 
@@ -1072,12 +1072,14 @@ class AliceOperations(pyfuse3.Operations):
         expected = replica.content_hash
         if expected is None:
             expected = await self._thread(source, content_hash_of, source_backend, logical)
-        move = Move(self.state.catalog, logical, source_backend, self.state.backend(target),
-                    expected, replica.mtime_ns)
-        await self._db(move.begin)
+        catalog = self.state.catalog
+        move = transfer.Transfer(logical, source_backend, self.state.backend(target),
+                                 expected, replica.mtime_ns, removes=(source_backend,))
+        await self._db(transfer.begin, catalog, [move])
         result = await self._thread(target, move.copy)
         if node.version != version or self.ns.files.get(vpath) is not node:
             await self._thread(target, move.abandon)
+            await self._db(transfer.end, catalog, [move])
             return
         before = self.ns.views_of(vpath)
         node.replicas[target] = Replica(result.info.size, result.info.mtime_ns,
@@ -1085,7 +1087,7 @@ class AliceOperations(pyfuse3.Operations):
                                         change_token=result.info.change_token)
         self._record(node, target, inode=result.info.inode)
         await self._db(self.state.queue.flush)
-        await self._db(move.recorded)
+        await self._db(transfer.recorded, catalog, [move])
         if node.version != version or any(h.node is node and h.writable
                                           for h in self._handles.values()):
             # Opened for writing meanwhile: its descriptor is on the source, which stays;
@@ -1096,8 +1098,9 @@ class AliceOperations(pyfuse3.Operations):
             self.state.queue.drop_replica(target, logical)
             await self._db(self.state.queue.flush)
             await self._thread(target, move.abandon)
+            await self._db(transfer.end, catalog, [move])
             return
-        await self._thread(source, move.delete_source)
+        await self._thread(source, move.remove)
         del node.replicas[source]
         # A scan running now may have listed the source before it went: its view of this
         # file is out of date.
@@ -1106,7 +1109,7 @@ class AliceOperations(pyfuse3.Operations):
         self.ns.reindex(vpath, before)
         self.state.queue.drop_replica(source, logical)
         await self._db(self.state.queue.flush)
-        await self._db(move.end)
+        await self._db(transfer.end, catalog, [move])
         log.info("%s placed in %s", logical, self.state.location(target).name)
 
     # -- creating -----------------------------------------------------------------------

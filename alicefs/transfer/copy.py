@@ -19,6 +19,20 @@ def content_hash_of(backend: Backend, key: str) -> str:
         return hash_stream(stream)
 
 
+def holds(backend: Backend, key: str, expected_hash: str | None) -> bool:
+    """Whether the file at `key` has the content `expected_hash` (by the store's hash
+    metadata when it has some, else by reading it)."""
+    if expected_hash is None:
+        return False
+    try:
+        info = backend.stat(key)
+    except FileNotFoundError:
+        return False
+    if info.content_hash is not None:
+        return info.content_hash == expected_hash
+    return content_hash_of(backend, key) == expected_hash
+
+
 def verified_copy(source: Backend, target: Backend, key: str, *, expected_hash: str,
                   mtime_ns: int | None = None, overwrite: bool = False) -> WriteResult:
     """Copy `key` from `source` to `target`, published only when what landed hashes to

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from alicefs.catalog import Catalog
 
-#: A re-placement: copy to the target, verify, record, delete the source (`move.Move`).
+#: A re-placement: copy to the target, verify, record, then remove the replicas that go
+#: (`move.Transfer`; payload `remove_from`, default the source; `copied` false when the
+#: target held the content already and only removals were left).
 MOVE = "move"
+#: The same without removals: the source stays.
+COPY = "copy"
 #: Deleting a file's replicas in several locations.
 DELETE = "delete"
 #: A replica to delete from a location that was offline when its file was unlinked or

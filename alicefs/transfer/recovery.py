@@ -12,9 +12,10 @@
   crash before the copy was complete (step `planned`) removes the partial copy and keeps the
   source; after it (step `copied`, the copy on disk with the write that did not fit), the copy
   is recorded and the source deleted.
-- `move` (re-placement): rolled forward when the target holds the expected content (the
-  source is then deleted), rolled back otherwise (the source stays, a copy without the
-  expected content is not touched). The last verified replica is never deleted.
+- `move` and `copy` (re-placement, migration): rolled forward when the target holds the
+  expected content (recorded; for a move the replicas in `remove_from` are then deleted),
+  rolled back otherwise (the sources stay, a copy without the expected content is not
+  touched). The last verified replica is never deleted.
 - `multipart` (an S3 multipart upload, `temp_key` its upload id, noted by the backend through
   `JournaledPartialUploads`): its process died before completing or aborting it, so its parts
   sit invisible in the bucket, billed; it is aborted. Whatever wrote it (a staged file, a
@@ -30,12 +31,14 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Collection
 
 from alicefs.backends.base import Backend, UnsafeKeyError
 from alicefs.backends.local import LocalBackend
 from alicefs.catalog import Catalog, JournalEntry, Replica
-from alicefs.transfer.copy import content_hash_of
+from alicefs.transfer.copy import content_hash_of, holds
 from alicefs.transfer.journal import (
+    COPY,
     DEFERRED_DELETE,
     DEFERRED_KINDS,
     DELETE,
@@ -45,18 +48,6 @@ from alicefs.transfer.journal import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def _holds(backend: Backend, key: str, expected_hash: str | None) -> bool:
-    try:
-        info = backend.stat(key)
-    except FileNotFoundError:
-        return False
-    if expected_hash is None:
-        return False
-    if info.content_hash is not None:
-        return info.content_hash == expected_hash
-    return content_hash_of(backend, key) == expected_hash
 
 
 def _exists(backend: Backend, key: str) -> bool:
@@ -127,17 +118,21 @@ ROLLED_BACK = "rolled back (source kept)"
 def recover(catalog: Catalog, backends: dict[str, Backend],
             kinds: tuple[str, ...] | None = None,
             rolled_back: list[JournalEntry] | None = None,
-            begun_before: float | None = None) -> list[str]:
-    """Finish or undo every open journal entry (of `kinds`, when given; begun before the
-    epoch time `begun_before`, when given: later ones are the running process's own)
-    (blocking). Returns what was done, one line per entry; entries whose locations are
-    unreachable now, or that fail, stay for later. Moves rolled back with their source kept
-    are added to `rolled_back`, so the caller can try them again."""
+            begun_before: float | None = None, only: Collection[int] | None = None
+            ) -> list[str]:
+    """Finish or undo open journal entries (blocking). All of them, or those of `kinds`,
+    those begun before the epoch time `begun_before` (later ones are the running process's
+    own), or just the op_ids `only` (a running process's own failed transfers). Returns
+    what was done, one line per entry; entries whose locations are unreachable now, or that
+    fail, stay for later. Moves rolled back with their source kept are added to
+    `rolled_back`, so the caller can try them again."""
     done = []
     for entry in catalog.journal_open():
         if kinds is not None and entry.kind not in kinds:
             continue
         if begun_before is not None and entry.created_at >= begun_before:
+            continue
+        if only is not None and entry.op_id not in only:
             continue
         try:
             outcome = _recover_one(entry, catalog, backends)
@@ -211,25 +206,43 @@ def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Back
         _delete_quietly(source, entry.logical_path)
         catalog.drop_replicas(source.location.location_id, [entry.logical_path])
         return "rolled forward (copy recorded, source deleted)"
-    if entry.kind == MOVE:
-        source = backends.get(entry.source_location_id or "")
-        target = backends.get(entry.target_location_id or "")
-        if source is None or target is None:
-            return None
-        if not _holds(target, entry.logical_path, entry.expected_hash):
-            return ROLLED_BACK
-        _record_present(catalog, target, entry.logical_path, entry.expected_hash)
-        if not _exists(source, entry.logical_path):
-            # The crash came after the source was deleted: the copy is the only one left.
-            catalog.drop_replicas(source.location.location_id, [entry.logical_path])
-            return "rolled forward (source already deleted; target verified and recorded)"
-        if _holds(source, entry.logical_path, entry.expected_hash):
-            _delete_quietly(source, entry.logical_path)
-            catalog.drop_replicas(source.location.location_id, [entry.logical_path])
-            return "rolled forward (target verified, source deleted)"
-        # The source changed after the copy: it is the newer content, the copy an older
-        # version nobody asked to keep there. The copy goes.
-        _delete_quietly(target, entry.logical_path)
-        catalog.drop_replicas(target.location.location_id, [entry.logical_path])
-        return "rolled back (source changed after the copy; the copy removed)"
+    if entry.kind in (MOVE, COPY):
+        return _recover_transfer(entry, catalog, backends)
     return f"unknown operation kind {entry.kind!r}: left as it was"
+
+
+def _recover_transfer(entry: JournalEntry, catalog: Catalog, backends: dict[str, Backend]
+                      ) -> str | None:
+    """A copy or move (`move.Transfer`): rolled forward when the target holds the expected
+    content (recorded; for a move the replicas that go are deleted, unless one changed
+    after the copy: then it is the newer content, and the copy goes instead), rolled back
+    otherwise (whatever the target holds is not touched)."""
+    key = entry.logical_path
+    target = backends.get(entry.target_location_id or "")
+    default = [entry.source_location_id] if entry.kind == MOVE else []
+    removes = [lid for lid in entry.payload.get("remove_from", default) if lid]
+    copied = entry.payload.get("copied", True)
+    if target is None or any(lid not in backends for lid in removes):
+        return None
+    if not holds(target, key, entry.expected_hash):
+        return ROLLED_BACK if entry.kind == MOVE else "rolled back (no verified copy)"
+    _record_present(catalog, target, key, entry.expected_hash)
+    if not removes:
+        return "rolled forward (copy verified and recorded)"
+    present = [lid for lid in removes if _exists(backends[lid], key)]
+    if any(not holds(backends[lid], key, entry.expected_hash) for lid in present):
+        if not copied:
+            return "left as it was (a replica changed since; sync brings them level)"
+        # A replica changed after the copy: it is the newer content, the copy an older
+        # version nobody asked to keep there. The copy goes.
+        _delete_quietly(target, key)
+        catalog.drop_replicas(target.location.location_id, [key])
+        return "rolled back (source changed after the copy; the copy removed)"
+    for location_id in removes:
+        if location_id in present:
+            _delete_quietly(backends[location_id], key)
+        catalog.drop_replicas(location_id, [key])
+    if not present:
+        # The crash came after the sources were deleted: the copy is the only one left.
+        return "rolled forward (source already deleted; target verified and recorded)"
+    return "rolled forward (target verified, source deleted)"

@@ -11,7 +11,8 @@ import pytest
 from alicefs.backends.base import Backend
 from alicefs.catalog import Catalog
 from alicefs.hashing import hash_bytes
-from alicefs.transfer.move import Move
+from alicefs.transfer import move as transfer
+from alicefs.transfer.move import Transfer
 from alicefs.transfer.recovery import recover
 
 KEY = "p/take.mp4"
@@ -38,43 +39,64 @@ def _setup(tmp_path, pair, size: int = 300_000):
 def test_a_move_lands_verified_and_leaves_nothing_behind(tmp_path, pair):
     source, target, data, catalog = _setup(tmp_path, pair, size=7 << 20)  # multipart on S3
     with catalog:
-        move = Move(catalog, KEY, source, target, hash_bytes(data), MTIME_NS)
-        move.begin()
+        move = Transfer(KEY, source, target, hash_bytes(data), MTIME_NS, removes=(source,))
+        transfer.begin(catalog, [move])
         result = move.copy()
         assert result.content_hash == hash_bytes(data)
-        move.recorded()
-        move.delete_source()
-        move.end()
+        transfer.recorded(catalog, [move], [move.record_of(result)])
+        removed = move.remove()
+        transfer.end(catalog, [move], [(lid, KEY) for lid in removed])
         assert _content(target) == data and _content(source) is None
+        assert [r.location_id for r in catalog.replicas_of(KEY)] == [
+            target.location.location_id]
         assert target.stat(KEY).mtime_ns // 1_000_000_000 == MTIME_NS // 1_000_000_000
         assert catalog.journal_open() == []
 
 
-@pytest.mark.parametrize("last_step", ["begin", "copy", "recorded", "delete_source"])
-def test_a_move_interrupted_after_any_step_loses_nothing(tmp_path, pair, last_step):
-    """The process dies after `last_step`: recovery rolls the move forward once the verified
-    copy exists (the source goes), back before (the source stays); the content is kept
-    exactly once either way, and the journal is empty."""
+STEPS = ["begin", "copy", "recorded", "remove"]
+
+
+def _run_until(catalog, move: Transfer, last_step: str) -> None:
+    result = None
+    for step in STEPS:
+        if step == "begin":
+            transfer.begin(catalog, [move])
+        elif step == "copy":
+            result = move.copy()
+        elif step == "recorded":
+            transfer.recorded(catalog, [move], [move.record_of(result)])
+        else:
+            move.remove()
+        if step == last_step:
+            return
+
+
+@pytest.mark.parametrize("last_step", STEPS)
+@pytest.mark.parametrize("kind", ["move", "copy"])
+def test_a_transfer_interrupted_after_any_step_loses_nothing(tmp_path, pair, last_step, kind):
+    """The process dies after `last_step`: recovery rolls the transfer forward once the
+    verified copy exists (for a move the source goes), back before (the source stays); the
+    content is never lost, and the journal is empty."""
     source, target, data, catalog = _setup(tmp_path, pair)
     with catalog:
-        move = Move(catalog, KEY, source, target, hash_bytes(data), MTIME_NS)
-        for step in ("begin", "copy", "recorded", "delete_source"):
-            getattr(move, step)()
-            if step == last_step:
-                break
+        move = Transfer(KEY, source, target, hash_bytes(data), MTIME_NS,
+                        removes=(source,) if kind == "move" else ())
+        _run_until(catalog, move, last_step)
         recover(catalog, {b.location.location_id: b for b in pair})
         copied = last_step != "begin"
         assert _content(target) == (data if copied else None)
-        assert _content(source) == (None if copied else data)
+        assert _content(source) == (None if copied and kind == "move" else data)
         assert catalog.journal_open() == []
+        holders = {r.location_id for r in catalog.replicas_of(KEY)}
+        assert (target.location.location_id in holders) == copied
 
 
 def test_a_different_file_at_the_target_is_never_replaced(tmp_path, pair):
     source, target, data, catalog = _setup(tmp_path, pair)
     target.write_atomic(KEY, io.BytesIO(b"someone else's"))
     with catalog:
-        move = Move(catalog, KEY, source, target, hash_bytes(data), MTIME_NS)
-        move.begin()
+        move = Transfer(KEY, source, target, hash_bytes(data), MTIME_NS, removes=(source,))
+        transfer.begin(catalog, [move])
         with pytest.raises(FileExistsError):
             move.copy()
         recover(catalog, {b.location.location_id: b for b in pair})  # rolled back
@@ -87,10 +109,11 @@ def test_an_abandoned_move_keeps_the_source(tmp_path, pair):
     """The file changed while it was copied (the mount looks between steps): the copy goes."""
     source, target, data, catalog = _setup(tmp_path, pair)
     with catalog:
-        move = Move(catalog, KEY, source, target, hash_bytes(data), MTIME_NS)
-        move.begin()
+        move = Transfer(KEY, source, target, hash_bytes(data), MTIME_NS, removes=(source,))
+        transfer.begin(catalog, [move])
         move.copy()
         move.abandon()
+        transfer.end(catalog, [move])
         assert _content(target) is None and _content(source) == data
         assert catalog.journal_open() == []
 
@@ -98,9 +121,9 @@ def test_an_abandoned_move_keeps_the_source(tmp_path, pair):
 def test_a_source_changed_before_the_copy_is_refused(tmp_path, pair):
     source, target, data, catalog = _setup(tmp_path, pair)
     with catalog:
-        move = Move(catalog, KEY, source, target, hash_bytes(b"what it held when planned"),
-                    MTIME_NS)
-        move.begin()
+        move = Transfer(KEY, source, target, hash_bytes(b"what it held when planned"),
+                        MTIME_NS, removes=(source,))
+        transfer.begin(catalog, [move])
         with pytest.raises(OSError):
             move.copy()
         recover(catalog, {b.location.location_id: b for b in pair})

@@ -1,0 +1,138 @@
+"""Tier migration and consolidation (the guide's Auto-Migration): `plan` decides, pure;
+`run` carries a plan out through the move protocol; `AutoMigrationService` is the guide's
+Python API over both, awaited under trio.
+
+    service = AutoMigrationService(catalog, registry, scanner)
+    result = await service.run_auto_migration(dry_run=True)
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import trio
+
+from alicefs.backends import open_backend
+from alicefs.backends.base import LocationUnavailableError
+from alicefs.backends.threaded import ThreadedBackend
+from alicefs.catalog import Catalog
+from alicefs.migrate.plan import (
+    CatalogFile,
+    MigrationPlan,
+    PlannedTransfer,
+    Skipped,
+    plan_consolidation,
+    plan_migration,
+)
+from alicefs.migrate.run import Outcome, ProgressSink, run_plan
+from alicefs.model import StorageLocation
+from alicefs.registry import StorageRegistry
+from alicefs.rules import LocationStatus, SpaceInfo
+from alicefs.scanner import MultiPathScanner
+
+__all__ = ["AutoMigrationService", "CatalogFile", "MigrationPlan", "MigrationResult",
+           "Outcome", "PlannedTransfer", "Skipped", "load_files"]
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    plan: MigrationPlan
+    outcomes: tuple[Outcome, ...]  # empty for a dry run
+    dry_run: bool
+
+    def counts(self) -> dict[str, int]:
+        """Files per outcome (copied, moved, already there, conflict, failed)."""
+        return dict(Counter(o.result for o in self.outcomes))
+
+    @property
+    def failed(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if o.result == "failed")
+
+
+def load_files(catalog: Catalog) -> list[CatalogFile]:
+    """Every cataloged file with its replicas and metadata (blocking; two bulk reads)."""
+    by_path: dict[str, list] = {}
+    for replica in catalog.replicas():
+        by_path.setdefault(replica.logical_path, []).append(replica)
+    meta = catalog.all_metadata()
+    return [CatalogFile(path, tuple(replicas), meta.get(path))
+            for path, replicas in by_path.items()]
+
+
+class AutoMigrationService:
+    """Migration and consolidation against one catalog. Backends are the scanner's (the
+    mount's pool, when it runs there) or opened here, one per location."""
+
+    def __init__(self, catalog: Catalog, registry: StorageRegistry | None = None,
+                 scanner: MultiPathScanner | None = None, *, skip_hidden: bool = True):
+        self.catalog = catalog
+        self.registry = registry or StorageRegistry(catalog)
+        self.skip_hidden = scanner.skip_hidden if scanner is not None else skip_hidden
+        self.backends: dict[str, ThreadedBackend] = dict(scanner.backends) if scanner else {}
+
+    async def _locations(self) -> tuple[list[StorageLocation], dict[str, SpaceInfo | None],
+                                        frozenset[str]]:
+        """The locations, their free space and which are reachable now (opened if needed)."""
+        locations = await trio.to_thread.run_sync(self.registry.list_locations)
+        space: dict[str, SpaceInfo | None] = {}
+        usable = set()
+        for location in locations:
+            if location.status is LocationStatus.OFFLINE:
+                continue
+            tb = self.backends.get(location.location_id)
+            if tb is None:
+                try:
+                    tb = ThreadedBackend(open_backend(location, skip_hidden=self.skip_hidden))
+                except LookupError:
+                    continue
+                self.backends[location.location_id] = tb
+            try:
+                await tb.call("probe")
+                space[location.location_id] = await tb.call("free_space")
+            except (LocationUnavailableError, OSError):
+                continue
+            usable.add(location.location_id)
+        return locations, space, frozenset(usable)
+
+    async def plan(self, *, move: bool = False, project: str | None = None,
+                   limit_files: int | None = None, limit_bytes: int | None = None
+                   ) -> MigrationPlan:
+        locations, space, usable = await self._locations()
+        files = await trio.to_thread.run_sync(load_files, self.catalog)
+        return plan_migration(files, locations, space, time.time(), move=move,
+                              project=project, limit_files=limit_files,
+                              limit_bytes=limit_bytes, usable=usable)
+
+    async def run_auto_migration(self, dry_run: bool = False, *, move: bool = False,
+                                 project: str | None = None, max_concurrent: int = 4,
+                                 limit_files: int | None = None,
+                                 limit_bytes: int | None = None,
+                                 progress: ProgressSink | None = None) -> MigrationResult:
+        """Plan, and unless `dry_run` carry the plan out (nothing is written for a dry
+        run, not even to the catalog)."""
+        plan = await self.plan(move=move, project=project, limit_files=limit_files,
+                               limit_bytes=limit_bytes)
+        return await self._carry_out(plan, dry_run, max_concurrent, progress)
+
+    async def consolidate(self, project: str, target: str, *, move: bool = False,
+                          dry_run: bool = False, max_concurrent: int = 4,
+                          progress: ProgressSink | None = None) -> MigrationResult:
+        """Gather `project` into the location `target` (id or name)."""
+        destination = await trio.to_thread.run_sync(self.registry.get_location, target)
+        _, space, usable = await self._locations()
+        if destination.location_id not in usable:
+            raise LocationUnavailableError(f"{destination.name} is not reachable now")
+        files = await trio.to_thread.run_sync(load_files, self.catalog)
+        plan = plan_consolidation(files, project, destination, space, move=move,
+                                  usable=usable)
+        return await self._carry_out(plan, dry_run, max_concurrent, progress)
+
+    async def _carry_out(self, plan: MigrationPlan, dry_run: bool, max_concurrent: int,
+                         progress: ProgressSink | None) -> MigrationResult:
+        if dry_run:
+            return MigrationResult(plan, (), True)
+        outcomes = await run_plan(plan, self.catalog, self.backends,
+                                  max_concurrent=max_concurrent, progress=progress)
+        return MigrationResult(plan, outcomes, False)

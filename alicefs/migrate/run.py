@@ -1,0 +1,227 @@
+"""Running a migration plan: the transfers of `plan.py` through the move protocol
+(`transfer.move`), in batches, in parallel under the locations' capacity limiters.
+
+A batch of small files is journaled, recorded and closed with one commit each (a commit
+costs ~3 ms; one per step and file would cap migration at tens of files a second); large
+files go one per batch. Within a batch the copies run in parallel.
+
+Outcomes per file: `copied`, `moved`, `already there` (the target held the same content:
+recorded, and for a move the sources go), `conflict` (a different file is at the target:
+both kept, nothing removed), `failed` (with the reason; nothing published, or recovered like
+a crash). A replica that changed after it was planned is never removed.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from alicefs.backends.base import Backend, IntegrityError, WriteResult
+from alicefs.backends.threaded import ThreadedBackend
+from alicefs.catalog import Catalog, Replica
+from alicefs.migrate.plan import MigrationPlan, PlannedTransfer
+from alicefs.transfer import move as transfer
+from alicefs.transfer.copy import content_hash_of
+from alicefs.transfer.move import Transfer
+from alicefs.transfer.recovery import recover
+
+log = logging.getLogger(__name__)
+
+BATCH_FILES = 256
+BATCH_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class Outcome:
+    logical_path: str
+    source_location_id: str
+    target_location_id: str
+    result: str  # copied | moved | already there | conflict | failed
+    bytes: int = 0  # copied
+    detail: str = ""
+
+
+#: Called with (files done, bytes done) as transfers finish.
+ProgressSink = Callable[[int, int], None]
+
+
+async def run_plan(plan: MigrationPlan, catalog: Catalog,
+                   backends: Mapping[str, ThreadedBackend], *, max_concurrent: int = 4,
+                   progress: ProgressSink | None = None) -> tuple[Outcome, ...]:
+    """Carry out `plan` (every transfer's source, target and removals must be in
+    `backends`); returns one outcome per transfer, in plan order."""
+    outcomes: dict[str, Outcome] = {}
+    done = [0, 0]
+    limiter = trio.CapacityLimiter(max_concurrent)
+    for batch in _batches(plan.transfers):
+        run = _Batch(catalog, backends, limiter)
+        for outcome in await run.run(batch):
+            outcomes[outcome.logical_path] = outcome
+            done[0] += 1
+            done[1] += outcome.bytes
+        if progress is not None:
+            progress(done[0], done[1])
+    return tuple(outcomes[t.logical_path] for t in plan.transfers)
+
+
+def _batches(transfers: Sequence[PlannedTransfer]) -> list[list[PlannedTransfer]]:
+    batches: list[list[PlannedTransfer]] = []
+    size = 0
+    for entry in transfers:
+        if not batches or len(batches[-1]) >= BATCH_FILES or size + entry.size > BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(entry)
+        size += entry.size
+    return batches
+
+
+class _Batch:
+    def __init__(self, catalog: Catalog, backends: Mapping[str, ThreadedBackend],
+                 limiter: trio.CapacityLimiter):
+        self.catalog = catalog
+        self.backends = backends
+        self.limiter = limiter
+        self.outcomes: dict[str, Outcome] = {}
+        self.rows: list[Replica] = []
+        self.removed: list[tuple[str, str]] = []
+
+    def _backend(self, location_id: str) -> Backend:
+        return self.backends[location_id].backend
+
+    async def _on(self, location_id: str, func: Callable[..., object], *args: object) -> object:
+        async with self.limiter:
+            return await self.backends[location_id].run(func, *args)
+
+    async def run(self, entries: list[PlannedTransfer]) -> list[Outcome]:
+        transfers: dict[str, Transfer] = {}
+        async with trio.open_nursery() as nursery:
+            for entry in entries:
+                nursery.start_soon(self._prepare, entry, transfers)
+        await trio.to_thread.run_sync(transfer.begin, self.catalog, list(transfers.values()))
+        copied: dict[str, Transfer] = {}
+        async with trio.open_nursery() as nursery:
+            for entry in entries:
+                if entry.logical_path in transfers:
+                    nursery.start_soon(self._copy, entry, transfers[entry.logical_path], copied)
+        failed = [t for key, t in transfers.items() if key not in copied]
+        await trio.to_thread.run_sync(transfer.recorded, self.catalog, list(copied.values()),
+                                      self.rows)
+        async with trio.open_nursery() as nursery:
+            for entry in entries:
+                if entry.logical_path in copied:
+                    nursery.start_soon(self._remove, entry, copied[entry.logical_path])
+        await trio.to_thread.run_sync(transfer.end, self.catalog, list(copied.values()),
+                                      self.removed)
+        if failed:
+            # Nothing of ours published, or not known: decided from what the targets hold,
+            # exactly as after a crash.
+            plain = {lid: tb.backend for lid, tb in self.backends.items()}
+            await trio.to_thread.run_sync(lambda: recover(
+                self.catalog, plain, only={t.op_id for t in failed if t.op_id is not None}))
+        return [self.outcomes[e.logical_path] for e in entries]
+
+    def _fail(self, entry: PlannedTransfer, result: str, detail: str) -> None:
+        self.outcomes[entry.logical_path] = Outcome(
+            entry.logical_path, entry.source_location_id, entry.target_location_id, result,
+            detail=detail)
+        if result == "failed":
+            log.warning("migrating %s: %s", entry.logical_path, detail)
+
+    async def _prepare(self, entry: PlannedTransfer, transfers: dict[str, Transfer]) -> None:
+        expected = entry.content_hash
+        if expected is None:
+            try:
+                expected = await self._on(entry.source_location_id, content_hash_of,
+                                          self._backend(entry.source_location_id),
+                                          entry.logical_path)
+            except OSError as exc:
+                self._fail(entry, "failed", f"reading the source: {exc.strerror or exc}")
+                return
+        transfers[entry.logical_path] = Transfer(
+            entry.logical_path, self._backend(entry.source_location_id),
+            self._backend(entry.target_location_id), str(expected), entry.mtime_ns,
+            removes=tuple(self._backend(r.location_id) for r in entry.remove_from),
+            copies=entry.copy)
+
+    async def _copy(self, entry: PlannedTransfer, move: Transfer,
+                    copied: dict[str, Transfer]) -> None:
+        target = entry.target_location_id
+        result: WriteResult | None = None
+        try:
+            if entry.copy:
+                result = await self._on(target, move.copy)
+            elif not await self._on(target, move.target_holds):
+                self._fail(entry, "failed", "the target no longer holds the current version")
+                return
+        except FileExistsError:
+            if not await self._on(target, move.target_holds):
+                self._fail(entry, "conflict", f"a different file is at {entry.logical_path} "
+                                              "in the target: both kept")
+                return
+        except IntegrityError:
+            self._fail(entry, "failed", "the source changed while it was copied; nothing "
+                                        "published, the source kept")
+            return
+        except OSError as exc:
+            if exc.errno == errno.ESTALE:
+                self._fail(entry, "failed", "the source changed while it was copied")
+            else:
+                self._fail(entry, "failed", str(exc.strerror or exc))
+            return
+        if result is not None:
+            self.rows.append(move.record_of(result))
+            outcome = "moved" if entry.remove_from else "copied"
+            size = result.info.size
+        else:
+            info = await self._on(target, move.target.stat, entry.logical_path)
+            self.rows.append(Replica(target, entry.logical_path, info.size, info.mtime_ns,
+                                     move.expected_hash, info.inode, info.change_token))
+            outcome, size = "already there", 0
+        self.outcomes[entry.logical_path] = Outcome(
+            entry.logical_path, entry.source_location_id, target, outcome, size)
+        copied[entry.logical_path] = move
+
+    async def _remove(self, entry: PlannedTransfer, move: Transfer) -> None:
+        kept = []
+        for row in entry.remove_from:
+            backend = self._backend(row.location_id)
+            try:
+                if await self._on(row.location_id, _unchanged, backend, row, move.expected_hash):
+                    await self._on(row.location_id, _delete, backend, entry.logical_path)
+                    self.removed.append((row.location_id, entry.logical_path))
+                else:
+                    kept.append(self.backends[row.location_id].location.name)
+            except OSError as exc:
+                kept.append(f"{self.backends[row.location_id].location.name} "
+                            f"({exc.strerror or exc})")
+        if kept:
+            previous = self.outcomes[entry.logical_path]
+            self.outcomes[entry.logical_path] = Outcome(
+                previous.logical_path, previous.source_location_id,
+                previous.target_location_id, previous.result, previous.bytes,
+                f"kept in {', '.join(kept)}: changed since planned, or not removable")
+
+
+def _unchanged(backend: Backend, row: Replica, expected_hash: str) -> bool:
+    """Whether a replica about to be removed still is the content that was copied: by its
+    hash metadata when the store has it, else by size and mtime as cataloged (reading a
+    whole file again only to delete it would double the cost of every move)."""
+    try:
+        info = backend.stat(row.logical_path)
+    except FileNotFoundError:
+        return True  # gone already: nothing to keep
+    if info.content_hash is not None:
+        return info.content_hash == expected_hash
+    return (info.size, info.mtime_ns) == (row.size, row.mtime_ns)
+
+
+def _delete(backend: Backend, key: str) -> None:
+    try:
+        backend.delete(key)
+    except FileNotFoundError:
+        return
