@@ -11,7 +11,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -38,8 +38,15 @@ from alicefs.errors import EXIT_USAGE, AliceError, ConfigError, NotFoundError, U
 from alicefs.humanize import human_bytes
 from alicefs.layout import STATUS_DIR, logical_candidates
 from alicefs.media import classify_name
+from alicefs.migrate import (
+    AutoMigrationService,
+    MigrationPlan,
+    MigrationResult,
+    PlannedTransfer,
+)
 from alicefs.model import LocationType, StorageLocation
 from alicefs.output import Output
+from alicefs.progress import transfer_progress_display
 from alicefs.registry import StorageRegistry
 from alicefs.rules import (
     FileAttrs,
@@ -331,6 +338,104 @@ def cmd_scan(ctx: Context) -> int:
     return _scan_report(ctx, [stats])
 
 
+def _migration_service(ctx: Context, dry_run: bool) -> AutoMigrationService:
+    if not ctx.owns_catalog and not dry_run:
+        # Forwarded to a running mount: its files may be open for writing, and moving them
+        # needs the mount's own locks (not there yet: issue 9). A dry run changes nothing.
+        raise AliceError("migrating while the catalog is mounted is not supported yet: "
+                         "unmount first (alicefs umount), or look with --dry-run")
+    service = AutoMigrationService(ctx.catalog, ctx.registry,
+                                   skip_hidden=ctx.settings.skip_hidden)
+    if ctx.owns_catalog and not dry_run:
+        # Transfers a killed run left half done are finished or undone first.
+        for line in trio.run(service.recover):
+            ctx.out.info(f"recovered: {line}")
+    return service
+
+
+def _carry_out(ctx: Context, service: AutoMigrationService,
+               planning: Callable[[], Awaitable[MigrationPlan]]) -> int:
+    """Plan, show, and unless --dry-run carry out a migration or consolidation."""
+    args = ctx.args
+
+    async def run() -> MigrationResult:
+        plan = await planning()
+        if args.dry_run:
+            return MigrationResult(plan, (), True)
+        if not _show_progress(ctx):
+            return await service.carry_out(plan, max_concurrent=args.max_concurrent)
+        copies = [t for t in plan.transfers if t.copy]
+        with transfer_progress_display(len(copies), sum(t.size for t in copies)) as sink:
+            return await service.carry_out(plan, max_concurrent=args.max_concurrent,
+                                           progress=sink)
+
+    result = trio.run(run)
+    names = {loc.location_id: loc.name for loc in ctx.registry.list_locations()}
+    return _migration_report(ctx, result, names)
+
+
+def _migration_report(ctx: Context, result: MigrationResult, names: dict[str, str]) -> int:
+    plan = result.plan
+    totals = [{"from": names.get(src, src), "to": names.get(dst, dst), "files": files,
+               "bytes": size} for (src, dst), (files, size) in sorted(plan.totals().items())]
+    skipped = [{"path": s.logical_path, "reason": s.reason} for s in plan.skipped]
+    if result.dry_run:
+        rows = [[t.logical_path, names.get(t.source_location_id, "?"),
+                 names.get(t.target_location_id, "?"), human_bytes(t.size) if t.copy else "-",
+                 _action(t, names), t.rule] for t in plan.transfers]
+        data = {"dry_run": True, "transfers": [{
+            "path": t.logical_path, "from": names.get(t.source_location_id),
+            "to": names.get(t.target_location_id), "bytes": t.size, "copy": t.copy,
+            "remove_from": [names.get(r.location_id) for r in t.remove_from],
+            "rule": t.rule} for t in plan.transfers], "totals": totals, "skipped": skipped}
+        ctx.out.table(["FILE", "FROM", "TO", "SIZE", "ACTION", "RULE"], rows, data)
+        if not ctx.out.json_mode:
+            for total in totals:
+                ctx.out.info(f"{total['from']} -> {total['to']}: {total['files']:,} files, "
+                             f"{human_bytes(total['bytes'])}")
+            for s in plan.skipped:
+                ctx.out.info(f"not planned: {s.logical_path}: {s.reason}")
+            if not plan.transfers:
+                ctx.out.info("nothing to migrate: every file is where its rules put it")
+        return 0
+    counts = result.counts()
+    data = {"dry_run": False, "counts": counts, "totals": totals, "skipped": skipped,
+            "outcomes": [{"path": o.logical_path, "from": names.get(o.source_location_id),
+                          "to": names.get(o.target_location_id), "result": o.result,
+                          "bytes": o.bytes, "detail": o.detail} for o in result.outcomes]}
+    order = ("copied", "moved", "already there", "conflict", "failed")
+    summary = ", ".join(f"{counts.get(k, 0):,} {k}" for k in order)
+    lines = [summary + f"; {human_bytes(sum(o.bytes for o in result.outcomes))} copied"]
+    lines += [f"{o.result}: {o.logical_path}: {o.detail}" for o in result.outcomes
+              if o.result in ("conflict", "failed") or o.detail]
+    lines += [f"not planned: {s.logical_path}: {s.reason}" for s in plan.skipped]
+    ctx.out.result(data, "\n".join(lines))
+    return 1 if result.failed else 0
+
+
+def _action(transfer: PlannedTransfer, names: dict[str, str]) -> str:
+    action = "copy" if transfer.copy else "already there"
+    if transfer.remove_from:
+        gone = ", ".join(names.get(r.location_id, "?") for r in transfer.remove_from)
+        action += f", then remove from {gone}"
+    return action
+
+
+def cmd_migrate(ctx: Context) -> int:
+    args = ctx.args
+    service = _migration_service(ctx, args.dry_run)
+    return _carry_out(ctx, service, partial(
+        service.plan, move=args.move, project=args.project, limit_files=args.limit_files,
+        limit_bytes=args.limit_bytes))
+
+
+def cmd_consolidate(ctx: Context) -> int:
+    args = ctx.args
+    service = _migration_service(ctx, args.dry_run)
+    return _carry_out(ctx, service, partial(service.consolidation_plan, args.project,
+                                            args.target, move=args.move))
+
+
 def cmd_find_project(ctx: Context) -> int:
     assets = trio.run(_scanner(ctx).find_project_assets, ctx.args.project, ctx.args.type)
     data = [asdict(a) for a in assets]
@@ -561,6 +666,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("scan", cmd_scan, "scan one location into the catalog")
     p.add_argument("location", metavar="LOCATION", help="location id or name")
     scan_options(p)
+    def migration_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--dry-run", action="store_true",
+                       help="print the plan and change nothing (not even the catalog)")
+        p.add_argument("--move", action="store_true",
+                       help="remove the source copies once the target is verified and "
+                            "recorded (default: copy, keeping them)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument("--max-concurrent", type=_int_arg("a number of transfers", 1, 256),
+                       default=4, metavar="N", help="transfers at once (default 4)")
+
+    p = command("migrate", cmd_migrate,
+                "bring every file to the location its rules choose (tier migration)")
+    migration_options(p)
+    p.add_argument("--project", metavar="NAME", help="only this project")
+    p.add_argument("--limit-files", type=_int_arg("a number of files", 1), metavar="N",
+                   help="copy at most N files in this run")
+    p.add_argument("--limit-bytes", type=_size_arg, metavar="SIZE",
+                   help="copy at most this much in this run (bytes, or e.g. 50GiB)")
+    p = command("consolidate", cmd_consolidate,
+                "gather a project into one location (paths unchanged)")
+    p.add_argument("project", metavar="PROJECT", help="the project (top-level folder)")
+    p.add_argument("target", metavar="TARGET", help="location id or name")
+    migration_options(p)
     p = command("find-project", cmd_find_project,
                 "list every asset of a project, with all its replicas")
     p.add_argument("project", metavar="NAME", help="the project (top-level folder), exactly")

@@ -43,7 +43,7 @@ class Output:
                 table.add_row(*row)
             Console(file=self.stdout).print(table)
         else:
-            widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+            widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
             for row in [list(headers), *rows]:
                 cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=True)]
                 self.stdout.write("  ".join(cells).rstrip() + "\n")

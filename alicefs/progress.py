@@ -12,6 +12,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
@@ -33,21 +34,20 @@ class ScanProgress:
     listing_complete: bool
 
 
+def _columns() -> tuple[ProgressColumn, ...]:
+    """A bar over bytes, with files, bytes, rate and time remaining."""
+    return (TextColumn("[bold]{task.description}"), BarColumn(),
+            TextColumn("{task.fields[files]}"), DownloadColumn(), TransferSpeedColumn(),
+            TimeRemainingColumn())
+
+
 @contextmanager
 def scan_progress_display(console: Console | None = None
                           ) -> Iterator[Callable[[ScanProgress], None]]:
     """A sink for ScanProgress that draws one bar per location: files done of files listed,
     bytes read of bytes to read, read rate and time remaining."""
     console = console or Console(file=sys.stderr)
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[files]}"),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*_columns(), console=console, transient=False) as progress:
         tasks: dict[str, TaskID] = {}
 
         def update(event: ScanProgress) -> None:
@@ -63,5 +63,20 @@ def scan_progress_display(console: Console | None = None
                 files=f"{event.files_done:,}/{listed} files",
                 description=f"{event.location_name} ({event.phase})",
             )
+
+        yield update
+
+
+@contextmanager
+def transfer_progress_display(files: int, total_bytes: int, console: Console | None = None
+                              ) -> Iterator[Callable[[int, int], None]]:
+    """A sink for (files done, bytes done) of a migration: one bar over the bytes to copy,
+    with files, rate and time remaining."""
+    console = console or Console(file=sys.stderr)
+    with Progress(*_columns(), console=console, transient=False) as progress:
+        task = progress.add_task("migrating", total=total_bytes, files=f"0/{files:,} files")
+
+        def update(files_done: int, bytes_done: int) -> None:
+            progress.update(task, completed=bytes_done, files=f"{files_done:,}/{files:,} files")
 
         yield update

@@ -31,6 +31,7 @@ from alicefs.model import StorageLocation
 from alicefs.registry import StorageRegistry
 from alicefs.rules import LocationStatus, SpaceInfo
 from alicefs.scanner import MultiPathScanner
+from alicefs.transfer.recovery import recover
 
 __all__ = ["AutoMigrationService", "CatalogFile", "MigrationPlan", "MigrationResult",
            "Outcome", "PlannedTransfer", "Skipped", "load_files"]
@@ -105,6 +106,23 @@ class AutoMigrationService:
                               project=project, limit_files=limit_files,
                               limit_bytes=limit_bytes, usable=usable)
 
+    async def consolidation_plan(self, project: str, target: str, *, move: bool = False
+                                 ) -> MigrationPlan:
+        """The plan that gathers `project` into the location `target` (id or name)."""
+        destination = await trio.to_thread.run_sync(self.registry.get_location, target)
+        _, space, usable = await self._locations()
+        if destination.location_id not in usable:
+            raise LocationUnavailableError(f"{destination.name} is not reachable now")
+        files = await trio.to_thread.run_sync(load_files, self.catalog)
+        return plan_consolidation(files, project, destination, space, move=move,
+                                  usable=usable)
+
+    async def carry_out(self, plan: MigrationPlan, *, max_concurrent: int = 4,
+                        progress: ProgressSink | None = None) -> MigrationResult:
+        outcomes = await run_plan(plan, self.catalog, self.backends,
+                                  max_concurrent=max_concurrent, progress=progress)
+        return MigrationResult(plan, outcomes, False)
+
     async def run_auto_migration(self, dry_run: bool = False, *, move: bool = False,
                                  project: str | None = None, max_concurrent: int = 4,
                                  limit_files: int | None = None,
@@ -114,25 +132,22 @@ class AutoMigrationService:
         run, not even to the catalog)."""
         plan = await self.plan(move=move, project=project, limit_files=limit_files,
                                limit_bytes=limit_bytes)
-        return await self._carry_out(plan, dry_run, max_concurrent, progress)
+        if dry_run:
+            return MigrationResult(plan, (), True)
+        return await self.carry_out(plan, max_concurrent=max_concurrent, progress=progress)
 
     async def consolidate(self, project: str, target: str, *, move: bool = False,
                           dry_run: bool = False, max_concurrent: int = 4,
                           progress: ProgressSink | None = None) -> MigrationResult:
         """Gather `project` into the location `target` (id or name)."""
-        destination = await trio.to_thread.run_sync(self.registry.get_location, target)
-        _, space, usable = await self._locations()
-        if destination.location_id not in usable:
-            raise LocationUnavailableError(f"{destination.name} is not reachable now")
-        files = await trio.to_thread.run_sync(load_files, self.catalog)
-        plan = plan_consolidation(files, project, destination, space, move=move,
-                                  usable=usable)
-        return await self._carry_out(plan, dry_run, max_concurrent, progress)
-
-    async def _carry_out(self, plan: MigrationPlan, dry_run: bool, max_concurrent: int,
-                         progress: ProgressSink | None) -> MigrationResult:
+        plan = await self.consolidation_plan(project, target, move=move)
         if dry_run:
             return MigrationResult(plan, (), True)
-        outcomes = await run_plan(plan, self.catalog, self.backends,
-                                  max_concurrent=max_concurrent, progress=progress)
-        return MigrationResult(plan, outcomes, False)
+        return await self.carry_out(plan, max_concurrent=max_concurrent, progress=progress)
+
+    async def recover(self) -> list[str]:
+        """Finish or undo what a killed run left half done (the journal), on the locations
+        reachable now. Only for the process that owns the catalog, before it transfers."""
+        _, _, usable = await self._locations()
+        plain = {lid: self.backends[lid].backend for lid in usable}
+        return await trio.to_thread.run_sync(recover, self.catalog, plain)
