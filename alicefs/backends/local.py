@@ -27,7 +27,7 @@ from alicefs.backends.base import (
     WriteResult,
     check_key,
 )
-from alicefs.hashing import CHUNK_SIZE, hash_stream, new_hasher
+from alicefs.hashing import CHUNK_SIZE, hash_bytes, hash_stream, new_hasher
 from alicefs.model import StorageLocation
 from alicefs.rules import SpaceInfo
 
@@ -248,7 +248,7 @@ class LocalBackend(Backend):
                   ) -> WriteResult:
         if not overwrite and _exists(name, dir_fd):
             raise FileExistsError(errno.EEXIST, f"{key!r} exists in {self.location.name!r}")
-        temp = f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+        temp = f"{_temp_prefix(name)}{uuid.uuid4().hex}"
         hasher = new_hasher()
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666,
                      dir_fd=dir_fd)
@@ -350,6 +350,34 @@ class LocalBackend(Backend):
             if owner is not None:
                 os.chown(name, *owner, dir_fd=dir_fd, follow_symlinks=False)
 
+    def remove_temporaries(self, key: str) -> int:
+        """Remove the temporary files interrupted writes of `key` left (a process killed
+        mid-copy); returns how many. Only for a caller that knows no write of `key` is
+        under way (start-up recovery)."""
+        check_key(key)
+        parent_key, _, name = key.rpartition("/")
+        try:
+            dir_fd = self._open_dir(parent_key, create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        prefix = _temp_prefix(name)
+        removed = 0
+        try:
+            listing_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
+                                 dir_fd=dir_fd)
+            try:
+                names = os.listdir(listing_fd)
+            finally:
+                os.close(listing_fd)
+            for entry in names:
+                if entry.startswith(prefix):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry, dir_fd=dir_fd)
+                        removed += 1
+        finally:
+            os.close(dir_fd)
+        return removed
+
     def is_link(self, key: str) -> bool:
         """Whether `key` is a symbolic link (not followed); False when nothing is there."""
         try:
@@ -404,6 +432,12 @@ def _exists(name: str, dir_fd: int) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def _temp_prefix(name: str) -> str:
+    """Temporary files of writes of `name` start with this: tied to the final name (by
+    hash: a name may already be 255 bytes long) so that recovery finds a crash's leftovers."""
+    return f"{TEMP_PREFIX}{hash_bytes(name.encode())[:16]}-"
 
 
 def _publish(dir_fd: int, temp: str, name: str, overwrite: bool) -> None:

@@ -224,6 +224,8 @@ def _recover_transfer(entry: JournalEntry, catalog: Catalog, backends: dict[str,
     copied = entry.payload.get("copied", True)
     if target is None or any(lid not in backends for lid in removes):
         return None
+    if isinstance(target, LocalBackend):
+        target.remove_temporaries(key)  # a copy the crash cut short
     if not holds(target, key, entry.expected_hash):
         return ROLLED_BACK if entry.kind == MOVE else "rolled back (no verified copy)"
     _record_present(catalog, target, key, entry.expected_hash)

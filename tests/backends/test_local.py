@@ -151,3 +151,31 @@ async def test_threaded_backend_runs_calls_under_the_location_limit(local_root):
         for _ in range(6):
             nursery.start_soon(threaded.run, slow_read)
     assert peak == 2
+
+
+
+def test_temporaries_of_an_interrupted_write_are_found_and_removed(local_root, monkeypatch):
+    """A write killed mid-copy leaves a temporary file beside the final name; recovery
+    removes those of the key it recovers, and nothing else."""
+    backend = LocalBackend(local_location(local_root))
+    backend.write_atomic("p/a.mp4", io.BytesIO(b"kept"))
+
+    def killed_midway():
+        yield b"half of it"
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "unlink", lambda *a, **k: None)  # dead before it cleans up
+        for key in ("p/a.mp4", "p/b.mp4"):
+            with pytest.raises(KeyboardInterrupt):
+                backend.write_atomic(key, killed_midway(), overwrite=True)
+
+    def temporaries() -> int:
+        return sum(name.startswith(TEMP_PREFIX) for name in os.listdir(local_root / "p"))
+
+    assert temporaries() == 2
+    assert backend.remove_temporaries("p/a.mp4") == 1
+    assert temporaries() == 1  # b.mp4's is not a.mp4's business
+    assert backend.remove_temporaries("p/b.mp4") == 1 and temporaries() == 0
+    assert os.listdir(local_root / "p") == ["a.mp4"]
+    assert (local_root / "p" / "a.mp4").read_bytes() == b"kept"
