@@ -31,6 +31,7 @@ from alicefs.model import StorageLocation
 from alicefs.registry import StorageRegistry
 from alicefs.rules import LocationStatus, SpaceInfo
 from alicefs.scanner import MultiPathScanner
+from alicefs.transfer.journal import JournaledPartialUploads
 from alicefs.transfer.recovery import recover
 
 __all__ = ["AutoMigrationService", "CatalogFile", "MigrationPlan", "MigrationResult",
@@ -85,9 +86,12 @@ class AutoMigrationService:
             tb = self.backends.get(location.location_id)
             if tb is None:
                 try:
-                    tb = ThreadedBackend(open_backend(location, skip_hidden=self.skip_hidden))
+                    backend = open_backend(location, skip_hidden=self.skip_hidden)
                 except LookupError:
                     continue
+                # Multipart uploads a kill leaves behind are aborted by the next recovery.
+                backend.partial_uploads = JournaledPartialUploads(self.catalog)
+                tb = ThreadedBackend(backend)
                 self.backends[location.location_id] = tb
             try:
                 await tb.call("probe")

@@ -156,8 +156,11 @@ def _check_nothing_lost(tmp_path, s3: S3Backend, originals) -> None:
 def _check_converged(tmp_path, s3: S3Backend, originals, catalog_path) -> None:
     for key, (_data, tier) in originals.items():
         assert list(_holders(tmp_path, s3, key)) == [tier], key
-    # What copies cut short left behind went at the next run's recovery.
+    # What copies cut short left behind went at the next run's recovery: temporary files,
+    # and the parts of S3 multipart uploads.
     assert [p for p in tmp_path.rglob(".alicefs-tmp-*")] == []
+    uploads = s3.client.list_multipart_uploads(Bucket=s3.bucket, Prefix=s3.location.prefix)
+    assert uploads.get("Uploads", []) == []
     with Catalog(catalog_path) as catalog:
         assert catalog.journal_open() == []
         assert catalog.check() == []
