@@ -111,10 +111,8 @@ def plan_migration(files: Iterable[CatalogFile], locations: Sequence[PlacementPo
     stems = _stems(by_path)
     for path in ordered:
         file = by_path[path]
-        current = _current(file, reachable, order)
-        if isinstance(current, Skipped):
-            if current.reason:
-                skipped.append(current)
+        current = _current(file, reachable, order, skipped)
+        if current is None:
             continue
         holders, source = current
         attrs = _attrs(file, source)
@@ -140,11 +138,8 @@ def plan_migration(files: Iterable[CatalogFile], locations: Sequence[PlacementPo
         if target not in reachable:
             skipped.append(Skipped(path, "its target is not reachable now"))
             continue
-        stale_there = any(r.location_id == target and r.state == "stale"
-                          for r in file.replicas)
-        if stale_there:
-            skipped.append(Skipped(path, "its target holds an older version (sync brings it "
-                                         "level)"))
+        if _stale_at(file, target):
+            skipped.append(Skipped(path, STALE_TARGET))
             continue
         copy = target not in holders
         remove = tuple(holders[lid] for lid in sorted(holders)
@@ -169,20 +164,29 @@ def plan_migration(files: Iterable[CatalogFile], locations: Sequence[PlacementPo
     return MigrationPlan(tuple(transfers), tuple(skipped))
 
 
-def _current(file: CatalogFile, reachable: frozenset[str], order: Mapping[str, int]
-             ) -> tuple[dict[str, Replica], Replica] | Skipped:
-    """(locations holding the current version, the replica to read it from), or why the
-    file is left alone (an empty reason: nothing worth reporting)."""
+STALE_TARGET = "its target holds an older version (sync brings it level)"
+
+
+def _stale_at(file: CatalogFile, location_id: str) -> bool:
+    return any(r.location_id == location_id and r.state == "stale" for r in file.replicas)
+
+
+def _current(file: CatalogFile, reachable: frozenset[str], order: Mapping[str, int],
+             skipped: list[Skipped]) -> tuple[dict[str, Replica], Replica] | None:
+    """(locations holding the current version, the replica to read it from), or None when
+    the file is left alone (and in `skipped` when that is worth reporting)."""
     present = [r for r in file.replicas if r.state == "present"]
     if not present:
-        return Skipped(file.logical_path, "")
+        return None
     hashes = {r.content_hash for r in present if r.content_hash is not None}
     if len(hashes) > 1 or len({r.size for r in present}) > 1:
-        return Skipped(file.logical_path, "its replicas differ (a conflict: sync resolves "
-                                          "it)")
+        skipped.append(Skipped(file.logical_path, "its replicas differ (a conflict: sync "
+                                                  "resolves it)"))
+        return None
     readable = [r for r in present if r.location_id in reachable]
     if not readable:
-        return Skipped(file.logical_path, "no location holding it is reachable now")
+        skipped.append(Skipped(file.logical_path, "no location holding it is reachable now"))
+        return None
     known = next((r.content_hash for r in present if r.content_hash), None)
     # Read from the most preferred location (by priority: the fastest, by convention).
     source = min(readable, key=lambda r: order.get(r.location_id, len(order)))
@@ -267,16 +271,12 @@ def plan_consolidation(files: Iterable[CatalogFile], project: str, target: Place
     rule = f"consolidate {project} into {target.name}"
     for file in sorted((f for f in files if project_of(f.logical_path) == project),
                        key=lambda f: f.logical_path):
-        current = _current(file, reachable, order)
-        if isinstance(current, Skipped):
-            if current.reason:
-                skipped.append(current)
+        current = _current(file, reachable, order, skipped)
+        if current is None:
             continue
         holders, source = current
-        if any(r.location_id == target.location_id and r.state == "stale"
-               for r in file.replicas):
-            skipped.append(Skipped(file.logical_path, "the target holds an older version "
-                                                      "(sync brings it level)"))
+        if _stale_at(file, target.location_id):
+            skipped.append(Skipped(file.logical_path, STALE_TARGET))
             continue
         copy = target.location_id not in holders
         remove = tuple(holders[lid] for lid in sorted(holders)
