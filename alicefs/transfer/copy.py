@@ -9,6 +9,7 @@ store the copy is server-side: the bytes never leave the store.
 from __future__ import annotations
 
 from alicefs.backends.base import Backend, WriteResult
+from alicefs.backends.local import LocalBackend
 from alicefs.backends.objectstore import ObjectStoreBackend
 from alicefs.hashing import hash_stream
 
@@ -37,7 +38,9 @@ def verified_copy(source: Backend, target: Backend, key: str, *, expected_hash: 
                   mtime_ns: int | None = None, overwrite: bool = False) -> WriteResult:
     """Copy `key` from `source` to `target`, published only when what landed hashes to
     `expected_hash` (IntegrityError otherwise, nothing published). The copy keeps `mtime_ns`.
-    """
+    Between two local locations the kernel copies (copy_file_range)."""
+    if isinstance(source, LocalBackend) and isinstance(target, LocalBackend) and not overwrite:
+        return target.copy_from(source, key, expected_hash=expected_hash, mtime_ns=mtime_ns)
     with source.open_read(key) as stream:
         return target.write_atomic(key, stream, expected_hash=expected_hash,
                                    mtime_ns=mtime_ns, overwrite=overwrite)

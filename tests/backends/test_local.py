@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from alicefs.backends import LocalBackend, LocationUnavailableError, UnsafeKeyError
-from alicefs.backends.base import TEMP_PREFIX
+from alicefs.backends.base import TEMP_PREFIX, IntegrityError
 from alicefs.backends.threaded import ThreadedBackend
 from tests.backends.conftest import local_location
 
@@ -179,3 +179,30 @@ def test_temporaries_of_an_interrupted_write_are_found_and_removed(local_root, m
     assert backend.remove_temporaries("p/b.mp4") == 1 and temporaries() == 0
     assert os.listdir(local_root / "p") == ["a.mp4"]
     assert (local_root / "p" / "a.mp4").read_bytes() == b"kept"
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_copy_from_another_local_location_is_verified(tmp_path, monkeypatch, kernel_copy):
+    """Local to local copies go through the kernel (copy_file_range), or read and write
+    where the filesystem cannot; either way what landed is verified before it is named."""
+    from alicefs.hashing import hash_bytes
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    source = LocalBackend(local_location(tmp_path / "a", "a"))
+    target = LocalBackend(local_location(tmp_path / "b", "b"))
+    data = os.urandom(3 << 20)
+    source.write_atomic("p/v.mp4", io.BytesIO(data))
+    if not kernel_copy:
+        def cannot(*_args):
+            raise OSError(errno.EXDEV, "cross-device")
+        monkeypatch.setattr(os, "copy_file_range", cannot)
+    result = target.copy_from(source, "p/v.mp4", expected_hash=hash_bytes(data), mtime_ns=7)
+    assert result.content_hash == hash_bytes(data) and result.info.mtime_ns == 7
+    assert (tmp_path / "b" / "p" / "v.mp4").read_bytes() == data
+    with pytest.raises(FileExistsError):
+        target.copy_from(source, "p/v.mp4", expected_hash=hash_bytes(data))
+    source.write_atomic("p/w.mp4", io.BytesIO(b"changed since it was planned"))
+    with pytest.raises(IntegrityError):
+        target.copy_from(source, "p/w.mp4", expected_hash=hash_bytes(b"as planned"))
+    assert sorted(os.listdir(tmp_path / "b" / "p")) == ["v.mp4"]
