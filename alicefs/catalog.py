@@ -740,6 +740,12 @@ class Catalog:
             con.execute("UPDATE journal SET step = $1, updated_at = $2 "
                         "WHERE op_id IN (SELECT unnest($3))", [step, time.time(), list(op_ids)])
 
+    def journal_temp_key(self, op_id: int, temp_key: str) -> None:
+        """Record the temporary name (or upload id) an operation chose once it began."""
+        with self.transaction() as con:
+            con.execute("UPDATE journal SET temp_key = ?, updated_at = ? WHERE op_id = ?",
+                        [temp_key, time.time(), op_id])
+
     def journal_end(self, op_id: int) -> None:
         """The operation is complete and recorded: forget it."""
         self.journal_end_many([op_id])

@@ -80,12 +80,15 @@ class ObjectInfo(NamedTuple):
 
 
 class PartialUploads(Protocol):
-    """A journal of unfinished uploads the store keeps (S3 multipart uploads): `started`,
-    as soon as the store names the upload and before any part is sent, returns a token;
-    `ended` once it is completed or aborted. An entry a crash left open names what to
-    abort."""
+    """A journal of unfinished uploads the store keeps (S3 multipart uploads): `started`
+    before the upload is asked for returns a token; `named` records the id the store gave
+    it, before any part is sent; `ended` once it is completed or aborted. An entry a crash
+    left open names what to abort (by id, or, killed before the id came back, by key and
+    time)."""
 
-    def started(self, location_id: str, key: str, upload_id: str) -> int: ...
+    def started(self, location_id: str, key: str) -> int: ...
+
+    def named(self, token: int, upload_id: str) -> None: ...
 
     def ended(self, token: int) -> None: ...
 
@@ -186,9 +189,10 @@ class Backend(ABC):
     def delete(self, key: str) -> None:
         """Remove the file at `key`."""
 
-    def abort_partial(self, key: str, upload_id: str) -> None:
+    def abort_partial(self, key: str, upload_id: str | None, started_at: float) -> None:
         """Remove an unfinished upload this backend reported to `partial_uploads` (one
-        already gone is no error). Only backends that report any are ever asked."""
+        already gone is no error); with no `upload_id`, those of `key` begun from
+        `started_at` (epoch seconds) on. Only backends that report any are ever asked."""
         raise NotImplementedError(f"{type(self).__name__} reports no partial uploads")
 
     @abstractmethod

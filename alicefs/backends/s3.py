@@ -485,13 +485,21 @@ class S3Backend(ObjectStoreBackend):
             self._refuse_existing(key)
         create = {"Bucket": self.bucket, "Key": full, "Metadata": metadata,
                   **self._write_args(key)}
-        upload_id = self._call(f"start multipart upload of {key!r}",
-                               lambda: self.client.create_multipart_upload(**create)["UploadId"],
-                               key=key)
-        journal, token = self.partial_uploads, None
+        journal = self.partial_uploads
+        # Journaled before it is asked for: a kill between S3 naming the upload and the
+        # journal hearing of it must not leave parts nobody knows of.
+        token = journal.started(self.location.location_id, key) if journal else None
         try:
-            if journal is not None:
-                token = journal.started(self.location.location_id, key, upload_id)
+            upload_id = self._call(
+                f"start multipart upload of {key!r}",
+                lambda: self.client.create_multipart_upload(**create)["UploadId"], key=key)
+        except BaseException:
+            if journal is not None and token is not None:
+                journal.ended(token)
+            raise
+        try:
+            if journal is not None and token is not None:
+                journal.named(token, upload_id)
             stop = threading.Event()
             done = run_parallel(parts(upload_id, stop), self.part_workers, stop)
             before_complete()
@@ -537,11 +545,23 @@ class S3Backend(ObjectStoreBackend):
 
         return self._call(f"complete multipart upload of {key!r}", complete, key=key)
 
-    def abort_partial(self, key: str, upload_id: str) -> None:
-        """Abort a multipart upload a crash left unfinished (recovery.py)."""
-        if not self._abort(key, upload_id):
-            raise OSError(errno.EIO, f"could not abort multipart upload of {key!r} in "
-                                     f"{self.where}")
+    def abort_partial(self, key: str, upload_id: str | None, started_at: float) -> None:
+        """Abort a multipart upload a crash left unfinished (recovery.py). Without its id
+        (the process died before S3 answered), the uploads of exactly this key that S3
+        says began from `started_at` on (less a minute for clock skew)."""
+        if upload_id is None:
+            full = self.object_key(key)
+            listing = self._call(f"list multipart uploads of {key!r}", lambda: (
+                self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=full)),
+                key=key)
+            ids = [u["UploadId"] for u in listing.get("Uploads", [])
+                   if u["Key"] == full and u["Initiated"].timestamp() >= started_at - 60]
+        else:
+            ids = [upload_id]
+        for one in ids:
+            if not self._abort(key, one):
+                raise OSError(errno.EIO, f"could not abort multipart upload of {key!r} in "
+                                         f"{self.where}")
 
     def _abort(self, key: str, upload_id: str) -> bool:
         """Abort a multipart upload; False (logged) when the store could not be told."""

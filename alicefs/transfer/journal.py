@@ -33,9 +33,11 @@ class JournaledPartialUploads:
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
 
-    def started(self, location_id: str, key: str, upload_id: str) -> int:
-        return self.catalog.journal_begin(MULTIPART, key, target_location_id=location_id,
-                                          temp_key=upload_id)
+    def started(self, location_id: str, key: str) -> int:
+        return self.catalog.journal_begin(MULTIPART, key, target_location_id=location_id)
+
+    def named(self, token: int, upload_id: str) -> None:
+        self.catalog.journal_temp_key(token, upload_id)
 
     def ended(self, token: int) -> None:
         self.catalog.journal_end(token)

@@ -16,9 +16,10 @@
   expected content (recorded; for a move the replicas in `remove_from` are then deleted),
   rolled back otherwise (the sources stay, a copy without the expected content is not
   touched). The last verified replica is never deleted.
-- `multipart` (an S3 multipart upload, `temp_key` its upload id, noted by the backend through
-  `JournaledPartialUploads`): its process died before completing or aborting it, so its parts
-  sit invisible in the bucket, billed; it is aborted. Whatever wrote it (a staged file, a
+- `multipart` (an S3 multipart upload, journaled by the backend through
+  `JournaledPartialUploads` before it is asked for; `temp_key` its upload id once S3 named
+  it): its process died before completing or aborting it, so its parts sit invisible in the
+  bucket, billed; it is aborted (without an id: the uploads of that key begun since). Whatever wrote it (a staged file, a
   move) is recovered on its own terms and uploads afresh.
 
 An entry that fails (an I/O error) stays open and is tried again later; the location it
@@ -187,9 +188,9 @@ def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Back
         return "deleted"
     if entry.kind == MULTIPART:
         backend = backends.get(entry.target_location_id or "")
-        if backend is None or entry.temp_key is None:
+        if backend is None:
             return None
-        backend.abort_partial(entry.logical_path, entry.temp_key)
+        backend.abort_partial(entry.logical_path, entry.temp_key, entry.created_at)
         return "unfinished multipart upload aborted"
     if entry.kind == HANDOVER:
         source = backends.get(entry.source_location_id or "")

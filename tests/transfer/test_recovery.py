@@ -81,3 +81,26 @@ def test_full_disk_handover_is_finished_or_undone(tmp_path):
         assert (tmp_path / "hdd" / "p" / "done.mov").read_bytes() == b"source and the write"
         assert [r.location_id for r in catalog.replicas_of("p/done.mov")] == [hdd.location_id]
         assert catalog.journal_open() == []
+
+
+def test_a_multipart_upload_killed_before_s3_named_it_is_aborted(tmp_path, s3_server,
+                                                                   s3_bucket):
+    """The journal row is written before S3 is asked for the upload; a process killed
+    before the answer leaves a row without an upload id, and recovery aborts the uploads
+    of that key begun since (and no other key's)."""
+    from alicefs.backends.s3 import S3Backend
+    from alicefs.transfer.journal import JournaledPartialUploads
+    from tests.backends.conftest import s3_location, unique_prefix
+
+    s3 = S3Backend(s3_location(s3_server, s3_bucket, prefix=unique_prefix()))
+    with Catalog(tmp_path / "catalog.duckdb") as catalog:
+        catalog.put_locations([s3.location])
+        JournaledPartialUploads(catalog).started(s3.location.location_id, "p/big.mp4")
+        for key in ("p/big.mp4", "p/other.mp4"):  # S3 named them; nobody heard
+            s3.client.create_multipart_upload(Bucket=s3.bucket, Key=s3.object_key(key))
+        done = recover(catalog, {s3.location.location_id: s3})
+        assert done == ["multipart p/big.mp4: unfinished multipart upload aborted"]
+        listing = s3.client.list_multipart_uploads(Bucket=s3.bucket,
+                                                   Prefix=s3.location.prefix)
+        assert [u["Key"] for u in listing.get("Uploads", [])] == [s3.object_key("p/other.mp4")]
+        assert catalog.journal_open() == []
