@@ -19,8 +19,9 @@
 - `multipart` (an S3 multipart upload, journaled by the backend through
   `JournaledPartialUploads` before it is asked for; `temp_key` its upload id once S3 named
   it): its process died before completing or aborting it, so its parts sit invisible in the
-  bucket, billed; it is aborted (without an id: the uploads of that key begun since). Whatever wrote it (a staged file, a
-  move) is recovered on its own terms and uploads afresh.
+  bucket, billed; it is aborted (without an id: the uploads of that key begun since).
+  Whatever wrote it (a staged file, a move) is recovered on its own terms and uploads
+  afresh.
 
 An entry that fails (an I/O error) stays open and is tried again later; the location it
 names is then kept out of use (see `unfinished`), so a scan cannot show undone work.
