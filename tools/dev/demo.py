@@ -328,8 +328,8 @@ def tour_tags(sh: Shell, image: Path) -> None:
     sh.note("alicefs-ctl runs inside the mount (over its control socket) while it is mounted")
     sh.run("alicefs-ctl", "find-project", "forest-spirits", "--type", ".png")
     sh.run("alicefs-ctl", "explain", "forest-spirits/keyframes/spirit-04.png")
-    sh.note("its target is now Fast SSD; it stays on Archive until migrations move files to "
-            "their targets (not built yet)")
+    sh.note("its target is now Fast SSD; it stays on Archive until `alicefs-ctl migrate` "
+            "moves files to their targets (after the unmount, below)")
     new_render = f"{mnt}/projects/neon-city/renders/{image.name}"
     sh.run("alicefs-ctl", "rate", new_render, "4")
     sh.run("getfattr", "-n", "user.alicefs.quality", new_render)
@@ -338,6 +338,16 @@ def tour_tags(sh: Shell, image: Path) -> None:
 def tour_unmount(sh: Shell) -> None:
     sh.section("unmount: pending uploads finish first")
     sh.run("alicefs", "umount", rel(MOUNTPOINT))
+    sh.run("alicefs-ctl", "stats")
+
+
+def tour_migrate(sh: Shell) -> None:
+    sh.section("migration: every file to the location its rules choose now")
+    sh.note("the plan first (nothing changes), then the move: verified, journaled, and "
+            "a second run finds nothing to do")
+    sh.run("alicefs-ctl", "migrate", "--dry-run", "--move")
+    sh.run("alicefs-ctl", "migrate", "--move", "--no-progress")
+    sh.run("alicefs-ctl", "migrate", "--dry-run", "--move")
     sh.run("alicefs-ctl", "stats")
 
 
@@ -410,6 +420,7 @@ def main() -> int:
             tour_new_files(sh, server.endpoint_url, image, video)
             tour_tags(sh, image)
             tour_unmount(sh)
+            tour_migrate(sh)
         finally:
             unmount(env)
     print(f"\n# demo finished in {time.monotonic() - started:.0f}s; the library stays in "
