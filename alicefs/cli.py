@@ -31,6 +31,7 @@ from alicefs.config import (
     default_config_path,
     load_settings,
     location_from_values,
+    parse_rate,
     parse_size,
     rule_from_json,
 )
@@ -104,6 +105,16 @@ def _size_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _rate_arg(text: str) -> int:
+    try:
+        rate = parse_rate(text.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if rate <= 0:
+        raise argparse.ArgumentTypeError(f"expected a rate above 0, got {text!r}")
+    return rate
+
+
 def _float_arg(what: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
@@ -116,6 +127,18 @@ def _float_arg(what: str) -> Callable[[str], float]:
     return parse
 
 
+@dataclass(frozen=True)
+class Host:
+    """A running mount that runs a command sent to it (DuckDB allows one writing process):
+    its catalog, its scanner and migration service (its backends, its per-file locks). The
+    command runs in one of the mount's worker threads; its asynchronous parts (scans,
+    migrations) run on the mount's own event loop, beside the filesystem."""
+
+    catalog: Catalog
+    scanner: MultiPathScanner
+    migration: AutoMigrationService
+
+
 @dataclass
 class Context:
     """What a command runs with: the parsed arguments, settings and output."""
@@ -125,7 +148,14 @@ class Context:
     cwd: Path = field(default_factory=Path.cwd)  # the caller's, also when run by a mount
     _settings: Settings | None = None
     _catalog: Catalog | None = None
-    owns_catalog: bool = True  # False when a running mount lends its catalog
+    host: Host | None = None
+
+    def run_async(self, func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run `func(*args)` under trio: on the host mount's event loop, or a loop of its
+        own when no mount runs the command."""
+        if self.host is not None:
+            return trio.from_thread.run(func, *args)
+        return trio.run(func, *args)
 
     @property
     def config_path(self) -> Path:
@@ -139,6 +169,8 @@ class Context:
 
     @property
     def catalog(self) -> Catalog:
+        if self.host is not None:
+            return self.host.catalog
         if self._catalog is None:
             self._catalog = Catalog(self.settings.catalog_path)
         return self._catalog
@@ -152,7 +184,7 @@ class Context:
         return os.path.normpath(os.path.join(self.cwd, text))
 
     def close(self) -> None:
-        if self._catalog is not None and self.owns_catalog:
+        if self._catalog is not None:
             self._catalog.close()
 
 
@@ -300,11 +332,14 @@ def cmd_remove(ctx: Context) -> int:
 
 
 def _scanner(ctx: Context) -> MultiPathScanner:
+    if ctx.host is not None:
+        return ctx.host.scanner
     return MultiPathScanner(ctx.catalog, ctx.registry, skip_hidden=ctx.settings.skip_hidden)
 
 
 def _show_progress(ctx: Context) -> bool:
-    return not ctx.args.no_progress and sys.stderr.isatty()
+    """Progress bars only for a terminal of our own (a mount's output is sent back whole)."""
+    return not ctx.args.no_progress and ctx.host is None and sys.stderr.isatty()
 
 
 def _scan_report(ctx: Context, results: Sequence[ScanStats]) -> int:
@@ -322,8 +357,8 @@ def _scan_report(ctx: Context, results: Sequence[ScanStats]) -> int:
 
 def cmd_discover(ctx: Context) -> int:
     scanner = _scanner(ctx)
-    stats = trio.run(partial(scanner.discover_all_assets, force_scan=ctx.args.force,
-                             show_progress=_show_progress(ctx)))
+    stats = ctx.run_async(partial(scanner.discover_all_assets, force_scan=ctx.args.force,
+                                  show_progress=_show_progress(ctx)))
     if not stats.locations:
         ctx.out.result([], "no locations to scan: `alicefs-ctl from-config` registers them")
         return 0
@@ -333,20 +368,18 @@ def cmd_discover(ctx: Context) -> int:
 def cmd_scan(ctx: Context) -> int:
     scanner = _scanner(ctx)
     location = ctx.registry.get_location(ctx.args.location)
-    stats = trio.run(partial(scanner.scan_location, location, force_scan=ctx.args.force,
-                             show_progress=_show_progress(ctx)))
+    stats = ctx.run_async(partial(scanner.scan_location, location,
+                                  force_scan=ctx.args.force, show_progress=_show_progress(ctx)))
     return _scan_report(ctx, [stats])
 
 
 def _migration_service(ctx: Context, dry_run: bool) -> AutoMigrationService:
-    if not ctx.owns_catalog and not dry_run:
-        # Forwarded to a running mount: its files may be open for writing, and moving them
-        # needs the mount's own locks (not there yet: issue 9). A dry run changes nothing.
-        raise AliceError("migrating while the catalog is mounted is not supported yet: "
-                         "unmount first (alicefs umount), or look with --dry-run")
+    if ctx.host is not None:
+        # The mount's: its backends, its locks; it recovered the journal when it started.
+        return ctx.host.migration
     service = AutoMigrationService(ctx.catalog, ctx.registry,
                                    skip_hidden=ctx.settings.skip_hidden)
-    if ctx.owns_catalog and not dry_run:
+    if not dry_run:
         # Transfers a killed run left half done are finished or undone first.
         for line in trio.run(service.recover):
             ctx.out.info(f"recovered: {line}")
@@ -362,14 +395,15 @@ def _carry_out(ctx: Context, service: AutoMigrationService,
         plan = await planning()
         if args.dry_run:
             return MigrationResult(plan, (), True)
+        carry_out = partial(service.carry_out, plan, max_concurrent=args.max_concurrent,
+                            bandwidth=args.bwlimit)
         if not _show_progress(ctx):
-            return await service.carry_out(plan, max_concurrent=args.max_concurrent)
+            return await carry_out()
         copies = [t for t in plan.transfers if t.copy]
         with transfer_progress_display(len(copies), sum(t.size for t in copies)) as sink:
-            return await service.carry_out(plan, max_concurrent=args.max_concurrent,
-                                           progress=sink)
+            return await carry_out(progress=sink)
 
-    result = trio.run(run)
+    result = ctx.run_async(run)
     names = {loc.location_id: loc.name for loc in ctx.registry.list_locations()}
     return _migration_report(ctx, result, names)
 
@@ -403,11 +437,11 @@ def _migration_report(ctx: Context, result: MigrationResult, names: dict[str, st
             "outcomes": [{"path": o.logical_path, "from": names.get(o.source_location_id),
                           "to": names.get(o.target_location_id), "result": o.result,
                           "bytes": o.bytes, "detail": o.detail} for o in result.outcomes]}
-    order = ("copied", "moved", "already there", "conflict", "failed")
+    order = ("copied", "moved", "already there", "conflict", "busy", "failed")
     summary = ", ".join(f"{counts.get(k, 0):,} {k}" for k in order)
     lines = [summary + f"; {human_bytes(sum(o.bytes for o in result.outcomes))} copied"]
     lines += [f"{o.result}: {o.logical_path}: {o.detail}" for o in result.outcomes
-              if o.result in ("conflict", "failed") or o.detail]
+              if o.detail]
     lines += [f"not planned: {s.logical_path}: {s.reason}" for s in plan.skipped]
     ctx.out.result(data, "\n".join(lines))
     return 1 if result.failed else 0
@@ -437,7 +471,8 @@ def cmd_consolidate(ctx: Context) -> int:
 
 
 def cmd_find_project(ctx: Context) -> int:
-    assets = trio.run(_scanner(ctx).find_project_assets, ctx.args.project, ctx.args.type)
+    assets = ctx.run_async(_scanner(ctx).find_project_assets, ctx.args.project,
+                           ctx.args.type)
     data = [asdict(a) for a in assets]
     lines = []
     for a in assets:
@@ -675,6 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.add_argument("--max-concurrent", type=_int_arg("a number of transfers", 1, 256),
                        default=4, metavar="N", help="transfers at once (default 4)")
+        p.add_argument("--bwlimit", type=_rate_arg, metavar="RATE",
+                       help="at most this many bytes per second in all (e.g. 50MB/s)")
 
     p = command("migrate", cmd_migrate,
                 "bring every file to the location its rules choose (tier migration)")
@@ -754,17 +791,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Sequence[str], *, stdout: TextIO, stderr: TextIO, cwd: Path | None = None,
-        settings: Settings | None = None, catalog: Catalog | None = None) -> int:
-    """Run one alicefs-ctl command. A running mount calls this with its own settings and
-    catalog (DuckDB allows one writing process); otherwise a command whose mount is running
-    is forwarded to it over the control socket."""
+        settings: Settings | None = None, host: Host | None = None) -> int:
+    """Run one alicefs-ctl command. A running mount calls this, from one of its worker
+    threads, with its own settings and itself as `host`; otherwise a command whose mount is
+    running is forwarded to it over the control socket."""
     parser = build_parser()
     args = parser.parse_args(argv)
     out = Output(json_mode=getattr(args, "json", False), stdout=stdout, stderr=stderr)
-    ctx = Context(args, out, cwd=cwd or Path.cwd(), _settings=settings, _catalog=catalog,
-                  owns_catalog=catalog is None)
+    ctx = Context(args, out, cwd=cwd or Path.cwd(), _settings=settings, host=host)
     try:
-        if catalog is None and args.command != "init":
+        if host is None and args.command != "init":
             forwarded = control.forward(ctx.settings.state_dir, list(argv), ctx.cwd)
             if forwarded is not None:
                 code, output, errors = forwarded

@@ -28,7 +28,7 @@ from alicefs.rules import RULE_KEYS, LocationStatus, Rule
 DEFAULT_PRIORITY = 50
 DEFAULT_CACHE_SIZE = 10 << 30
 DEFAULT_SCAN_INTERVAL = 300.0
-DEFAULT_MIGRATION_INTERVAL = 3600.0
+DEFAULT_MIGRATION_CONCURRENCY = 2
 CATALOG_FILENAME = "catalog.duckdb"
 MAX_NAME_BYTES = 255
 
@@ -172,6 +172,17 @@ def parse_size(value: Any) -> int:
     raise _Invalid(f"{expected}, got {_shown(value)}")
 
 
+def parse_rate(value: Any) -> int:
+    """Bytes per second: a size, optionally written as a rate (`50MB/s`, `1GiB/s`)."""
+    if isinstance(value, str) and value.strip().endswith("/s"):
+        value = value.strip()[:-2]
+    try:
+        return parse_size(value)
+    except _Invalid:
+        raise _Invalid('expected bytes per second (an integer, or a string such as "50MB/s" '
+                       f'or "1GiB"), got {_shown(value)}') from None
+
+
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
@@ -186,6 +197,17 @@ def parse_duration(value: Any) -> float:
         if m:
             return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
     raise _Invalid(f"{expected}, got {_shown(value)}")
+
+
+def parse_interval_or_off(value: Any) -> float | None:
+    """A duration, or off (`off`, `false`, 0): None."""
+    if value is False or value == 0 or (isinstance(value, str) and value.strip() == "off"):
+        return None
+    try:
+        return parse_duration(value)
+    except _Invalid:
+        raise _Invalid('expected a duration (seconds, or a string such as "5m", "2h", "1d") '
+                       f"or off, got {_shown(value)}") from None
 
 
 def parse_bool(value: Any) -> bool:
@@ -531,7 +553,10 @@ class Settings:
     cache_size: int
     min_free_bytes: int | None  # default reserve for locations that set none
     scan_interval: float
-    migration_interval: float
+    migration_interval: float | None  # None: the mount does not migrate on its own
+    migration_move: bool  # scheduled migrations move (remove sources) rather than copy
+    migration_bandwidth: int | None  # bytes per second over all scheduled transfers
+    migration_max_concurrent: int
     skip_hidden: bool
     locations: tuple[StorageLocation, ...]
 
@@ -544,6 +569,7 @@ class Settings:
 
 STORAGE_KEYS = ("search_db", "location_registry_db", "catalog", "state_dir", "cache_dir",
                 "cache_size", "min_free_bytes", "scan_interval", "migration_interval",
+                "migration_move", "migration_bandwidth", "migration_max_concurrent",
                 "skip_hidden", "locations")
 
 
@@ -626,7 +652,12 @@ def parse_settings(text: str, source_path: Path, display_name: str | None = None
     cache_size = opt("cache_size", parse_size, DEFAULT_CACHE_SIZE)
     min_free = opt("min_free_bytes", parse_size, None)
     scan_interval = opt("scan_interval", parse_duration, DEFAULT_SCAN_INTERVAL)
-    migration_interval = opt("migration_interval", parse_duration, DEFAULT_MIGRATION_INTERVAL)
+    migration_interval = opt("migration_interval", parse_interval_or_off, None)
+    migration_move = opt("migration_move", parse_bool, True)
+    migration_bandwidth = opt("migration_bandwidth", parse_rate, None) or None
+    migration_max_concurrent = opt("migration_max_concurrent",
+                                   parse_int(1, 256, "a number of transfers"),
+                                   DEFAULT_MIGRATION_CONCURRENCY)
     skip_hidden = opt("skip_hidden", parse_bool, True)
 
     locations_raw = storage.get("locations") or []
@@ -653,6 +684,9 @@ def parse_settings(text: str, source_path: Path, display_name: str | None = None
         min_free_bytes=min_free,
         scan_interval=scan_interval,
         migration_interval=migration_interval,
+        migration_move=migration_move,
+        migration_bandwidth=migration_bandwidth,
+        migration_max_concurrent=migration_max_concurrent,
         skip_hidden=skip_hidden,
         locations=tuple(loc for _, loc in parsed),
     )

@@ -1,5 +1,6 @@
 """The mount process: the FUSE session and, in one trio nursery, its background services —
-catalog write-behind, free-space refresh, periodic scans and re-placement of new files."""
+catalog write-behind, free-space refresh, periodic scans, re-placement of new files, the
+migration schedule, and alicefs-ctl commands sent over the control socket."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from alicefs.fs.state import (
     refresh_free_space,
     unfinished_reason,
 )
+from alicefs.migrate import AutoMigrationService
 from alicefs.rules import LocationStatus, by_preference
 from alicefs.scanner import MultiPathScanner
 from alicefs.transfer.journal import DEFERRED_KINDS, MULTIPART
@@ -122,6 +124,12 @@ class Mount:
                 tuple[str, str, str, int]](1_000)
             ops = AliceOperations(state, relocations=send_relocation, closer=send_close,
                                   prefetch=send_prefetch)
+            # One scanner and one migration service, over the mount's backends, for the
+            # schedules and for the commands sent to the mount alike.
+            scanner = MultiPathScanner(catalog, skip_hidden=self.settings.skip_hidden,
+                                       backends=state.backends)
+            host = cli.Host(catalog, scanner, AutoMigrationService(
+                catalog, scanner=scanner, coordinator=ops.mover))
             await self._resume_uploads(state, ops)
             for logical_path, source in state.unfinished_moves:
                 # A re-placement a crash cut short is done again, as at the file's release.
@@ -141,9 +149,11 @@ class Mount:
                     await trio.to_thread.run_sync(tune_readahead, self.mountpoint)
                     nursery.start_soon(self._flush_loop, state)
                     nursery.start_soon(self._space_loop, state, ops)
-                    nursery.start_soon(self._scan_loop, state, ops)
+                    nursery.start_soon(self._scan_loop, state, ops, scanner)
+                    if self.settings.migration_interval is not None:
+                        nursery.start_soon(self._migration_loop, state, host.migration)
                     nursery.start_soon(self._relocation_worker, ops, receive_relocation)
-                    nursery.start_soon(self._control_server, state, ops)
+                    nursery.start_soon(self._control_server, state, ops, host)
                     nursery.start_soon(self._close_worker, state, receive_close)
                     for _ in range(PREFETCH_WORKERS):
                         nursery.start_soon(self._prefetch_worker, ops, receive_prefetch.clone())
@@ -280,11 +290,10 @@ class Mount:
         log.info("location %s is back%s", state.location(location_id).name,
                  f" ({len(done)} deferred operations finished)" if done else "")
 
-    async def _scan_loop(self, state: MountState, ops: AliceOperations) -> None:
+    async def _scan_loop(self, state: MountState, ops: AliceOperations,
+                         scanner: MultiPathScanner) -> None:
         """Periodic incremental scans, so files added or changed directly in a location show
         in the mount; the first one right away."""
-        scanner = MultiPathScanner(state.catalog, skip_hidden=self.settings.skip_hidden,
-                                   backends=state.backends)
         while True:
             await trio.to_thread.run_sync(state.queue.flush)
             ops.forgotten.clear()
@@ -308,7 +317,32 @@ class Mount:
                      time.monotonic() - started, changes)
             await trio.sleep(self.settings.scan_interval)
 
-    async def _control_server(self, state: MountState, ops: AliceOperations) -> None:
+    async def _migration_loop(self, state: MountState, service: AutoMigrationService) -> None:
+        """Tier migration every `migration_interval` (the first after one interval, so a
+        mount's first scan is in first), throttled by `migration_max_concurrent` and
+        `migration_bandwidth`. A run that fails is logged and tried again next time."""
+        settings = self.settings
+        while True:
+            await trio.sleep(settings.migration_interval or 0)
+            await trio.to_thread.run_sync(state.queue.flush)
+            try:
+                result = await service.run_auto_migration(
+                    move=settings.migration_move,
+                    max_concurrent=settings.migration_max_concurrent,
+                    bandwidth=settings.migration_bandwidth)
+            except Exception:  # the mount must outlive a failed run; the next one retries
+                log.exception("scheduled migration failed")
+                continue
+            counts = result.counts()
+            if counts:
+                log.info("scheduled migration: %s", ", ".join(
+                    f"{n:,} {what}" for what, n in sorted(counts.items())))
+            for outcome in result.outcomes:
+                if outcome.result == "failed":
+                    log.warning("migrating %s: %s", outcome.logical_path, outcome.detail)
+
+    async def _control_server(self, state: MountState, ops: AliceOperations,
+                              host: cli.Host) -> None:
         """Run alicefs-ctl commands sent over the control socket (see alicefs.control)."""
         path = await trio.to_thread.run_sync(control.prepare_socket_dir,
                                              self.settings.state_dir)
@@ -320,13 +354,13 @@ class Mount:
             async with trio.open_nursery() as connections:
                 while True:
                     conn, _ = await listener.accept()
-                    connections.start_soon(self._control_request, conn, state, ops)
+                    connections.start_soon(self._control_request, conn, state, ops, host)
         finally:
             listener.close()
             path.unlink(missing_ok=True)
 
     async def _control_request(self, conn: trio.socket.SocketType, state: MountState,
-                               ops: AliceOperations) -> None:
+                               ops: AliceOperations, host: cli.Host) -> None:
         stream = trio.SocketStream(conn)
         async with stream:
             data = bytearray()
@@ -343,11 +377,12 @@ class Mount:
             ops.forgotten.clear()
             stdout, stderr = io.StringIO(), io.StringIO()
             # cli.run reports every failure of the command itself as an exit code; whatever
-            # still escapes is a bug in alicefs, and the mount must outlive it.
+            # still escapes is a bug in alicefs, and the mount must outlive it. The command
+            # runs in a worker thread; what it awaits runs back here, on this event loop.
             try:
                 code = await trio.to_thread.run_sync(functools.partial(
                     cli.run, argv, stdout=stdout, stderr=stderr, cwd=cwd,
-                    settings=self.settings, catalog=state.catalog))
+                    settings=self.settings, host=host))
                 await self._after_command(state, ops)
             except Exception:
                 log.exception("control command %s failed", argv)

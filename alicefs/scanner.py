@@ -15,7 +15,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -245,7 +245,7 @@ class MultiPathScanner:
     def __init__(self, catalog: Catalog, registry: StorageRegistry | None = None, *,
                  skip_hidden: bool = True,
                  backend_factory: Callable[..., Backend] = open_backend,
-                 backends: Mapping[str, ThreadedBackend] | None = None):
+                 backends: dict[str, ThreadedBackend] | None = None):
         self.catalog = catalog
         self.registry = registry or StorageRegistry(catalog)
         self.skip_hidden = skip_hidden
@@ -253,7 +253,7 @@ class MultiPathScanner:
         # The process's open backends by location id (the mount's): a scan shares their
         # clients and capacity limiters, so a location never sees more than its
         # max_concurrent calls from one process. Locations not in it are opened here.
-        self.backends = backends if backends is not None else {}
+        self.backends: dict[str, ThreadedBackend] = backends if backends is not None else {}
         self._catalog_limiter = trio.CapacityLimiter(1)
 
     async def _db(self, func: Callable[..., T], *args: Any) -> T:

@@ -145,7 +145,8 @@ def test_defaults_and_relative_paths_resolve_from_the_config_file(write_config, 
     assert settings.catalog_path == tmp_path / "state" / "catalog.duckdb"
     assert settings.state_dir == tmp_path / "state"
     assert settings.cache_dir == tmp_path / "cache"
-    assert settings.scan_interval == 300 and settings.migration_interval == 3600
+    assert settings.scan_interval == 300 and settings.migration_interval is None
+    assert settings.migration_move is True and settings.migration_bandwidth is None
     assert settings.cache_size == 10 << 30 and settings.skip_hidden is True
     loc = settings.locations[0]
     assert loc.path == str(tmp_path / "media" / "a")
@@ -161,6 +162,8 @@ def test_environment_variables_and_units_expand(write_config, tmp_path, monkeypa
           min_free_bytes: 500MB
           scan_interval: 5m
           migration_interval: 1d
+          migration_bandwidth: 50MB/s
+          migration_max_concurrent: 8
           locations:
             - name: a
               path: ${MEDIA_ROOT}/a
@@ -172,6 +175,8 @@ def test_environment_variables_and_units_expand(write_config, tmp_path, monkeypa
     """))
     assert settings.cache_size == 2 << 30
     assert settings.scan_interval == 300 and settings.migration_interval == 86400
+    assert settings.migration_bandwidth == 50_000_000
+    assert settings.migration_max_concurrent == 8
     a, b = settings.locations
     assert a.path == str(tmp_path / "m" / "a")
     assert a.min_free_bytes == 500_000_000  # storage-wide default applies
@@ -432,3 +437,26 @@ def test_cli_rule_json_is_validated_like_the_file():
 def test_cli_location_values_resolve_relative_paths(tmp_path):
     loc = location_from_values({"name": "x", "path": "rel"}, "add", tmp_path)
     assert loc.path == str(tmp_path / "rel")
+
+
+@pytest.mark.parametrize("value", ["off", "false", "0"])
+def test_migration_schedule_can_be_off(write_config, value):
+    settings = load_settings(write_config(f"""\
+        storage:
+          migration_interval: {value}
+    """))
+    assert settings.migration_interval is None
+
+
+def test_bad_migration_settings_name_the_key(write_config):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write_config("""\
+            storage:
+              migration_interval: soon
+              migration_bandwidth: fast
+              migration_max_concurrent: 0
+        """))
+    text = "\n".join(str(p) for p in caught.value.problems)
+    assert "storage.migration_interval" in text and "or off" in text
+    assert "storage.migration_bandwidth" in text and "bytes per second" in text
+    assert "storage.migration_max_concurrent" in text and "1-256" in text

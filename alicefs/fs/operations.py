@@ -39,6 +39,7 @@ from alicefs.backends.base import (
 from alicefs.catalog import FileMeta, PosixAttrs
 from alicefs.catalog import Replica as CatalogReplica
 from alicefs.fs.chunk_cache import CHUNK_SIZE, ChunkCache
+from alicefs.fs.migration import MountCoordinator
 from alicefs.fs.namespace import (
     PROJECTS_VIEW,
     ROOT_INODE,
@@ -55,6 +56,8 @@ from alicefs.fs.state import MountState
 from alicefs.fs.uploads import UploadQueue
 from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES, conflict_name
 from alicefs.media import CATEGORIES, UNKNOWN_MIME, MediaType, classify_name
+from alicefs.migrate.plan import MigrationPlan, PlannedTransfer
+from alicefs.migrate.run import run_plan
 from alicefs.model import LocationType
 from alicefs.rules import (
     FileAttrs,
@@ -65,8 +68,7 @@ from alicefs.rules import (
     target_location,
 )
 from alicefs.scan import SIDECAR_EXTENSION, is_sidecar
-from alicefs.transfer import move as transfer
-from alicefs.transfer.copy import content_hash_of, rename_within
+from alicefs.transfer.copy import rename_within
 from alicefs.transfer.journal import DEFERRED_DELETE, HANDOVER
 
 log = logging.getLogger(__name__)
@@ -171,6 +173,9 @@ class AliceOperations(pyfuse3.Operations):
         self.staging = Staging(self.state.settings.cache_dir / "staging")
         # Staged S3/GCS files waiting for upload; its workers run in the mount's nursery.
         self.uploads = UploadQueue(UPLOAD_WORKERS, self.state.usable)
+        # How transfers (re-placement here, migration sent to the mount or on its
+        # schedule) keep the files they move consistent with what the mount serves.
+        self.mover = MountCoordinator(self)
         ns = self.state.namespace
         # Fixed inodes, allocated up front so they are the same on every mount.
         for view, vpath in (("", ""), (PROJECTS_VIEW, ""), ("", TYPES), ("", LOCATIONS),
@@ -305,13 +310,21 @@ class AliceOperations(pyfuse3.Operations):
         kernel may send the next OPEN before the last RELEASE): then it must not go."""
         return staged in self._pinned or any(h.staged == staged for h in self._handles.values())
 
-    def _lock_for(self, node: FileNode) -> trio.Lock:
+    def lock_for(self, node: FileNode) -> trio.Lock:
         return self._node_locks.setdefault(id(node), trio.Lock())
 
-    def _forget_lock(self, node: FileNode) -> None:
+    def forget_lock(self, node: FileNode) -> None:
         lock = self._node_locks.get(id(node))
         if lock is not None and not lock.locked() and not lock.statistics().tasks_waiting:
             del self._node_locks[id(node)]
+
+    def open_for_writing(self, node: FileNode) -> bool:
+        return any(h.node is node and h.writable for h in self._handles.values())
+
+    def read_from(self, node: FileNode, location_id: str) -> bool:
+        """Whether a handle of `node` reads its replica at `location_id`."""
+        return any(h.node is node and h.location_id == location_id
+                   for h in self._handles.values())
 
     def busy_paths(self) -> set[str]:
         """Projects paths of files open for writing, or waiting for an upload."""
@@ -691,7 +704,7 @@ class AliceOperations(pyfuse3.Operations):
                                         "present")
         if vpath:
             self.ns.reindex(vpath, before)
-        self._record(node, target)
+        self.record(node, target)
         self.state.queue.drop_replica(full, node.logical_path)
         await self._db(self.state.queue.flush)
         old_fd, handle.fd = handle.fd, fd
@@ -762,7 +775,7 @@ class AliceOperations(pyfuse3.Operations):
         elif not handle.dirty:
             return
         elif st is not None:
-            self._record(node, handle.location_id, inode=st[2])
+            self.record(node, handle.location_id, inode=st[2])
         if node.created_here is not None and self.relocations is not None:
             await self.relocations.send(vpath)
 
@@ -796,7 +809,7 @@ class AliceOperations(pyfuse3.Operations):
             return
         # Uploads, renames and unlinks of one file never interleave: an upload finishing
         # under an old name after a rename, or after an unlink, would lose or resurrect it.
-        async with self._lock_for(node):
+        async with self.lock_for(node):
             replica = node.replicas.get(location_id)
             staged = from_handle.staged if from_handle and from_handle.staged else (
                 replica.staged if replica else None)
@@ -834,7 +847,7 @@ class AliceOperations(pyfuse3.Operations):
                 replica.size = result.info.size
                 replica.content_hash = result.content_hash
                 replica.unsent = False
-                self._record(node, location_id)
+                self.record(node, location_id)
             still_needed = self._staging_in_use(staged)
             if from_handle is None and current and not still_needed:
                 replica.staged = None
@@ -920,7 +933,7 @@ class AliceOperations(pyfuse3.Operations):
         before = self.ns.views_of(vpath)
         node.replicas[location_id] = Replica(theirs.size, theirs.mtime_ns, theirs.content_hash,
                                              change_token=theirs.change_token)
-        self._record(node, location_id)
+        self.record(node, location_id)
         node.version += 1
         self.ns.reindex(vpath, before)
         copy = FileNode(conflict_key, {location_id: Replica(
@@ -928,7 +941,7 @@ class AliceOperations(pyfuse3.Operations):
             change_token=ours.info.change_token)}, node.category, node.mime_type,
             mode=node.mode, uid=node.uid, gid=node.gid, ctime_ns=time.time_ns())
         self.ns.add_file(copy)
-        self._record(copy, location_id)
+        self.record(copy, location_id)
         for handle in self._handles.values():
             if handle.node is node and handle.staged == staged:
                 handle.node = copy
@@ -942,7 +955,7 @@ class AliceOperations(pyfuse3.Operations):
         self.state.queue.put_attrs(PosixAttrs(node.logical_path, stat.S_IMODE(node.mode),
                                               node.uid, node.gid, node.symlink_target))
 
-    def _record(self, node: FileNode, location_id: str, *, inode: int | None = None) -> None:
+    def record(self, node: FileNode, location_id: str, *, inode: int | None = None) -> None:
         replica = node.replicas[location_id]
         now = time.time()
         self.state.queue.put_replica(CatalogReplica(
@@ -1043,7 +1056,7 @@ class AliceOperations(pyfuse3.Operations):
         node = self.ns.files.get(vpath)
         if node is None or node.created_here is None or node.is_symlink:
             return
-        if any(h.node is node and h.writable for h in self._handles.values()):
+        if self.open_for_writing(node):
             return  # still being written: looked at again on release
         current = node.created_here
         replica = node.replicas.get(current)
@@ -1053,64 +1066,27 @@ class AliceOperations(pyfuse3.Operations):
             return  # looked at again once its upload is done (upload_staged)
         target = self._place(node.logical_path, replica.size)
         if target is not None and target != current:
-            async with self._lock_for(node):  # a rename waits for the move, and the reverse
-                if self._current_vpath(node) == vpath:
-                    await self._move_replica(vpath, node, current, target)
-            self._forget_lock(node)
+            await self._move_replica(node, current, target)
         if self.relocations is not None and self._current_vpath(node) == vpath:
             for sidecar in self._sidecars_of(vpath):  # written before it: they follow it
                 await self.relocations.send(sidecar)
 
-    async def _move_replica(self, vpath: str, node: FileNode, source: str, target: str
-                            ) -> None:
-        """Temp-write, verify, rename, record, then delete the source (DESIGN.md §5), all
-        journaled. Abandoned (target copy removed) if the file changes meanwhile."""
-        version = node.version
+    async def _move_replica(self, node: FileNode, source: str, target: str) -> None:
+        """Move a file the way migration does (DESIGN.md §5: temp-write, verify, rename,
+        record, then delete the source; journaled), under its lock, given up if the file
+        changes meanwhile (a rename waits for the move, and the reverse)."""
         replica = node.replicas[source]
-        logical = node.logical_path
-        source_backend = self.state.backend(source)
-        expected = replica.content_hash
-        if expected is None:
-            expected = await self._thread(source, content_hash_of, source_backend, logical)
-        catalog = self.state.catalog
-        move = transfer.Transfer(logical, source_backend, self.state.backend(target),
-                                 expected, replica.mtime_ns, removes=(source_backend,))
-        await self._db(transfer.begin, catalog, [move])
-        result = await self._thread(target, move.copy)
-        if node.version != version or self.ns.files.get(vpath) is not node:
-            await self._thread(target, move.abandon)
-            await self._db(transfer.end, catalog, [move])
-            return
-        before = self.ns.views_of(vpath)
-        node.replicas[target] = Replica(result.info.size, result.info.mtime_ns,
-                                        result.content_hash, "present",
-                                        change_token=result.info.change_token)
-        self._record(node, target, inode=result.info.inode)
-        await self._db(self.state.queue.flush)
-        await self._db(transfer.recorded, catalog, [move])
-        if node.version != version or any(h.node is node and h.writable
-                                          for h in self._handles.values()):
-            # Opened for writing meanwhile: its descriptor is on the source, which stays;
-            # the copy goes again (the file is re-placed when that handle is released).
-            before = self.ns.views_of(vpath)
-            del node.replicas[target]
-            self.ns.reindex(vpath, before)
-            self.state.queue.drop_replica(target, logical)
-            await self._db(self.state.queue.flush)
-            await self._thread(target, move.abandon)
-            await self._db(transfer.end, catalog, [move])
-            return
-        await self._thread(source, move.remove)
-        del node.replicas[source]
-        # A scan running now may have listed the source before it went: its view of this
-        # file is out of date.
-        self.forgotten.add(vpath)
-        node.created_here = target
-        self.ns.reindex(vpath, before)
-        self.state.queue.drop_replica(source, logical)
-        await self._db(self.state.queue.flush)
-        await self._db(transfer.end, catalog, [move])
-        log.info("%s placed in %s", logical, self.state.location(target).name)
+        entry = PlannedTransfer(
+            node.logical_path, replica.size, replica.mtime_ns, replica.content_hash, source,
+            target, True, (CatalogReplica(source, node.logical_path, replica.size,
+                                          replica.mtime_ns, replica.content_hash),),
+            "placement of a new file")
+        (outcome,) = await run_plan(MigrationPlan((entry,), ()), self.state.catalog,
+                                    self.state.backends, coordinator=self.mover)
+        if outcome.result == "moved":
+            log.info("%s placed in %s", node.logical_path, self.state.location(target).name)
+        elif outcome.result == "failed":
+            log.error("placing %s: %s", node.logical_path, outcome.detail)
 
     # -- creating -----------------------------------------------------------------------
 
@@ -1235,7 +1211,7 @@ class AliceOperations(pyfuse3.Operations):
                         "inode/symlink", mode=stat.S_IFLNK | 0o777, uid=ctx.uid, gid=ctx.gid,
                         ctime_ns=now, symlink_target=target)
         self.ns.add_file(node)
-        self._record(node, location_id)
+        self.record(node, location_id)
         self._record_attrs(node)
         return self._attrs(self.ns.inode_of(PROJECTS_VIEW, vpath))
 
@@ -1249,9 +1225,9 @@ class AliceOperations(pyfuse3.Operations):
         if self._exists(view, vpath) != "file":
             raise _fail(errno.EISDIR if self._exists(view, vpath) == "dir" else errno.ENOENT)
         node = self.ns.files[vpath]
-        async with self._lock_for(node):
+        async with self.lock_for(node):
             await self._unlink_locked(view, vpath, node)
-        self._forget_lock(node)
+        self.forget_lock(node)
 
     async def _unlink_locked(self, view: str, vpath: str, node: FileNode) -> None:
         if self._current_vpath(node) != vpath:
@@ -1363,7 +1339,7 @@ class AliceOperations(pyfuse3.Operations):
                            key=id)
             async with contextlib.AsyncExitStack() as locks:
                 for locked in nodes:
-                    await locks.enter_async_context(self._lock_for(locked))
+                    await locks.enter_async_context(self.lock_for(locked))
                 if self._current_vpath(node) != old:
                     raise _fail(errno.ENOENT)  # renamed or removed while waiting for an upload
                 if self.ns.files.get(new) is replaced:
@@ -1371,7 +1347,7 @@ class AliceOperations(pyfuse3.Operations):
                     break
             # Another file took the new name while it waited: again, with that one.
         for locked in nodes:
-            self._forget_lock(locked)
+            self.forget_lock(locked)
 
     async def _defer(self, copies: list[tuple[FileNode, list[str]]],
                      prune: str | None = None) -> None:
@@ -1547,7 +1523,7 @@ class AliceOperations(pyfuse3.Operations):
         node.ctime_ns = time.time_ns()
         for location_id, replica in node.replicas.items():
             if replica.state == "present" and replica.staged is None:
-                self._record(node, location_id)
+                self.record(node, location_id)
         for location_id in requeue:
             self._upload_when_closed((new, location_id), node)
         if node.created_here is not None and self.relocations is not None:
@@ -1576,13 +1552,13 @@ class AliceOperations(pyfuse3.Operations):
             nodes = files_in_it()
             async with contextlib.AsyncExitStack() as locks:
                 for node in nodes:
-                    await locks.enter_async_context(self._lock_for(node))
+                    await locks.enter_async_context(self.lock_for(node))
                 if [id(n) for n in files_in_it()] == [id(n) for n in nodes]:
                     await self._rename_dir_locked(old, new, target_kind, nodes)
                     break
             # Files came or went while it waited: let go of everything and start again.
         for node in nodes:
-            self._forget_lock(node)
+            self.forget_lock(node)
 
     async def _rename_dir_locked(self, old: str, new: str, target_kind: str | None,
                                  nodes: list[FileNode]) -> None:
@@ -1652,13 +1628,13 @@ class AliceOperations(pyfuse3.Operations):
             self._record_attrs(node)
             for location_id, replica in node.replicas.items():
                 if replica.state == "present" and replica.staged is None:
-                    self._record(node, location_id)
+                    self.record(node, location_id)
         for vpath, location_id, node in requeue:
             self._upload_when_closed((vpath, location_id), node)
 
     def _upload_when_closed(self, key: tuple[str, str], node: FileNode) -> None:
         """Upload a staged file now, or when the handles writing it are released."""
-        if any(h.node is node and h.writable for h in self._handles.values()):
+        if self.open_for_writing(node):
             self.uploads.hold(key)
         else:
             self.uploads.request(key)
@@ -1743,7 +1719,7 @@ class AliceOperations(pyfuse3.Operations):
             elif cloud_truncate:
                 self.uploads.request((view_path(node.logical_path), primary))
             else:
-                self._record(node, primary)
+                self.record(node, primary)
         if mode is not None:
             node.mode = (node.mode & ~0o7777) | mode
         if owner is not None:
@@ -1757,7 +1733,7 @@ class AliceOperations(pyfuse3.Operations):
             for other in self._handles.values():
                 if other.node is node:
                     other.last_stat = None  # `cp -p` sets times before close: keep them
-            self._record(node, primary)
+            self.record(node, primary)
         node.ctime_ns = now
         return self._attrs(inode)
 

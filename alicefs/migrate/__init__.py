@@ -26,16 +26,17 @@ from alicefs.migrate.plan import (
     plan_consolidation,
     plan_migration,
 )
-from alicefs.migrate.run import Outcome, ProgressSink, run_plan
+from alicefs.migrate.run import Coordinator, Outcome, ProgressSink, run_plan
 from alicefs.model import StorageLocation
 from alicefs.registry import StorageRegistry
 from alicefs.rules import LocationStatus, SpaceInfo
 from alicefs.scanner import MultiPathScanner
 from alicefs.transfer.journal import JournaledPartialUploads
+from alicefs.transfer.pace import Pacer
 from alicefs.transfer.recovery import recover
 
-__all__ = ["AutoMigrationService", "CatalogFile", "MigrationPlan", "MigrationResult",
-           "Outcome", "PlannedTransfer", "Skipped", "load_files"]
+__all__ = ["AutoMigrationService", "CatalogFile", "Coordinator", "MigrationPlan",
+           "MigrationResult", "Outcome", "PlannedTransfer", "Skipped", "load_files"]
 
 
 @dataclass(frozen=True)
@@ -65,14 +66,20 @@ def load_files(catalog: Catalog) -> list[CatalogFile]:
 
 class AutoMigrationService:
     """Migration and consolidation against one catalog. Backends are the scanner's (the
-    mount's pool, when it runs there) or opened here, one per location."""
+    process's one pool: the mount's, when it runs there), opened here when missing. A
+    `coordinator` is how a process serving the files (the mount) keeps them consistent
+    while they move. One run at a time: a second waits for the first."""
 
     def __init__(self, catalog: Catalog, registry: StorageRegistry | None = None,
-                 scanner: MultiPathScanner | None = None, *, skip_hidden: bool = True):
+                 scanner: MultiPathScanner | None = None, *, skip_hidden: bool = True,
+                 coordinator: Coordinator | None = None):
         self.catalog = catalog
         self.registry = registry or StorageRegistry(catalog)
         self.skip_hidden = scanner.skip_hidden if scanner is not None else skip_hidden
-        self.backends: dict[str, ThreadedBackend] = dict(scanner.backends) if scanner else {}
+        self.backends: dict[str, ThreadedBackend] = (
+            scanner.backends if scanner is not None else {})
+        self.coordinator = coordinator or Coordinator()
+        self._running = trio.Lock()
 
     async def _locations(self) -> tuple[list[StorageLocation], dict[str, SpaceInfo | None],
                                         frozenset[str]]:
@@ -81,7 +88,8 @@ class AutoMigrationService:
         space: dict[str, SpaceInfo | None] = {}
         usable = set()
         for location in locations:
-            if location.status is LocationStatus.OFFLINE:
+            if (location.status is LocationStatus.OFFLINE
+                    or not self.coordinator.may_use(location.location_id)):
                 continue
             tb = self.backends.get(location.location_id)
             if tb is None:
@@ -122,32 +130,42 @@ class AutoMigrationService:
                                   usable=usable)
 
     async def carry_out(self, plan: MigrationPlan, *, max_concurrent: int = 4,
-                        progress: ProgressSink | None = None) -> MigrationResult:
-        outcomes = await run_plan(plan, self.catalog, self.backends,
-                                  max_concurrent=max_concurrent, progress=progress)
+                        progress: ProgressSink | None = None, bandwidth: int | None = None
+                        ) -> MigrationResult:
+        """Carry `plan` out, at most `max_concurrent` transfers at once and, with
+        `bandwidth`, at most that many bytes per second in all."""
+        pacer = Pacer(bandwidth) if bandwidth else None
+        async with self._running:
+            outcomes = await run_plan(plan, self.catalog, self.backends,
+                                      max_concurrent=max_concurrent, progress=progress,
+                                      pacer=pacer, coordinator=self.coordinator)
         return MigrationResult(plan, outcomes, False)
 
     async def run_auto_migration(self, dry_run: bool = False, *, move: bool = False,
                                  project: str | None = None, max_concurrent: int = 4,
                                  limit_files: int | None = None,
                                  limit_bytes: int | None = None,
-                                 progress: ProgressSink | None = None) -> MigrationResult:
+                                 progress: ProgressSink | None = None,
+                                 bandwidth: int | None = None) -> MigrationResult:
         """Plan, and unless `dry_run` carry the plan out (nothing is written for a dry
         run, not even to the catalog)."""
         plan = await self.plan(move=move, project=project, limit_files=limit_files,
                                limit_bytes=limit_bytes)
         if dry_run:
             return MigrationResult(plan, (), True)
-        return await self.carry_out(plan, max_concurrent=max_concurrent, progress=progress)
+        return await self.carry_out(plan, max_concurrent=max_concurrent, progress=progress,
+                                    bandwidth=bandwidth)
 
     async def consolidate(self, project: str, target: str, *, move: bool = False,
                           dry_run: bool = False, max_concurrent: int = 4,
-                          progress: ProgressSink | None = None) -> MigrationResult:
+                          progress: ProgressSink | None = None,
+                          bandwidth: int | None = None) -> MigrationResult:
         """Gather `project` into the location `target` (id or name)."""
         plan = await self.consolidation_plan(project, target, move=move)
         if dry_run:
             return MigrationResult(plan, (), True)
-        return await self.carry_out(plan, max_concurrent=max_concurrent, progress=progress)
+        return await self.carry_out(plan, max_concurrent=max_concurrent, progress=progress,
+                                    bandwidth=bandwidth)
 
     async def recover(self) -> list[str]:
         """Finish or undo what a killed run left half done (the journal), on the locations

@@ -7,15 +7,21 @@ files go one per batch. Within a batch the copies run in parallel.
 
 Outcomes per file: `copied`, `moved`, `already there` (the target held the same content:
 recorded, and for a move the sources go), `conflict` (a different file is at the target:
-both kept, nothing removed), `failed` (with the reason; nothing published, or recovered like
-a crash). A replica that changed after it was planned is never removed.
+both kept, nothing removed), `busy` (open for writing or waiting for its upload in the mount
+that runs the plan: left for the next run), `failed` (with the reason; nothing published,
+or recovered like a crash). A replica that changed after it was planned is never removed.
+
+A mount that runs a plan serves the files while they move: its `Coordinator` locks each
+batch's files against renames, unlinks and uploads, and switches what it shows to the new
+replica the moment the copy is verified — before any source goes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -27,6 +33,7 @@ from alicefs.migrate.plan import MigrationPlan, PlannedTransfer
 from alicefs.transfer import move as transfer
 from alicefs.transfer.copy import content_hash_of
 from alicefs.transfer.move import Transfer
+from alicefs.transfer.pace import Pacer
 from alicefs.transfer.recovery import recover
 
 log = logging.getLogger(__name__)
@@ -40,7 +47,7 @@ class Outcome:
     logical_path: str
     source_location_id: str
     target_location_id: str
-    result: str  # copied | moved | already there | conflict | failed
+    result: str  # copied | moved | already there | conflict | busy | failed
     bytes: int = 0  # copied
     detail: str = ""
 
@@ -49,16 +56,44 @@ class Outcome:
 ProgressSink = Callable[[int, int], None]
 
 
+class Coordinator:
+    """How the process that serves the files while they move keeps them consistent. This
+    one is for a process that serves nothing (alicefs-ctl with no mount running); the
+    mount has its own (`alicefs.fs.migration`)."""
+
+    def may_use(self, location_id: str) -> bool:
+        """Whether transfers may read or write this location now."""
+        return True
+
+    @contextlib.asynccontextmanager
+    async def hold(self, entries: Sequence[PlannedTransfer]) -> AsyncIterator[dict[str, str]]:
+        """Keep a batch's files from being renamed, unlinked or uploaded until it ends;
+        yields the paths that must not move now, each with why."""
+        yield {}
+
+    def settle(self, entry: PlannedTransfer, row: Replica) -> list[str] | None:
+        """The copy `row` is verified (called without awaiting anything in between, so
+        nothing can change meanwhile). None when the file changed since `hold`: then the
+        copy must go and nothing else. Otherwise what is served is now `row`, and the
+        result is which of `entry.remove_from` may be deleted now."""
+        return [r.location_id for r in entry.remove_from]
+
+    async def flush(self) -> None:
+        """Write what `settle` changed to the catalog."""
+
+
 async def run_plan(plan: MigrationPlan, catalog: Catalog,
                    backends: Mapping[str, ThreadedBackend], *, max_concurrent: int = 4,
-                   progress: ProgressSink | None = None) -> tuple[Outcome, ...]:
+                   progress: ProgressSink | None = None, pacer: Pacer | None = None,
+                   coordinator: Coordinator | None = None) -> tuple[Outcome, ...]:
     """Carry out `plan` (every transfer's source, target and removals must be in
-    `backends`); returns one outcome per transfer, in plan order."""
+    `backends`), copying no faster than `pacer` allows; returns one outcome per transfer,
+    in plan order."""
     outcomes: dict[str, Outcome] = {}
     done = [0, 0]
     limiter = trio.CapacityLimiter(max_concurrent)
     for batch in _batches(plan.transfers):
-        run = _Batch(catalog, backends, limiter)
+        run = _Batch(catalog, backends, limiter, pacer, coordinator or Coordinator())
         for outcome in await run.run(batch):
             outcomes[outcome.logical_path] = outcome
             done[0] += 1
@@ -82,10 +117,13 @@ def _batches(transfers: Sequence[PlannedTransfer]) -> list[list[PlannedTransfer]
 
 class _Batch:
     def __init__(self, catalog: Catalog, backends: Mapping[str, ThreadedBackend],
-                 limiter: trio.CapacityLimiter):
+                 limiter: trio.CapacityLimiter, pacer: Pacer | None,
+                 coordinator: Coordinator):
         self.catalog = catalog
         self.backends = backends
         self.limiter = limiter
+        self.pacer = pacer
+        self.coordinator = coordinator
         self.outcomes: dict[str, Outcome] = {}
         self.rows: list[Replica] = []
         self.removed: list[tuple[str, str]] = []
@@ -98,6 +136,14 @@ class _Batch:
             return await self.backends[location_id].run(func, *args)
 
     async def run(self, entries: list[PlannedTransfer]) -> list[Outcome]:
+        async with self.coordinator.hold(entries) as busy:
+            for entry in entries:
+                if entry.logical_path in busy:
+                    self._fail(entry, "busy", busy[entry.logical_path])
+            await self._run([e for e in entries if e.logical_path not in busy])
+        return [self.outcomes[e.logical_path] for e in entries]
+
+    async def _run(self, entries: list[PlannedTransfer]) -> None:
         transfers: dict[str, Transfer] = {}
         async with trio.open_nursery() as nursery:
             for entry in entries:
@@ -108,22 +154,51 @@ class _Batch:
             for entry in entries:
                 if entry.logical_path in transfers:
                     nursery.start_soon(self._copy, entry, transfers[entry.logical_path], copied)
-        failed = [t for key, t in transfers.items() if key not in copied]
+        removable, abandoned = self._settle(entries, copied)
+        async with trio.open_nursery() as nursery:
+            for move in abandoned:
+                if move.copies:
+                    nursery.start_soon(self._on, move.target.location.location_id,
+                                       move.abandon)
+        await self.coordinator.flush()
+        settled = set(copied) | {t.key for t in abandoned}
+        failed = [t for key, t in transfers.items() if key not in settled]
         await trio.to_thread.run_sync(transfer.recorded, self.catalog, list(copied.values()),
-                                      self.rows)
+                                      [row for row in self.rows if row.logical_path in copied])
         async with trio.open_nursery() as nursery:
             for entry in entries:
                 if entry.logical_path in copied:
-                    nursery.start_soon(self._remove, entry, copied[entry.logical_path])
-        await trio.to_thread.run_sync(transfer.end, self.catalog, list(copied.values()),
-                                      self.removed)
+                    nursery.start_soon(self._remove, entry, copied[entry.logical_path],
+                                       removable[entry.logical_path])
+        await trio.to_thread.run_sync(transfer.end, self.catalog,
+                                      [*copied.values(), *abandoned], self.removed)
         if failed:
             # Nothing of ours published, or not known: decided from what the targets hold,
             # exactly as after a crash.
             plain = {lid: tb.backend for lid, tb in self.backends.items()}
             await trio.to_thread.run_sync(lambda: recover(
                 self.catalog, plain, only={t.op_id for t in failed if t.op_id is not None}))
-        return [self.outcomes[e.logical_path] for e in entries]
+
+    def _settle(self, entries: list[PlannedTransfer], copied: dict[str, Transfer]
+                ) -> tuple[dict[str, list[str]], list[Transfer]]:
+        """Let the coordinator switch to the copies (no await: nothing changes meanwhile).
+        Returns the replicas each may remove, and the transfers of files written during
+        their copy: those keep their sources, and a copy this run made goes (it is older
+        than the sources now)."""
+        rows = {row.logical_path: row for row in self.rows}
+        removable: dict[str, list[str]] = {}
+        abandoned: list[Transfer] = []
+        for entry in entries:
+            if entry.logical_path not in copied:
+                continue
+            settled = self.coordinator.settle(entry, rows[entry.logical_path])
+            if settled is None:
+                abandoned.append(copied.pop(entry.logical_path))
+                self._fail(entry, "busy", "written while it was copied: the source kept, "
+                                          "moved at the next run")
+            else:
+                removable[entry.logical_path] = settled
+        return removable, abandoned
 
     def _fail(self, entry: PlannedTransfer, result: str, detail: str) -> None:
         self.outcomes[entry.logical_path] = Outcome(
@@ -146,7 +221,7 @@ class _Batch:
             entry.logical_path, self._backend(entry.source_location_id),
             self._backend(entry.target_location_id), str(expected), entry.mtime_ns,
             removes=tuple(self._backend(r.location_id) for r in entry.remove_from),
-            copies=entry.copy)
+            copies=entry.copy, pacer=self.pacer)
 
     async def _copy(self, entry: PlannedTransfer, move: Transfer,
                     copied: dict[str, Transfer]) -> None:
@@ -186,10 +261,15 @@ class _Batch:
             entry.logical_path, entry.source_location_id, target, outcome, size)
         copied[entry.logical_path] = move
 
-    async def _remove(self, entry: PlannedTransfer, move: Transfer) -> None:
+    async def _remove(self, entry: PlannedTransfer, move: Transfer, removable: list[str]
+                      ) -> None:
         kept = []
         for row in entry.remove_from:
             backend = self._backend(row.location_id)
+            if row.location_id not in removable:
+                kept.append(f"{self.backends[row.location_id].location.name} (being read; "
+                            "removed at the next run)")
+                continue
             try:
                 if await self._on(row.location_id, _unchanged, backend, row, move.expected_hash):
                     await self._on(row.location_id, _delete, backend, entry.logical_path)

@@ -12,6 +12,7 @@ from alicefs.backends.base import Backend, WriteResult
 from alicefs.backends.local import LocalBackend
 from alicefs.backends.objectstore import ObjectStoreBackend
 from alicefs.hashing import hash_stream
+from alicefs.transfer.pace import PacedReader, Pacer
 
 
 def content_hash_of(backend: Backend, key: str) -> str:
@@ -35,14 +36,18 @@ def holds(backend: Backend, key: str, expected_hash: str | None) -> bool:
 
 
 def verified_copy(source: Backend, target: Backend, key: str, *, expected_hash: str,
-                  mtime_ns: int | None = None, overwrite: bool = False) -> WriteResult:
+                  mtime_ns: int | None = None, overwrite: bool = False,
+                  pacer: Pacer | None = None) -> WriteResult:
     """Copy `key` from `source` to `target`, published only when what landed hashes to
-    `expected_hash` (IntegrityError otherwise, nothing published). The copy keeps `mtime_ns`.
-    Between two local locations the kernel copies (copy_file_range)."""
-    if isinstance(source, LocalBackend) and isinstance(target, LocalBackend) and not overwrite:
+    `expected_hash` (IntegrityError otherwise, nothing published). The copy keeps `mtime_ns`
+    and reads no faster than `pacer` allows. Between two local locations the kernel copies
+    (copy_file_range), unless paced."""
+    if (isinstance(source, LocalBackend) and isinstance(target, LocalBackend)
+            and not overwrite and pacer is None):
         return target.copy_from(source, key, expected_hash=expected_hash, mtime_ns=mtime_ns)
     with source.open_read(key) as stream:
-        return target.write_atomic(key, stream, expected_hash=expected_hash,
+        data = stream if pacer is None else PacedReader(stream, pacer)
+        return target.write_atomic(key, data, expected_hash=expected_hash,
                                    mtime_ns=mtime_ns, overwrite=overwrite)
 
 

@@ -20,6 +20,7 @@ from alicefs.backends.base import Backend, WriteResult
 from alicefs.catalog import Catalog, JournalStart, Replica
 from alicefs.transfer.copy import holds, verified_copy
 from alicefs.transfer.journal import COPY, MOVE
+from alicefs.transfer.pace import Pacer
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Transfer:
     # removals are left to do, and recovery never deletes the target's replica
     copies: bool = True
     op_id: int | None = None  # its journal entry, once begun
+    pacer: Pacer | None = None  # the bandwidth cap the copy keeps to
 
     @property
     def kind(self) -> str:
@@ -46,7 +48,8 @@ class Transfer:
         """The verified copy, published under the key in the target (never replacing a file
         there: FileExistsError)."""
         return verified_copy(self.source, self.target, self.key,
-                             expected_hash=self.expected_hash, mtime_ns=self.mtime_ns)
+                             expected_hash=self.expected_hash, mtime_ns=self.mtime_ns,
+                             pacer=self.pacer)
 
     def target_holds(self) -> bool:
         return holds(self.target, self.key, self.expected_hash)

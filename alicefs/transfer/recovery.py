@@ -216,9 +216,9 @@ def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Back
 def _recover_transfer(entry: JournalEntry, catalog: Catalog, backends: dict[str, Backend]
                       ) -> str | None:
     """A copy or move (`move.Transfer`): rolled forward when the target holds the expected
-    content (recorded; for a move the replicas that go are deleted, unless one changed
-    after the copy: then it is the newer content, and the copy goes instead), rolled back
-    otherwise (whatever the target holds is not touched)."""
+    content (recorded; for a move the replicas that go are deleted), unless a source
+    changed after the copy: then it is the newer content, and a copy the transfer made goes
+    instead. Rolled back otherwise (whatever the target holds is not touched)."""
     key = entry.logical_path
     target = backends.get(entry.target_location_id or "")
     default = [entry.source_location_id] if entry.kind == MOVE else []
@@ -230,18 +230,21 @@ def _recover_transfer(entry: JournalEntry, catalog: Catalog, backends: dict[str,
         target.remove_temporaries(key)  # a copy the crash cut short
     if not holds(target, key, entry.expected_hash):
         return ROLLED_BACK if entry.kind == MOVE else "rolled back (no verified copy)"
-    _record_present(catalog, target, key, entry.expected_hash)
-    if not removes:
-        return "rolled forward (copy verified and recorded)"
-    present = [lid for lid in removes if _exists(backends[lid], key)]
+    # A plain copy keeps its source: it is checked as the replicas a move removes are.
+    checked = removes or [lid for lid in [entry.source_location_id] if lid in backends]
+    present = [lid for lid in checked if _exists(backends[lid], key)]
     if any(not holds(backends[lid], key, entry.expected_hash) for lid in present):
         if not copied:
+            _record_present(catalog, target, key, entry.expected_hash)
             return "left as it was (a replica changed since; sync brings them level)"
         # A replica changed after the copy: it is the newer content, the copy an older
         # version nobody asked to keep there. The copy goes.
         _delete_quietly(target, key)
         catalog.drop_replicas(target.location.location_id, [key])
         return "rolled back (source changed after the copy; the copy removed)"
+    _record_present(catalog, target, key, entry.expected_hash)
+    if not removes:
+        return "rolled forward (copy verified and recorded)"
     for location_id in removes:
         if location_id in present:
             _delete_quietly(backends[location_id], key)

@@ -3,6 +3,7 @@ do: tests use only ordinary file operations on it and check the backing director
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -98,7 +99,8 @@ class MountedFS:
     def kill(self) -> None:
         """SIGKILL the mount process, then clear the dead mount."""
         assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have killed itself
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         self.process = None
         subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)], capture_output=True)

@@ -104,3 +104,25 @@ def test_a_multipart_upload_killed_before_s3_named_it_is_aborted(tmp_path, s3_se
                                                    Prefix=s3.location.prefix)
         assert [u["Key"] for u in listing.get("Uploads", [])] == [s3.object_key("p/other.mp4")]
         assert catalog.journal_open() == []
+
+
+def test_copy_whose_source_changed_after_the_copy_removes_the_copy(tmp_path):
+    """A copy (no source removed) killed after it published, while the file was written at
+    its source: the copy is an older version and must not be recorded as a present replica
+    (it used to be, making two different contents 'current')."""
+
+    ssd, hdd, backends = _two_local_locations(tmp_path)
+    (tmp_path / "ssd" / "p" / "f.png").write_bytes(b"old")
+    (tmp_path / "hdd" / "p" / "f.png").write_bytes(b"newer")
+    with Catalog(tmp_path / "catalog.duckdb") as catalog:
+        catalog.put_locations([ssd, hdd])
+        op = catalog.journal_begin("copy", "p/f.png", source_location_id=hdd.location_id,
+                                   target_location_id=ssd.location_id,
+                                   expected_hash=hash_bytes(b"old"))
+        catalog.journal_step(op, "recorded")
+        done = recover(catalog, backends)
+        assert done == ["copy p/f.png: rolled back (source changed after the copy; the copy "
+                        "removed)"]
+        assert (tmp_path / "hdd" / "p" / "f.png").read_bytes() == b"newer"
+        assert not (tmp_path / "ssd" / "p" / "f.png").exists()
+        assert catalog.replicas_of("p/f.png") == []
