@@ -247,7 +247,10 @@ class Mount:
     async def _flush_loop(self, state: MountState) -> None:
         while True:
             await trio.sleep(FLUSH_INTERVAL)
-            await trio.to_thread.run_sync(state.queue.flush)
+            try:
+                await trio.to_thread.run_sync(state.queue.flush)
+            except Exception:  # kept queued and written next time; the mount goes on
+                log.exception("writing to the catalog failed")
 
     async def _space_loop(self, state: MountState, ops: AliceOperations) -> None:
         while True:
@@ -295,27 +298,34 @@ class Mount:
         """Periodic incremental scans, so files added or changed directly in a location show
         in the mount; the first one right away."""
         while True:
-            await trio.to_thread.run_sync(state.queue.flush)
-            ops.forgotten.clear()
-            started = time.monotonic()
-            # Only what the mount can use: a location that is back is scanned once its
-            # deferred deletes and renames are done (_space_loop), or it would show them undone.
-            stats = await scanner.scan_locations(
-                [loc for loc in state.locations if state.usable(loc.location_id)])
-            for result in stats.locations:
-                if result.error:
-                    log.warning("scan of %s: %s", result.name, result.error)
-            scanned = {s.location_id for s in stats.locations if not s.error}
-            view = await trio.to_thread.run_sync(read_catalog_view, state.catalog, scanned)
-            changes = apply_catalog_view(state, view, ops.busy_paths())
-            for location_id in scanned:
-                local = state.local(location_id)
-                if local is not None:
-                    dirs = await trio.to_thread.run_sync(local.list_dirs)
-                    state.namespace.add_existing_dirs(location_id, dirs)
-            log.info("scan: %d files in %.1fs, %d changes shown", stats.files,
-                     time.monotonic() - started, changes)
+            try:
+                await self._scan_once(state, ops, scanner)
+            except Exception:  # one failed scan must not end the mount; the next one retries
+                log.exception("scan failed")
             await trio.sleep(self.settings.scan_interval)
+
+    async def _scan_once(self, state: MountState, ops: AliceOperations,
+                         scanner: MultiPathScanner) -> None:
+        await trio.to_thread.run_sync(state.queue.flush)
+        ops.forgotten.clear()
+        started = time.monotonic()
+        # Only what the mount can use: a location that is back is scanned once its
+        # deferred deletes and renames are done (_space_loop), or it would show them undone.
+        stats = await scanner.scan_locations(
+            [loc for loc in state.locations if state.usable(loc.location_id)])
+        for result in stats.locations:
+            if result.error:
+                log.warning("scan of %s: %s", result.name, result.error)
+        scanned = {s.location_id for s in stats.locations if not s.error}
+        view = await trio.to_thread.run_sync(read_catalog_view, state.catalog, scanned)
+        changes = apply_catalog_view(state, view, ops.busy_paths())
+        for location_id in scanned:
+            local = state.local(location_id)
+            if local is not None:
+                dirs = await trio.to_thread.run_sync(local.list_dirs)
+                state.namespace.add_existing_dirs(location_id, dirs)
+        log.info("scan: %d files in %.1fs, %d changes shown", stats.files,
+                 time.monotonic() - started, changes)
 
     async def _migration_loop(self, state: MountState, service: AutoMigrationService) -> None:
         """Tier migration every `migration_interval` (the first after one interval, so a
@@ -324,8 +334,8 @@ class Mount:
         settings = self.settings
         while True:
             await trio.sleep(settings.migration_interval or 0)
-            await trio.to_thread.run_sync(state.queue.flush)
             try:
+                await trio.to_thread.run_sync(state.queue.flush)
                 result = await service.run_auto_migration(
                     move=settings.migration_move,
                     max_concurrent=settings.migration_max_concurrent,

@@ -28,6 +28,7 @@ class CatalogQueue:
         key = (replica.location_id, replica.logical_path)
         with self._lock:
             self._drops.discard(key)
+            self._stale.discard(key)  # the newer row says what it is
             self._replicas[key] = replica
 
     def drop_replica(self, location_id: str, logical_path: str) -> None:
@@ -60,7 +61,8 @@ class CatalogQueue:
 
     def flush(self) -> int:
         """Write everything queued in one transaction (blocking: run in a worker thread).
-        Returns the number of changes written."""
+        Returns the number of changes written. A flush that fails leaves what it took
+        queued again (under anything queued since), for the next one."""
         with self._lock:
             replicas, self._replicas = list(self._replicas.values()), {}
             drops, self._drops = sorted(self._drops), set()
@@ -72,12 +74,32 @@ class CatalogQueue:
         by_location: dict[str, list[str]] = {}
         for location_id, path in drops:
             by_location.setdefault(location_id, []).append(path)
-        with self.catalog.transaction():
-            for location_id, paths in by_location.items():
-                self.catalog.drop_replicas(location_id, paths)
-            self.catalog.put_replicas(replicas)
-            self.catalog.mark_stale(stale)
-            self.catalog.put_metadata(metadata)
-            self.catalog.drop_posix_attrs([path for path, a in attrs.items() if a is None])
-            self.catalog.put_posix_attrs([a for a in attrs.values() if a is not None])
+        try:
+            with self.catalog.transaction():
+                for location_id, paths in by_location.items():
+                    self.catalog.drop_replicas(location_id, paths)
+                self.catalog.put_replicas(replicas)
+                self.catalog.mark_stale(stale)
+                self.catalog.put_metadata(metadata)
+                self.catalog.drop_posix_attrs([path for path, a in attrs.items() if a is None])
+                self.catalog.put_posix_attrs([a for a in attrs.values() if a is not None])
+        except BaseException:
+            self._requeue(replicas, drops, metadata, stale, attrs)
+            raise
         return len(replicas) + len(drops) + len(metadata) + len(stale) + len(attrs)
+
+    def _requeue(self, replicas: list[Replica], drops: list[tuple[str, str]],
+                 metadata: list[FileMeta], stale: list[tuple[str, str]],
+                 attrs: dict[str, PosixAttrs | None]) -> None:
+        with self._lock:
+            newer = set(self._replicas) | self._drops
+            for replica in replicas:
+                key = (replica.location_id, replica.logical_path)
+                if key not in newer:
+                    self._replicas[key] = replica
+            self._drops |= {key for key in drops if key not in newer}
+            self._stale |= {key for key in stale if key not in newer}
+            for meta in metadata:
+                self._metadata.setdefault(meta.logical_path, meta)
+            for path, value in attrs.items():
+                self._attrs.setdefault(path, value)
