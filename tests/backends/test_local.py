@@ -206,3 +206,51 @@ def test_copy_from_another_local_location_is_verified(tmp_path, monkeypatch, ker
     with pytest.raises(IntegrityError):
         target.copy_from(source, "p/w.mp4", expected_hash=hash_bytes(b"as planned"))
     assert sorted(os.listdir(tmp_path / "b" / "p")) == ["v.mp4"]
+
+
+def test_many_small_copies_are_verified_and_published_together(tmp_path):
+    """copy_many_from: per file the same guarantees as copy_from (verified before it is
+    named, never replacing a file, the mtime kept), each file failing on its own."""
+    from alicefs.backends.local import CopyItem
+    from alicefs.hashing import hash_bytes
+
+    for name in ("a", "b", "outside"):
+        (tmp_path / name).mkdir()
+    source = LocalBackend(local_location(tmp_path / "a", "a"))
+    target = LocalBackend(local_location(tmp_path / "b", "b"))
+    files = {f"p/{i}.png": os.urandom(1000 + i) for i in range(40)}
+    files["q/deeper/x.png"] = b"another directory"
+    for key, data in files.items():
+        source.write_atomic(key, io.BytesIO(data))
+    os.symlink("0.png", tmp_path / "a" / "p" / "link.png")  # inside the root: followed
+    (tmp_path / "outside" / "secret").write_bytes(b"not ours")
+    os.symlink(tmp_path / "outside" / "secret", tmp_path / "a" / "p" / "out.png")
+    source.write_atomic("p/changed.png", io.BytesIO(b"changed since it was planned"))
+    (tmp_path / "b" / "p").mkdir()
+    (tmp_path / "b" / "p" / "1.png").write_bytes(b"someone else's")
+    items = [CopyItem(key, hash_bytes(data), 1234) for key, data in files.items()]
+    items.append(CopyItem("p/link.png", hash_bytes(files["p/0.png"])))
+    items.append(CopyItem("p/out.png", hash_bytes(b"not ours")))
+    items.append(CopyItem("p/changed.png", hash_bytes(b"as planned")))
+    items.append(CopyItem("p/missing.png", hash_bytes(b"")))
+
+    results = dict(zip([i.key for i in items], target.copy_many_from(source, items),
+                       strict=True))
+
+    assert isinstance(results["p/1.png"], FileExistsError)
+    assert (tmp_path / "b" / "p" / "1.png").read_bytes() == b"someone else's"
+    assert isinstance(results["p/out.png"], UnsafeKeyError)
+    assert isinstance(results["p/changed.png"], IntegrityError)
+    assert isinstance(results["p/missing.png"], FileNotFoundError)
+    assert (tmp_path / "b" / "p" / "link.png").read_bytes() == files["p/0.png"]
+    for key, data in files.items():
+        if key == "p/1.png":
+            continue
+        result = results[key]
+        assert result.content_hash == hash_bytes(data) and result.info.mtime_ns == 1234
+        assert (tmp_path / "b" / key).read_bytes() == data
+    # Nothing half-done is left behind, and nothing failed was named.
+    leftovers = [p.name for p in (tmp_path / "b").rglob("*") if p.name.startswith(".")]
+    assert leftovers == []
+    assert not (tmp_path / "b" / "p" / "changed.png").exists()
+    assert not (tmp_path / "b" / "p" / "out.png").exists()

@@ -40,6 +40,7 @@ if _SPEC:
 
     move.begin = _after("after-begin", move.begin)
     move.Transfer.copy = _after("after-copy", move.Transfer.copy)
+    move.copy_together = _after("after-copy", move.copy_together)
     move.recorded = _after("after-recorded", move.recorded)
     run._delete = _after("after-delete", run._delete)
     move.end = _before("before-end", move.end)
