@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 1.0
 DRAIN_REPORT_INTERVAL = 5.0
 READ_AHEAD_KIB = 1024
-PREFETCH_WORKERS = 4
 SPACE_INTERVAL = 5.0
 
 
@@ -117,13 +116,7 @@ class Mount:
             for location_id, why in state.unavailable.items():
                 log.warning("location %s unavailable: %s", state.location(location_id).name,
                             why)
-            send_relocation, receive_relocation = trio.open_memory_channel[str](10_000)
-            send_close, receive_close = trio.open_memory_channel[tuple[str | None, int]](
-                100_000)
-            send_prefetch, receive_prefetch = trio.open_memory_channel[
-                tuple[str, str, str, int]](1_000)
-            ops = AliceOperations(state, relocations=send_relocation, closer=send_close,
-                                  prefetch=send_prefetch)
+            ops = AliceOperations(state, background=True)
             # One scanner and one migration service, over the mount's backends, for the
             # schedules and for the commands sent to the mount alike.
             scanner = MultiPathScanner(catalog, skip_hidden=self.settings.skip_hidden,
@@ -136,7 +129,7 @@ class Mount:
                 node = state.namespace.files.get(view_path(logical_path))
                 if node is not None and source in node.replicas:
                     node.created_here = source
-                    send_relocation.send_nowait(view_path(logical_path))
+                    ops.relocations.send_nowait(view_path(logical_path))
             fuse_options = set(pyfuse3.default_options) | {"fsname=alicefs", "subtype=alicefs",
                                                              "noatime"}
             if self.options.allow_other:
@@ -152,12 +145,8 @@ class Mount:
                     nursery.start_soon(self._scan_loop, state, ops, scanner)
                     if self.settings.migration_interval is not None:
                         nursery.start_soon(self._migration_loop, state, host.migration)
-                    nursery.start_soon(self._relocation_worker, ops, receive_relocation)
                     nursery.start_soon(self._control_server, state, ops, host)
-                    nursery.start_soon(self._close_worker, state, receive_close)
-                    for _ in range(PREFETCH_WORKERS):
-                        nursery.start_soon(self._prefetch_worker, ops, receive_prefetch.clone())
-                    nursery.start_soon(ops.uploads.run, ops.upload_staged)
+                    nursery.start_soon(ops.run_background)
                     unmounted_by_us = await self._wait_for_signal_or_unmount(nursery, ready,
                                                                              ops)
             finally:
@@ -454,35 +443,6 @@ class Mount:
             meta = view.metadata.get(node.logical_path)
             if meta is not None:
                 node.tags, node.quality = meta.tags, meta.quality
-
-    async def _close_worker(self, state: MountState,
-                            receive: trio.MemoryReceiveChannel[tuple[str | None, int]]) -> None:
-        async for location_id, fd in receive:
-            limiter = state.backends[location_id].limiter if location_id else None
-            try:
-                await trio.to_thread.run_sync(os.close, fd, limiter=limiter)
-            except Exception as exc:  # one failing close must never stop the service
-                log.warning("closing a file of %s: %s", location_id, exc)
-
-    async def _prefetch_worker(self, ops: AliceOperations,
-                               receive: trio.MemoryReceiveChannel[tuple[str, str, str, int]]
-                               ) -> None:
-        async with receive:
-            async for location_id, key, version, index in receive:
-                try:
-                    await ops.fetch_chunk(location_id, key, version, index)
-                except Exception as exc:  # the read itself will retry, and report
-                    log.debug("read-ahead of %s: %s", key, exc)
-
-    async def _relocation_worker(self, ops: AliceOperations,
-                                 receive: trio.MemoryReceiveChannel[str]) -> None:
-        async for vpath in receive:
-            try:
-                await ops.relocate(vpath)
-            except OSError as exc:
-                log.error("placing %s: %s", vpath, exc)
-            except Exception:  # one failing file must never stop the service
-                log.exception("placing %s failed unexpectedly", vpath)
 
 
 def configure_logging(debug: bool, log_file: Path | None) -> None:

@@ -76,6 +76,13 @@ def test_dry_run_then_move_then_nothing_left_to_do(ctl, guide_library, tmp_path)
     assert "nothing to migrate" in again.stderr
 
 
+def test_a_capped_migration_copies_everything(ctl, guide_library, tmp_path):
+    result = ctl("migrate", "--move", "--bwlimit", "10MB/s", "--json", config=guide_library)
+    assert result.returncode == 0, result.stderr
+    counts = json.loads(result.stdout)["counts"]
+    assert counts == {"moved": 2}  # to the archive disk (40 days) and to S3 (200 days)
+
+
 def test_consolidate_gathers_a_project(ctl, guide_library, tmp_path):
     config = guide_library
     assert ctl("migrate", "--move", "--no-progress", config=config).returncode == 0
@@ -90,6 +97,8 @@ def test_consolidate_gathers_a_project(ctl, guide_library, tmp_path):
 @pytest.mark.parametrize("args, expected", [
     (("migrate", "--max-concurrent", "0"), "expected a number of transfers 1-256, got 0"),
     (("migrate", "--limit-bytes", "lots"), "lots"),
+    (("migrate", "--bwlimit", "fast"), "expected bytes per second"),
+    (("migrate", "--bwlimit", "0"), "expected a rate above 0"),
     (("consolidate", "art", "Nowhere"), "Nowhere"),
 ])
 def test_bad_arguments_say_what_was_expected(ctl, guide_library, args, expected):

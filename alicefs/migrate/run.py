@@ -43,6 +43,7 @@ BATCH_BYTES = 64 << 20
 # Below this size local-to-local copies are made in groups (`transfer.copy_together`):
 # for small files durability, not the copy, is the cost.
 SMALL_FILE_BYTES = 8 << 20
+BATCHES_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
@@ -95,14 +96,23 @@ async def run_plan(plan: MigrationPlan, catalog: Catalog,
     outcomes: dict[str, Outcome] = {}
     done = [0, 0]
     limiter = trio.CapacityLimiter(max_concurrent)
-    for batch in _batches(plan.transfers):
-        run = _Batch(catalog, backends, limiter, pacer, coordinator or Coordinator())
-        for outcome in await run.run(batch):
-            outcomes[outcome.logical_path] = outcome
-            done[0] += 1
-            done[1] += outcome.bytes
-        if progress is not None:
-            progress(done[0], done[1])
+    # Two batches at once: one's commits and syncs overlap the other's copies.
+    batches_at_once = trio.Semaphore(BATCHES_AT_ONCE)
+    coordinator = coordinator or Coordinator()
+
+    async def run_batch(batch: list[PlannedTransfer]) -> None:
+        async with batches_at_once:
+            run = _Batch(catalog, backends, limiter, pacer, coordinator)
+            for outcome in await run.run(batch):
+                outcomes[outcome.logical_path] = outcome
+                done[0] += 1
+                done[1] += outcome.bytes
+            if progress is not None:
+                progress(done[0], done[1])
+
+    async with trio.open_nursery() as nursery:
+        for batch in _batches(plan.transfers):
+            nursery.start_soon(run_batch, batch)
     return tuple(outcomes[t.logical_path] for t in plan.transfers)
 
 

@@ -1,0 +1,124 @@
+"""setattr: mode, owner, size and times, on local and object-store replicas."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import stat
+import time
+
+import pyfuse3
+import trio
+from blake3 import blake3
+
+from alicefs.fs.base import Handle, OperationsBase, fuse_error, fuse_errors
+from alicefs.fs.namespace import PROJECTS_VIEW, STATUS_VIEW, FileNode, view_path
+
+
+class Attributes(OperationsBase):
+    @fuse_errors
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
+                      fields: pyfuse3.SetattrFields, fh: int | None,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        entry = self.ns.entry(inode)
+        if entry is None:
+            raise fuse_error(errno.ENOENT)
+        if entry.view.startswith("l:") or entry.view in ("", STATUS_VIEW):
+            raise fuse_error(errno.EROFS)
+        if self._exists(entry.view, entry.vpath) == "dir":
+            node = self.ns.dirs[entry.view][entry.vpath]
+            if fields.update_mode:
+                node.mode = stat.S_IFDIR | stat.S_IMODE(attr.st_mode)
+            if fields.update_mtime:
+                node.mtime_ns = attr.st_mtime_ns
+            return self._attrs(inode)
+        view, _vpath, node = self._file(inode)
+        if fields.update_size and view != PROJECTS_VIEW:
+            raise fuse_error(errno.EROFS)
+        now = time.time_ns()
+        mode = stat.S_IMODE(attr.st_mode) if fields.update_mode else None
+        owner = None
+        if fields.update_uid or fields.update_gid:
+            owner = (attr.st_uid if fields.update_uid else node.uid,
+                     attr.st_gid if fields.update_gid else node.gid)
+        times = None
+        if fields.update_mtime or fields.update_atime:
+            times = (attr.st_atime_ns if fields.update_atime else now,
+                     attr.st_mtime_ns if fields.update_mtime else now)
+        primary = self.state.primary(node)
+        handle = self._handles.get(fh) if fh is not None else None
+        cloud_truncate = (fields.update_size and primary is not None
+                          and self.state.local(primary) is None)
+        if cloud_truncate:
+            await self._truncate_object_replica(node, primary, attr.st_size, handle)
+        for location_id, replica in node.replicas.items():
+            local = self.state.local(location_id) if location_id in self.state.backends else None
+            if local is None or replica.state == "missing" or not self.state.usable(location_id):
+                continue
+            size = attr.st_size if fields.update_size and location_id == primary else None
+            if (mode, owner, times, size) == (None, None, None, None) or node.is_symlink:
+                continue
+            if size is not None and fh is not None and self._handles.get(fh) and \
+                    self._handles[fh].fd is not None:
+                await self._thread(location_id, os.ftruncate, self._handles[fh].fd, size)
+                size = None
+            await self._thread(location_id, functools.partial(
+                local.set_attrs, node.logical_path, mode=mode, owner=owner,
+                times_ns=times if location_id == primary else None, size=size))
+        if fields.update_size and primary is not None:
+            self._touch(node, primary, attr.st_size)
+            if handle is not None:
+                handle.dirty = True
+                handle.last_stat = None
+                handle.hasher = blake3() if attr.st_size == 0 else None
+                handle.hashed_upto = 0
+            elif cloud_truncate:
+                self.uploads.request((view_path(node.logical_path), primary))
+            else:
+                self.record(node, primary)
+        if mode is not None:
+            node.mode = (node.mode & ~0o7777) | mode
+        if owner is not None:
+            node.uid, node.gid = owner
+        if mode is not None or owner is not None:
+            self._record_attrs(node)
+        if times is not None and primary is not None:
+            if self.state.local(primary) is None and not node.is_symlink:
+                await self._set_object_times(node, primary, times, handle)
+            node.replicas[primary].mtime_ns = times[1]
+            for other in self._handles.values():
+                if other.node is node:
+                    other.last_stat = None  # `cp -p` sets times before close: keep them
+            self.record(node, primary)
+        node.ctime_ns = now
+        return self._attrs(inode)
+
+    async def _set_object_times(self, node: FileNode, location_id: str,
+                                times: tuple[int, int], handle: Handle | None) -> None:
+        """The mtime of an S3/GCS file lives in its object's metadata: set on the staging
+        file (a release reads it back from there), uploaded with the content. An object
+        with nothing staged is staged for it, so the new mtime is published like any
+        change."""
+        replica = node.replicas[location_id]
+        if replica.staged is None:
+            replica.staged = await self._stage(location_id, node, truncate=False)
+        await trio.to_thread.run_sync(functools.partial(os.utime, replica.staged, ns=times))
+        replica.unsent = True
+        node.version += 1  # an upload running now has the old mtime: another one follows
+        if handle is None or handle.staged is None:
+            self._upload_when_closed((view_path(node.logical_path), location_id), node)
+
+    async def _truncate_object_replica(self, node: FileNode, location_id: str, size: int,
+                                       handle: Handle | None) -> None:
+        """Truncate an S3/GCS replica: its staging file (the open handle's, or one made now),
+        uploaded like any other change."""
+        replica = node.replicas[location_id]
+        if handle is not None and handle.fd is not None and handle.staged is not None:
+            await trio.to_thread.run_sync(os.ftruncate, handle.fd, size)
+            replica.unsent = True
+            return
+        if replica.staged is None:
+            replica.staged = await self._stage(location_id, node, truncate=size == 0)
+        await trio.to_thread.run_sync(os.truncate, replica.staged, size)
+        replica.unsent = True

@@ -1,0 +1,361 @@
+"""What every handler shares: the mount state, open handles, per-file locks, and the
+helpers that resolve inodes to files and record changes."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import logging
+import os
+import stat
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyfuse3
+import trio
+
+from alicefs.backends.base import MAX_NAME_BYTES
+from alicefs.catalog import FileMeta, PosixAttrs
+from alicefs.catalog import Replica as CatalogReplica
+from alicefs.fs.migration import MountCoordinator
+from alicefs.fs.namespace import (
+    PROJECTS_VIEW,
+    STATUS_VIEW,
+    FileNode,
+    location_view,
+    type_view,
+    view_path,
+)
+from alicefs.fs.staging import Staging
+from alicefs.fs.state import MountState
+from alicefs.fs.uploads import UploadQueue
+from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES
+from alicefs.media import CATEGORIES
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+STATUS_FILES = ("locations.json", "sync.json", "queue.json")
+UPLOAD_WORKERS = 4
+
+
+def fuse_errors(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Let only FUSEErrors out of a handler (DESIGN.md §3)."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except OSError as exc:
+            if exc.errno is None:
+                log.exception("%s failed", method.__name__)
+                raise pyfuse3.FUSEError(errno.EIO) from None
+            if exc.errno == errno.EIO:
+                log.error("%s: %s", method.__name__, exc)
+            raise pyfuse3.FUSEError(exc.errno) from None
+        except Exception:
+            log.exception("%s failed unexpectedly", method.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper
+
+
+def fuse_error(code: int) -> pyfuse3.FUSEError:
+    return pyfuse3.FUSEError(code)
+
+
+@dataclass
+class Handle:
+    """An open file."""
+
+    inode: int
+    vpath: str  # where it was opened (the file may be renamed while open: see `node`)
+    location_id: str | None
+    fd: int | None = None
+    writable: bool = False
+    dirty: bool = False
+    staged: Path | None = None  # object-store write: the local file uploaded on release
+    status: bytes | None = None  # contents of a .alicefs status file
+    hasher: Any = None  # BLAKE3 of the content while writes are sequential from 0
+    hashed_upto: int = 0
+    created: bool = False
+    # (size, mtime_ns, inode) of the backing file after the last write, taken in the same
+    # worker-thread hop as the write, so release need not wait for another one; and the
+    # file's version then (a release comes after close(2) returned: if another handle wrote
+    # since, this stat is older than what the namespace shows)
+    last_stat: tuple[int, int, int] | None = None
+    stat_version: int = -1
+    next_offset: int = 0  # where a sequential reader reads next: read-ahead when it does
+    node: FileNode | None = None  # the file itself, whatever it is called now
+    # False once the backing filesystem refused a non-blocking read (RWF_NOWAIT): every
+    # read of this handle then goes to a worker thread
+    page_cache_reads: bool = True
+
+
+@dataclass
+class OperationsBase(pyfuse3.Operations):
+    state: MountState
+    # With `background`, the filesystem queues work for its own workers (run_background):
+    # re-placement of new files, closing descriptors (FUSE ignores what release returns,
+    # and a close on a network filesystem may take a while), reading ahead of sequential
+    # readers of object stores. Without, none of that happens (descriptors are closed
+    # before release returns).
+    background: bool = False
+    _handles: dict[int, Handle] = field(default_factory=dict)
+    _next_fh: int = 1
+    _cached_version: dict[int, int] = field(default_factory=dict)
+    # staging files being opened (a worker-thread hop away from having a handle): an upload
+    # ending meanwhile must not let them go
+    _pinned: Counter[Path] = field(default_factory=Counter)
+    _prefetching: set[str] = field(default_factory=set)
+    _dir_listings: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
+    _next_dir_fh: int = 1
+    # one lock per file while its staged upload, rename or unlink runs (id(node) -> lock)
+    _node_locks: dict[int, trio.Lock] = field(default_factory=dict)
+    # projects paths removed or renamed away since the scan in progress began: a scan's
+    # view of the catalog must not bring them back
+    forgotten: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        super().__init__()
+        self.relocations: trio.MemorySendChannel[str] | None = None
+        self.closer: trio.MemorySendChannel[tuple[str | None, int]] | None = None
+        self.prefetch: trio.MemorySendChannel[tuple[str, str, str, int]] | None = None
+        if self.background:
+            self.relocations, self._relocation_queue = trio.open_memory_channel[str](10_000)
+            self.closer, self._close_queue = trio.open_memory_channel[
+                tuple[str | None, int]](100_000)
+            self.prefetch, self._prefetch_queue = trio.open_memory_channel[
+                tuple[str, str, str, int]](1_000)
+        self.staging = Staging(self.state.settings.cache_dir / "staging")
+        # Staged S3/GCS files waiting for upload; its workers run in the mount's nursery.
+        self.uploads = UploadQueue(UPLOAD_WORKERS, self.state.usable)
+        # How transfers (re-placement here, migration sent to the mount or on its
+        # schedule) keep the files they move consistent with what the mount serves.
+        self.mover = MountCoordinator(self)
+        ns = self.state.namespace
+        # Fixed inodes, allocated up front so they are the same on every mount.
+        for view, vpath in (("", ""), (PROJECTS_VIEW, ""), ("", TYPES), ("", LOCATIONS),
+                            (STATUS_VIEW, "")):
+            ns.inode_of(view, vpath)
+
+    @property
+    def ns(self):
+        return self.state.namespace
+
+    async def _thread(self, location_id: str | None, func: Callable[..., T], *args: Any) -> T:
+        limiter = self.state.backends[location_id].limiter if location_id else None
+        return await trio.to_thread.run_sync(func, *args, limiter=limiter)
+
+    def _child(self, parent_inode: int, name: bytes) -> tuple[str, str]:
+        """(view, vpath) of `name` inside the directory `parent_inode`."""
+        entry = self.ns.entry(parent_inode)
+        if entry is None:
+            raise fuse_error(errno.ENOENT)
+        text = os.fsdecode(name)
+        if len(name) > MAX_NAME_BYTES:
+            raise fuse_error(errno.ENAMETOOLONG)
+        if entry.view == "":
+            if entry.vpath == "":
+                fixed = {PROJECTS: (PROJECTS_VIEW, ""), TYPES: ("", TYPES),
+                         LOCATIONS: ("", LOCATIONS), STATUS_DIR: (STATUS_VIEW, "")}
+                if text in fixed:
+                    return fixed[text]
+            elif entry.vpath == TYPES and text in CATEGORIES:
+                return type_view(text), ""
+            elif entry.vpath == LOCATIONS:
+                location_id = self.ns.location_id_named(text)
+                if location_id is not None:
+                    return location_view(location_id), ""
+            raise fuse_error(errno.ENOENT)
+        if entry.view == STATUS_VIEW:
+            return STATUS_VIEW, text
+        return entry.view, f"{entry.vpath}/{text}" if entry.vpath else text
+
+    def _exists(self, view: str, vpath: str) -> str | None:
+        """'dir', 'file' or None."""
+        if view == "":
+            return "dir"
+        if view == STATUS_VIEW:
+            return "dir" if vpath == "" else ("file" if vpath in STATUS_FILES else None)
+        if self.ns.is_dir(view, vpath):
+            return "dir"
+        node = self.ns.files.get(vpath)
+        if node is None:
+            return None
+        if view == PROJECTS_VIEW:
+            return "file"
+        if view.startswith("t:"):
+            return "file" if type_view(node.category) == view else None
+        replica = node.replicas.get(view[2:])
+        return "file" if replica is not None and replica.state != "missing" else None
+
+    def _file(self, inode: int) -> tuple[str, str, FileNode]:
+        entry = self.ns.entry(inode)
+        if entry is None or entry.view in ("", STATUS_VIEW):
+            raise fuse_error(errno.ENOENT if entry is None else errno.EISDIR)
+        node = self.ns.files.get(entry.vpath)
+        if node is None or self._exists(entry.view, entry.vpath) != "file":
+            raise fuse_error(errno.ENOENT)
+        return entry.view, entry.vpath, node
+
+    def _attrs(self, inode: int) -> pyfuse3.EntryAttributes:
+        entry = self.ns.entry(inode)
+        if entry is None:
+            raise fuse_error(errno.ENOENT)
+        kind = self._exists(entry.view, entry.vpath)
+        if kind is None:
+            raise fuse_error(errno.ENOENT)
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = inode
+        attr.entry_timeout = self.state.options.entry_timeout
+        attr.attr_timeout = self.state.options.attr_timeout
+        attr.st_uid, attr.st_gid = self.ns.uid, self.ns.gid
+        attr.st_blksize = 128 * 1024
+        read_only = entry.view.startswith("l:") or entry.view in ("", STATUS_VIEW)
+        if kind == "dir":
+            node = self.ns.dirs.get(entry.view, {}).get(entry.vpath)
+            if node is not None and node.owner is not None:
+                attr.st_uid, attr.st_gid = node.owner
+            mode = node.mode if node else stat.S_IFDIR | 0o755
+            attr.st_mode = mode & ~0o222 if read_only else mode
+            attr.st_nlink = 2
+            attr.st_size = 4096
+            mtime = node.mtime_ns if node else self.ns.now_ns
+            attr.st_mtime_ns = attr.st_ctime_ns = attr.st_atime_ns = mtime
+            return attr
+        if entry.view == STATUS_VIEW:
+            attr.st_mode = stat.S_IFREG | 0o444
+            attr.st_nlink = 1
+            attr.st_size = len(self._status(entry.vpath))
+            attr.st_mtime_ns = attr.st_ctime_ns = attr.st_atime_ns = time.time_ns()
+            return attr
+        node = self.ns.files[entry.vpath]
+        if entry.view.startswith("l:"):
+            replica = node.replicas[entry.view[2:]]
+        else:
+            primary = self.state.primary(node)
+            replica = node.replicas[primary] if primary else next(iter(node.replicas.values()))
+        attr.st_mode = node.mode & ~0o222 if read_only and not node.is_symlink else node.mode
+        attr.st_nlink = 1
+        attr.st_uid, attr.st_gid = node.uid, node.gid
+        attr.st_size = len(node.symlink_target) if node.is_symlink else replica.size
+        attr.st_blocks = (attr.st_size + 511) // 512
+        attr.st_mtime_ns = attr.st_atime_ns = replica.mtime_ns
+        attr.st_ctime_ns = max(node.ctime_ns, replica.mtime_ns)
+        return attr
+
+    def _current_vpath(self, node: FileNode) -> str | None:
+        """The file's projects path, or None once it was unlinked or replaced."""
+        vpath = view_path(node.logical_path)
+        return vpath if self.ns.files.get(vpath) is node else None
+
+    @contextlib.contextmanager
+    def _pin(self, staged: Path) -> Iterator[None]:
+        self._pinned[staged] += 1
+        try:
+            yield
+        finally:
+            self._pinned[staged] -= 1
+            if not self._pinned[staged]:
+                del self._pinned[staged]
+
+    def _staging_in_use(self, staged: Path) -> bool:
+        """Whether a handle writes the staging file, or an open of it is under way (the
+        kernel may send the next OPEN before the last RELEASE): then it must not go."""
+        return staged in self._pinned or any(h.staged == staged for h in self._handles.values())
+
+    def lock_for(self, node: FileNode) -> trio.Lock:
+        return self._node_locks.setdefault(id(node), trio.Lock())
+
+    def forget_lock(self, node: FileNode) -> None:
+        lock = self._node_locks.get(id(node))
+        if lock is not None and not lock.locked() and not lock.statistics().tasks_waiting:
+            del self._node_locks[id(node)]
+
+    def open_for_writing(self, node: FileNode) -> bool:
+        return any(h.node is node and h.writable for h in self._handles.values())
+
+    def read_from(self, node: FileNode, location_id: str) -> bool:
+        """Whether a handle of `node` reads its replica at `location_id`."""
+        return any(h.node is node and h.location_id == location_id
+                   for h in self._handles.values())
+
+    def busy_paths(self) -> set[str]:
+        """Projects paths of files open for writing, or waiting for an upload."""
+        busy = {view_path(h.node.logical_path) for h in self._handles.values()
+                if h.writable and h.node is not None}
+        return busy | self.uploads.paths() | self.forgotten
+
+    def _writable_view(self, view: str) -> None:
+        if view != PROJECTS_VIEW:
+            raise fuse_error(errno.EROFS)
+
+    def _touch(self, node: FileNode, location_id: str, size: int | None = None) -> None:
+        """Content of the replica at `location_id` changed: the others are now stale."""
+        now = time.time_ns()
+        replica = node.replicas[location_id]
+        if size is not None:
+            replica.size = size
+        replica.mtime_ns = now
+        replica.content_hash = None
+        if replica.staged is not None:
+            replica.unsent = True
+        node.ctime_ns = now
+        node.version += 1
+        for other_id, other in node.replicas.items():
+            if other_id != location_id and other.state == "present":
+                other.state = "stale"
+                self.state.queue.mark_stale(other_id, node.logical_path)
+
+    def _new_handle(self, handle: Handle) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        self._handles[fh] = handle
+        return fh
+
+    def _record_attrs(self, node: FileNode) -> None:
+        self.state.queue.put_attrs(PosixAttrs(node.logical_path, stat.S_IMODE(node.mode),
+                                              node.uid, node.gid, node.symlink_target))
+
+    def record(self, node: FileNode, location_id: str, *, inode: int | None = None) -> None:
+        replica = node.replicas[location_id]
+        now = time.time()
+        self.state.queue.put_replica(CatalogReplica(
+            location_id, node.logical_path, replica.size, replica.mtime_ns,
+            replica.content_hash, inode, replica.change_token, "present", now))
+        # Older versions elsewhere stay in the catalog as they are: the sync process compares
+        # hashes and brings them level (DESIGN.md §6).
+
+    def _record_metadata(self, node: FileNode) -> None:
+        """What the user set through xattrs is theirs: marked `user`, never overwritten by a
+        scan, and kept by migrations (metadata belongs to the logical path)."""
+        self.state.queue.put_metadata(FileMeta(
+            node.logical_path, node.category, node.mime_type, node.tags, "user",
+            node.quality, "user" if node.quality is not None else None))
+        node.ctime_ns = time.time_ns()
+
+    async def _db(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await trio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
+
+    def _upload_when_closed(self, key: tuple[str, str], node: FileNode) -> None:
+        """Upload a staged file now, or when the handles writing it are released."""
+        if self.open_for_writing(node):
+            self.uploads.hold(key)
+        else:
+            self.uploads.request(key)
+
+
+def replica_holders(node: FileNode) -> list[str]:
+    """Locations an unlink or rename must act on: those whose replica is not known to be
+    gone (a symbolic link always: scans do not list links that lead out of a location, or
+    nowhere, so they may be marked missing while they exist)."""
+    return [lid for lid, r in node.replicas.items() if r.state != "missing" or node.is_symlink]

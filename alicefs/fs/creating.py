@@ -1,0 +1,153 @@
+"""create, mkdir and symlink: new entries, placed by the rules."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from typing import Any
+
+import pyfuse3
+import trio
+from blake3 import blake3
+
+from alicefs.fs.base import Handle, OperationsBase, fuse_error, fuse_errors
+from alicefs.fs.namespace import PROJECTS_VIEW, FileNode, Replica, location_view, logical_path_of
+from alicefs.media import classify_name
+from alicefs.rules import LocationStatus
+
+
+class Creating(OperationsBase):
+    @fuse_errors
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
+                                                           pyfuse3.EntryAttributes]:
+        vpath = self._new_file_name(parent_inode, name)
+        logical = logical_path_of(vpath)
+        location_id = self._place(logical, 0)
+        if location_id is None:
+            if "\\" in logical and self._place(logical.replace("\\", "_"), 0) is not None:
+                raise fuse_error(errno.EINVAL)  # only object stores could take it: see _keeps_name
+            raise fuse_error(errno.ENOSPC)
+        file_mode = stat.S_IMODE(mode) & ~ctx.umask
+        handle = Handle(0, vpath, location_id, writable=True, dirty=True, created=True,
+                        hasher=blake3())
+        local = self.state.local(location_id)
+        if local is not None:
+            handle.fd = await self._thread(location_id, self._create_local, local, logical,
+                                           file_mode, ctx)
+        else:
+            handle.staged = await trio.to_thread.run_sync(self.staging.create, location_id,
+                                                          logical)
+            handle.fd = await trio.to_thread.run_sync(os.open, str(handle.staged),
+                                                      os.O_RDWR | os.O_CLOEXEC)
+        now = time.time_ns()
+        media = classify_name(logical)
+        node = FileNode(logical, {location_id: Replica(0, now, staged=handle.staged,
+                                                       unsent=handle.staged is not None)},
+                        media.category, media.mime_type,
+                        mode=stat.S_IFREG | file_mode, uid=ctx.uid, gid=ctx.gid, ctime_ns=now,
+                        created_here=location_id)
+        self.ns.add_file(node)
+        self._record_attrs(node)
+        inode = self.ns.inode_of(PROJECTS_VIEW, vpath)
+        handle.inode = inode
+        handle.node = node
+        self._cached_version[inode] = node.version
+        return pyfuse3.FileInfo(fh=self._new_handle(handle)), self._attrs(inode)
+
+    @staticmethod
+    def _create_local(local: Any, logical: str, mode: int, ctx: pyfuse3.RequestContext) -> int:
+        fd = local.create_fd(logical, mode)
+        owner = _owner_if_root(ctx)
+        if owner is not None:
+            os.fchown(fd, *owner)
+        return fd
+
+    def _new_name(self, parent_inode: int, name: bytes) -> str:
+        """The projects path for a new entry `name` in `parent_inode`, refused unless the
+        view is writable, the parent exists and the name is free."""
+        view, vpath = self._child(parent_inode, name)
+        self._writable_view(view)
+        if self._exists(view, vpath) is not None:
+            raise fuse_error(errno.EEXIST)
+        self._check_parent(parent_inode)
+        return vpath
+
+    def _new_file_name(self, parent_inode: int, name: bytes) -> str:
+        """As _new_name, for a file or link: `projects/` itself holds only projects
+        (directories); files at a location's root live in `projects/_unsorted/`."""
+        vpath = self._new_name(parent_inode, name)
+        if "/" not in vpath:
+            raise fuse_error(errno.EPERM)
+        return vpath
+
+    def _check_parent(self, parent_inode: int) -> None:
+        view, vpath = self._entry_key(parent_inode)
+        if view == PROJECTS_VIEW and vpath == "":
+            return  # a new project
+        if self._exists(view, vpath) != "dir":
+            raise fuse_error(errno.ENOENT)
+
+    def _dir_location(self, vpath: str) -> str | None:
+        """Where a new directory or link under `vpath` goes: the highest-priority writable
+        local location that already holds the parent, else the highest-priority one."""
+        parent = vpath.rpartition("/")[0]
+        candidates = [loc.location_id for loc in self.state.locations
+                      if self.state.usable(loc.location_id)
+                      and loc.status is LocationStatus.ACTIVE
+                      and self.state.local(loc.location_id) is not None]
+        holding = [lid for lid in candidates if parent == "" or self.ns.is_dir(
+            location_view(lid), parent)]
+        chosen = holding or candidates
+        return chosen[0] if chosen else None
+
+    @fuse_errors
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        vpath = self._new_name(parent_inode, name)
+        dir_mode = stat.S_IMODE(mode) & ~ctx.umask
+        location_id = self._dir_location(vpath)
+        owner = (ctx.uid, ctx.gid)
+        if location_id is not None:
+            local = self.state.local(location_id)
+            try:
+                await self._thread(location_id, local.make_dir, logical_path_of(vpath),
+                                   dir_mode, _owner_if_root(ctx))
+            except FileExistsError:
+                # On disk but not yet seen by a scan (directories hold no catalog rows).
+                self.ns.make_dir(location_view(location_id), vpath, dir_mode)
+                self.ns.make_dir(PROJECTS_VIEW, vpath, dir_mode)
+                raise
+            self.ns.make_dir(location_view(location_id), vpath, dir_mode, owner)
+        self.ns.make_dir(PROJECTS_VIEW, vpath, dir_mode, owner)
+        return self._attrs(self.ns.inode_of(PROJECTS_VIEW, vpath))
+
+    @fuse_errors
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        vpath = self._new_file_name(parent_inode, name)
+        location_id = self._dir_location(vpath)
+        if location_id is None:
+            raise fuse_error(errno.EPERM)  # symbolic links need a local location
+        logical = logical_path_of(vpath)
+        local = self.state.local(location_id)
+        await self._thread(location_id, local.make_symlink, logical, os.fsdecode(target),
+                           _owner_if_root(ctx))
+        now = time.time_ns()
+        node = FileNode(logical, {location_id: Replica(len(target), now)}, "other",
+                        "inode/symlink", mode=stat.S_IFLNK | 0o777, uid=ctx.uid, gid=ctx.gid,
+                        ctime_ns=now, symlink_target=target)
+        self.ns.add_file(node)
+        self.record(node, location_id)
+        self._record_attrs(node)
+        return self._attrs(self.ns.inode_of(PROJECTS_VIEW, vpath))
+
+
+def _owner_if_root(ctx: pyfuse3.RequestContext) -> tuple[int, int] | None:
+    """The caller's (uid, gid) for a new file or directory, when the mount can give it (it
+    runs as root) and it differs from the mount's own."""
+    if os.geteuid() != 0 or (ctx.uid, ctx.gid) == (os.geteuid(), os.getegid()):
+        return None
+    return ctx.uid, ctx.gid

@@ -1,0 +1,167 @@
+"""Extended attributes (tags, ratings, locations, sync state) and the .alicefs status
+files."""
+
+from __future__ import annotations
+
+import errno
+import json
+from typing import Any
+
+import pyfuse3
+
+from alicefs.fs.base import OperationsBase, fuse_error, fuse_errors
+from alicefs.fs.namespace import STATUS_VIEW, FileNode
+from alicefs.model import LocationType
+from alicefs.rules import LocationStatus, SpaceInfo
+
+XATTR_TAGS = b"user.alicefs.tags"
+XATTR_QUALITY = b"user.alicefs.quality"
+XATTR_LOCATIONS = b"user.alicefs.locations"
+XATTR_SYNC = b"user.alicefs.sync"
+XATTR_XDG_TAGS = b"user.xdg.tags"
+XATTR_BALOO_RATING = b"user.baloo.rating"
+WRITABLE_XATTRS = (XATTR_TAGS, XATTR_QUALITY, XATTR_XDG_TAGS, XATTR_BALOO_RATING)
+ALL_XATTRS = (*WRITABLE_XATTRS, XATTR_LOCATIONS, XATTR_SYNC)
+
+
+class Metadata(OperationsBase):
+    @fuse_errors
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if not self.state.options.xattrs:
+            raise fuse_error(errno.ENOSYS)  # the kernel stops asking for the rest of the mount
+        if name not in ALL_XATTRS:
+            raise fuse_error(_unsupported_or_absent(name))
+        _, _, node = self._file(inode)
+        if name in (XATTR_TAGS, XATTR_XDG_TAGS):
+            if not node.tags:
+                raise fuse_error(pyfuse3.ENOATTR)
+            return ",".join(node.tags).encode()
+        if name == XATTR_QUALITY:
+            if node.quality is None:
+                raise fuse_error(pyfuse3.ENOATTR)
+            return str(node.quality).encode()
+        if name == XATTR_BALOO_RATING:
+            if node.quality is None:
+                raise fuse_error(pyfuse3.ENOATTR)
+            return str(node.quality * 2).encode()
+        if name == XATTR_LOCATIONS:
+            names = [self.state.location(lid).name for lid, r in node.replicas.items()
+                     if r.state != "missing"]
+            return ",".join(names).encode()
+        return _sync_state(node).encode()
+
+    @fuse_errors
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        if not self.state.options.xattrs:
+            raise fuse_error(errno.ENOSYS)
+        entry = self.ns.entry(inode)
+        if entry is None or self._exists(entry.view, entry.vpath) != "file" or \
+                entry.view == STATUS_VIEW:
+            return []
+        node = self.ns.files[entry.vpath]
+        names = [XATTR_LOCATIONS, XATTR_SYNC]
+        if node.tags:
+            names += [XATTR_TAGS, XATTR_XDG_TAGS]
+        if node.quality is not None:
+            names += [XATTR_QUALITY, XATTR_BALOO_RATING]
+        return names
+
+    @fuse_errors
+    async def setxattr(self, inode: int, name: bytes, value: bytes,
+                       ctx: pyfuse3.RequestContext) -> None:
+        if not self.state.options.xattrs:
+            raise fuse_error(errno.ENOSYS)
+        view, _, node = self._file(inode)
+        if view.startswith("l:"):
+            raise fuse_error(errno.EROFS)
+        if name in (XATTR_LOCATIONS, XATTR_SYNC):
+            raise fuse_error(errno.EPERM)
+        if name not in WRITABLE_XATTRS:
+            raise fuse_error(errno.ENOTSUP)
+        text = value.decode("utf-8", "replace").strip().rstrip("\0")
+        if name in (XATTR_TAGS, XATTR_XDG_TAGS):
+            tags: list[str] = []
+            for tag in (t.strip() for t in text.split(",")):
+                if tag and tag.casefold() not in {t.casefold() for t in tags}:
+                    tags.append(tag)
+            node.tags = tuple(tags)
+        else:
+            try:
+                number = int(float(text))
+            except ValueError:
+                raise fuse_error(errno.EINVAL) from None
+            stars = number // 2 if name == XATTR_BALOO_RATING else number
+            if not 0 <= stars <= 5 or (name == XATTR_BALOO_RATING and not 0 <= number <= 10):
+                raise fuse_error(errno.EINVAL)
+            node.quality = stars
+        self._record_metadata(node)
+
+    @fuse_errors
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        if not self.state.options.xattrs:
+            raise fuse_error(errno.ENOSYS)
+        view, _, node = self._file(inode)
+        if view.startswith("l:"):
+            raise fuse_error(errno.EROFS)
+        if name in (XATTR_TAGS, XATTR_XDG_TAGS):
+            node.tags = ()
+        elif name in (XATTR_QUALITY, XATTR_BALOO_RATING):
+            node.quality = None
+        elif name in ALL_XATTRS:
+            raise fuse_error(errno.EPERM)
+        else:
+            raise fuse_error(pyfuse3.ENOATTR)
+        self._record_metadata(node)
+
+    def _staged_size(self, key: tuple[str, str]) -> int | None:
+        node = self.ns.files.get(key[0])
+        replica = node.replicas.get(key[1]) if node is not None else None
+        return replica.size if replica is not None else None
+
+    def _status(self, name: str) -> bytes:
+        state = self.state
+        if name == "locations.json":
+            data: Any = [{
+                "location_id": loc.location_id, "name": loc.name, "type": loc.type.value,
+                "priority": loc.priority, "status": loc.status.value,
+                "state": ("offline" if loc.status is LocationStatus.OFFLINE
+                          or loc.location_id in state.unavailable else "online"),
+                "reason": state.unavailable.get(loc.location_id),
+                "free_bytes": (state.free_space.get(loc.location_id) or SpaceInfo(-1, -1)
+                               ).free_bytes if loc.type is LocationType.LOCAL else None,
+            } for loc in state.locations]
+        elif name == "sync.json":
+            counts: dict[str, int] = {}
+            for node in self.ns.files.values():
+                key = _sync_state(node)
+                counts[key] = counts.get(key, 0) + 1
+            data = {"files": len(self.ns.files), "states": counts}
+        else:
+            data = {"catalog_changes_pending": state.queue.pending,
+                    "uploads_pending": len(self.uploads),
+                    "uploads_failing": self.uploads.failures(),
+                    "uploads": self.uploads.status(self._staged_size),
+                    "open_files": len(self._handles)}
+        return (json.dumps(data, indent=2) + "\n").encode()
+
+
+def _unsupported_or_absent(name: bytes) -> int:
+    """Security labels and ACLs are not supported here, and saying so (ENOTSUP rather than
+    "no such attribute") lets `ls -l` and other coreutils stop asking for them on every file
+    of the listing: they cache "unsupported" per filesystem. This is what makes `ls -lR` with
+    xattrs on nearly as fast as with them off."""
+    if name.startswith((b"security.", b"system.", b"trusted.")):
+        return errno.EOPNOTSUPP
+    return pyfuse3.ENOATTR
+
+
+def _sync_state(node: FileNode) -> str:
+    states = {r.state for r in node.replicas.values()}
+    if any(r.staged is not None for r in node.replicas.values()):
+        return "pending_upload"  # its newest content is not in the store yet
+    if "stale" in states:
+        return "pending_update"
+    if "missing" in states:
+        return "missing"
+    hashes = {r.content_hash for r in node.replicas.values() if r.content_hash}
+    return "conflict" if len(hashes) > 1 else "synced"
