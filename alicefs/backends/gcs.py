@@ -22,6 +22,7 @@ from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from google.oauth2 import service_account
 
 from alicefs.backends.base import (
+    Backend,
     IntegrityError,
     LocationUnavailableError,
     ObjectInfo,
@@ -354,18 +355,29 @@ class GCSBackend(ObjectStoreBackend):
         self._call(f"delete {key!r}", lambda: blob.delete(retry=None, timeout=self.timeout),
                    key=key)
 
-    def copy_within(self, src_key: str, dst_key: str, *, overwrite: bool = False) -> WriteResult:
+    def same_store(self, other: Backend) -> bool:
+        """Whether `other` is reached with the same credentials and project: then this
+        location's client can rewrite from its bucket server-side."""
+        if not isinstance(other, GCSBackend):
+            return False
+        keys = ("credentials_path", "project")
+        return all(self.location.config.get(k) == other.location.config.get(k) for k in keys)
+
+    def copy_within(self, src_key: str, dst_key: str, *, overwrite: bool = False,
+                    source: ObjectStoreBackend | None = None) -> WriteResult:
         """Server-side copy (objects.rewrite, resumed by token for large objects) inside this
-        bucket, pinned to the source generation. Metadata (hash, mtime) is copied; storage
-        class is this location's. The copy is verified by size and hash metadata; a source
-        without alicefs metadata is hashed by reading the copy back."""
-        source = self._reload(src_key)
-        src = self._info(src_key, source)
+        bucket, or from `source` (a location in the same store, `same_store`), pinned to the
+        source generation. Metadata (hash, mtime) is copied; storage class is this
+        location's. The copy is verified by size and hash metadata; a source without alicefs
+        metadata is hashed by reading the copy back."""
+        origin = source if isinstance(source, GCSBackend) else self
+        source_blob = origin._reload(src_key)
+        src = origin._info(src_key, source_blob)
         if not overwrite and _emulated():  # see write_atomic
             self._refuse_existing(dst_key)
         destination = self.bucket.blob(self.object_key(dst_key))
-        destination.metadata = dict(source.metadata or {})
-        destination.content_type = source.content_type
+        destination.metadata = dict(source_blob.metadata or {})
+        destination.content_type = source_blob.content_type
         if self.location.config.get("storage_class"):
             destination.storage_class = self.location.config["storage_class"]
         token: str | None = None
@@ -373,8 +385,8 @@ class GCSBackend(ObjectStoreBackend):
             def rewrite(token: str | None = token) -> str | None:
                 try:
                     return destination.rewrite(
-                        source, token=token, if_generation_match=None if overwrite else 0,
-                        if_source_generation_match=source.generation, retry=None,
+                        source_blob, token=token, if_generation_match=None if overwrite else 0,
+                        if_source_generation_match=source_blob.generation, retry=None,
                         timeout=self.timeout)[0]
                 except gexc.PreconditionFailed:
                     if self._is_copy_target_free(dst_key, overwrite):

@@ -451,10 +451,16 @@ class ObjectStoreBackend(Backend):
         replaced."""
 
     @abstractmethod
-    def copy_within(self, src_key: str, dst_key: str, *, overwrite: bool = False) -> WriteResult:
-        """Server-side copy inside this bucket (the bytes never leave the store), metadata
-        included, verified by size and hash metadata. Without `overwrite` an existing
-        `dst_key` is FileExistsError; a source changed during the copy is ESTALE."""
+    def same_store(self, other: Backend) -> bool:
+        """Whether `copy_within` can copy from the location `other` server-side."""
+
+    @abstractmethod
+    def copy_within(self, src_key: str, dst_key: str, *, overwrite: bool = False,
+                    source: ObjectStoreBackend | None = None) -> WriteResult:
+        """Server-side copy inside this bucket, or from `source` when `same_store(source)`
+        (the bytes never leave the store), metadata included, verified by size and hash
+        metadata. Without `overwrite` an existing `dst_key` is FileExistsError; a source
+        changed during the copy is ESTALE."""
 
     def _exists(self, key: str) -> bool:
         try:

@@ -20,6 +20,7 @@ import botocore.exceptions as bexc
 from botocore.config import Config
 
 from alicefs.backends.base import (
+    Backend,
     IntegrityError,
     LocationUnavailableError,
     ObjectInfo,
@@ -595,15 +596,27 @@ class S3Backend(ObjectStoreBackend):
         self._call(f"delete {key!r}",
                    lambda: self.client.delete_object(Bucket=self.bucket, Key=full), key=key)
 
-    def copy_within(self, src_key: str, dst_key: str, *, overwrite: bool = False) -> WriteResult:
-        """Server-side copy inside this bucket: the bytes never leave the store. Metadata (hash,
-        mtime) is copied; storage class and encryption are this location's. The copy is
-        verified by size and hash metadata; a source without alicefs metadata is hashed by
-        reading the copy back."""
-        source = self._head(src_key)
-        src = self._info(src_key, source)
-        metadata = dict(source.get("Metadata") or {})
-        copy_source = {"Bucket": self.bucket, "Key": self.object_key(src_key)}
+    def same_store(self, other: Backend) -> bool:
+        """Whether `other` is in the same S3 service, reached with the same credentials:
+        then this location's client can copy from it server-side."""
+        if not isinstance(other, S3Backend):
+            return False
+        keys = ("endpoint_url", "region", "aws_access_key_id", "aws_secret_access_key",
+                "aws_session_token", "profile")
+        return all(self.location.config.get(k) == other.location.config.get(k) for k in keys)
+
+    def copy_within(self, src_key: str, dst_key: str, *, overwrite: bool = False,
+                    source: ObjectStoreBackend | None = None) -> WriteResult:
+        """Server-side copy inside this bucket, or from `source` (a location in the same
+        store, `same_store`): the bytes never leave the store. Metadata (hash, mtime) is
+        copied; storage class and encryption are this location's. The copy is verified by
+        size and hash metadata; a source without alicefs metadata is hashed by reading the
+        copy back."""
+        origin = source if isinstance(source, S3Backend) else self
+        head = origin._head(src_key)
+        src = origin._info(src_key, head)
+        metadata = dict(head.get("Metadata") or {})
+        copy_source = {"Bucket": origin.bucket, "Key": origin.object_key(src_key)}
         if src.size <= self.max_single_copy:
             self._copy_object(dst_key, copy_source, src, overwrite)
         else:

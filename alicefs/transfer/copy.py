@@ -8,7 +8,7 @@ store the copy is server-side: the bytes never leave the store.
 
 from __future__ import annotations
 
-from alicefs.backends.base import Backend, WriteResult
+from alicefs.backends.base import Backend, IntegrityError, WriteResult
 from alicefs.backends.local import LocalBackend
 from alicefs.backends.objectstore import ObjectStoreBackend
 from alicefs.hashing import hash_stream
@@ -41,10 +41,18 @@ def verified_copy(source: Backend, target: Backend, key: str, *, expected_hash: 
     """Copy `key` from `source` to `target`, published only when what landed hashes to
     `expected_hash` (IntegrityError otherwise, nothing published). The copy keeps `mtime_ns`
     and reads no faster than `pacer` allows. Between two local locations the kernel copies
-    (copy_file_range), unless paced."""
+    (copy_file_range), unless paced; between two locations of one object store the store
+    copies (no bytes through this machine, not paced)."""
     if (isinstance(source, LocalBackend) and isinstance(target, LocalBackend)
             and not overwrite and pacer is None):
         return target.copy_from(source, key, expected_hash=expected_hash, mtime_ns=mtime_ns)
+    if (isinstance(source, ObjectStoreBackend) and isinstance(target, ObjectStoreBackend)
+            and not overwrite and target.same_store(source)):
+        result = target.copy_within(key, key, source=source)
+        if result.content_hash != expected_hash:
+            target.delete(key)  # ours: published just now, where nothing was
+            raise IntegrityError(f"{key!r}: the source is no longer the content planned")
+        return result
     with source.open_read(key) as stream:
         data = stream if pacer is None else PacedReader(stream, pacer)
         return target.write_atomic(key, data, expected_hash=expected_hash,

@@ -30,7 +30,7 @@ def open_location_backend(request: pytest.FixtureRequest, kind: str, root: Path,
 
 #: Every pair of location types a move goes between, and within one store.
 PAIRS = ["local-local", "local-s3", "s3-local", "local-gcs", "gcs-local", "s3-gcs",
-         "gcs-s3", "s3-s3"]
+         "gcs-s3", "s3-s3", "gcs-gcs"]
 
 
 @pytest.fixture(params=PAIRS)

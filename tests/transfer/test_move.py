@@ -129,3 +129,49 @@ def test_a_source_changed_before_the_copy_is_refused(tmp_path, pair):
         recover(catalog, {b.location.location_id: b for b in pair})
         assert _content(target) is None and _content(source) == data
         assert catalog.journal_open() == []
+
+
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+def test_a_move_within_one_store_is_copied_by_the_store(tmp_path, request, monkeypatch,
+                                                        store):
+    """Between two locations of one object store the bytes never come through this machine
+    (counted at a proxy in front of the store), and the copy is still checked against the
+    content planned."""
+    from alicefs.backends.gcs import GCSBackend
+    from alicefs.backends.s3 import S3Backend
+    from tests.backends.conftest import gcs_location, s3_location, unique_prefix
+    from tests.proxy import TcpProxy
+
+    if store == "s3":
+        server = request.getfixturevalue("s3_server")
+        bucket = request.getfixturevalue("s3_bucket")
+        proxy = TcpProxy(server.ports["s3"])
+        source, target = (S3Backend(s3_location(server, bucket, name=name,
+                                                prefix=unique_prefix(),
+                                                endpoint_url=proxy.url))
+                          for name in ("source", "target"))
+    else:
+        server = request.getfixturevalue("gcs_server")
+        bucket = request.getfixturevalue("gcs_bucket")
+        proxy = TcpProxy(server.port)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        source, target = (GCSBackend(gcs_location(bucket, name=name, prefix=unique_prefix()))
+                          for name in ("source", "target"))
+    try:
+        source, target, data, catalog = _setup(tmp_path, (source, target), size=4 << 20)
+        before = proxy.forwarded()
+        move = Transfer(KEY, source, target, hash_bytes(data), MTIME_NS, removes=(source,))
+        transfer.begin(catalog, [move])
+        result = move.copy()
+        assert proxy.forwarded() - before < 256 << 10  # requests and answers, not 4 MiB
+        assert result.content_hash == hash_bytes(data)
+        assert result.info.mtime_ns == MTIME_NS and _content(target) == data
+
+        source.write_atomic("p/changed.mp4", io.BytesIO(b"not what was planned"))
+        changed = Transfer("p/changed.mp4", source, target, hash_bytes(b"planned"), None)
+        with pytest.raises(OSError):
+            changed.copy()
+        assert _content(target, "p/changed.mp4") is None
+        catalog.close()
+    finally:
+        proxy.close()
