@@ -93,6 +93,16 @@ class PartialUploads(Protocol):
     def ended(self, token: int) -> None: ...
 
 
+class DirInfo(NamedTuple):
+    """One directory of a local location, with what the mount shows of it."""
+
+    key: str
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+
+
 @dataclass(frozen=True)
 class WriteResult:
     info: ObjectInfo

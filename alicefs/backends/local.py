@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, NamedTuple
 from alicefs.backends.base import (
     TEMP_PREFIX,
     Backend,
+    DirInfo,
     IntegrityError,
     LocationUnavailableError,
     ObjectInfo,
@@ -215,11 +216,12 @@ class LocalBackend(Backend):
                 else:
                     yield ObjectInfo(key, st.st_size, st.st_mtime_ns, st.st_ino)
 
-    def list_dirs(self) -> list[str]:
-        """Every directory below the root (as keys), empty ones included: the catalog records
-        files only, and the mount must still show the directories a user made."""
+    def list_dirs(self) -> list[DirInfo]:
+        """Every directory below the root, empty ones included, with its mode, owner and
+        mtime: the catalog records files only, and the mount must still show the
+        directories a user made, as they were made."""
         root = self._real_root()
-        found: list[str] = []
+        found: list[DirInfo] = []
         stack = [(root, "")]
         while stack:
             directory, key_prefix = stack.pop()
@@ -233,9 +235,31 @@ class LocalBackend(Backend):
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     key = key_prefix + entry.name
-                    found.append(key)
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    found.append(DirInfo(key, st.st_mode, st.st_uid, st.st_gid,
+                                         st.st_mtime_ns))
                     stack.append((entry.path, key + "/"))
         return found
+
+    def set_dir_attrs(self, key: str, *, mode: int | None = None,
+                      owner: tuple[int, int] | None = None,
+                      times_ns: tuple[int, int] | None = None) -> None:
+        """chmod, chown and utimens of the directory at `key`, through a checked
+        descriptor."""
+        fd = self._open_dir(key, create=False)
+        try:
+            path = f"/proc/self/fd/{fd}"
+            if owner is not None:
+                os.chown(path, *owner)
+            if mode is not None:  # after chown, which clears setuid/setgid bits
+                os.chmod(path, mode & 0o7777)
+            if times_ns is not None:
+                os.utime(path, ns=times_ns)
+        finally:
+            os.close(fd)
 
     def stat(self, key: str) -> ObjectInfo:
         fd = self._open_path(key)

@@ -13,7 +13,14 @@ import trio
 from blake3 import blake3
 
 from alicefs.fs.base import Handle, OperationsBase, fuse_error, fuse_errors
-from alicefs.fs.namespace import PROJECTS_VIEW, STATUS_VIEW, FileNode, view_path
+from alicefs.fs.namespace import (
+    PROJECTS_VIEW,
+    STATUS_VIEW,
+    FileNode,
+    location_view,
+    logical_path_of,
+    view_path,
+)
 
 
 class Attributes(OperationsBase):
@@ -27,11 +34,7 @@ class Attributes(OperationsBase):
         if entry.view.startswith("l:") or entry.view in ("", STATUS_VIEW):
             raise fuse_error(errno.EROFS)
         if self._exists(entry.view, entry.vpath) == "dir":
-            node = self.ns.dirs[entry.view][entry.vpath]
-            if fields.update_mode:
-                node.mode = stat.S_IFDIR | stat.S_IMODE(attr.st_mode)
-            if fields.update_mtime:
-                node.mtime_ns = attr.st_mtime_ns
+            await self._set_dir_attrs(entry.vpath, attr, fields)
             return self._attrs(inode)
         view, _vpath, node = self._file(inode)
         if fields.update_size and view != PROJECTS_VIEW:
@@ -42,11 +45,15 @@ class Attributes(OperationsBase):
         if fields.update_uid or fields.update_gid:
             owner = (attr.st_uid if fields.update_uid else node.uid,
                      attr.st_gid if fields.update_gid else node.gid)
+        primary = self.state.primary(node)
         times = None
         if fields.update_mtime or fields.update_atime:
-            times = (attr.st_atime_ns if fields.update_atime else now,
-                     attr.st_mtime_ns if fields.update_mtime else now)
-        primary = self.state.primary(node)
+            if fields.update_atime:
+                node.atime_ns = attr.st_atime_ns
+            shown = node.replicas[primary].mtime_ns if primary in node.replicas else now
+            # What is not being set keeps its value (UTIME_OMIT), as on ext4.
+            times = (node.atime_ns if node.atime_ns is not None else shown,
+                     attr.st_mtime_ns if fields.update_mtime else shown)
         handle = self._handles.get(fh) if fh is not None else None
         cloud_truncate = (fields.update_size and primary is not None
                           and self.state.local(primary) is None)
@@ -93,6 +100,42 @@ class Attributes(OperationsBase):
             self.record(node, primary)
         node.ctime_ns = now
         return self._attrs(inode)
+
+    async def _set_dir_attrs(self, vpath: str, attr: pyfuse3.EntryAttributes,
+                             fields: pyfuse3.SetattrFields) -> None:
+        """A directory's mode, owner and mtime: shown at once, and set on the directory in
+        every local location that has it (where they last: a remount reads them there)."""
+        node = self.ns.dirs[PROJECTS_VIEW][vpath]
+        mode = stat.S_IMODE(attr.st_mode) if fields.update_mode else None
+        owner = None
+        if fields.update_uid or fields.update_gid:
+            current = node.owner or (self.ns.uid, self.ns.gid)
+            owner = (attr.st_uid if fields.update_uid else current[0],
+                     attr.st_gid if fields.update_gid else current[1])
+        times = None
+        if fields.update_mtime or fields.update_atime:
+            if fields.update_atime:
+                node.atime_ns = attr.st_atime_ns
+            mtime = attr.st_mtime_ns if fields.update_mtime else node.mtime_ns
+            times = (node.atime_ns if node.atime_ns is not None else mtime, mtime)
+        logical = logical_path_of(vpath)
+        for location_id in self.state.backends:
+            local = self.state.local(location_id)
+            if (local is None or not self.state.usable(location_id)
+                    or vpath not in self.ns.dirs.get(location_view(location_id), {})):
+                continue
+            await self._thread(location_id, functools.partial(
+                local.set_dir_attrs, logical, mode=mode, owner=owner, times_ns=times))
+        for view in [PROJECTS_VIEW, *(location_view(lid) for lid in self.state.backends)]:
+            shown = self.ns.dirs.get(view, {}).get(vpath)
+            if shown is None:
+                continue
+            if mode is not None:
+                shown.mode = stat.S_IFDIR | mode
+            if owner is not None:
+                shown.owner = owner
+            if times is not None:
+                shown.atime_ns, shown.mtime_ns = times
 
     async def _set_object_times(self, node: FileNode, location_id: str,
                                 times: tuple[int, int], handle: Handle | None) -> None:

@@ -230,7 +230,8 @@ class OperationsBase(pyfuse3.Operations):
             attr.st_nlink = 2
             attr.st_size = 4096
             mtime = node.mtime_ns if node else self.ns.now_ns
-            attr.st_mtime_ns = attr.st_ctime_ns = attr.st_atime_ns = mtime
+            attr.st_mtime_ns = attr.st_ctime_ns = mtime
+            attr.st_atime_ns = node.atime_ns if node and node.atime_ns is not None else mtime
             return attr
         if entry.view == STATUS_VIEW:
             attr.st_mode = stat.S_IFREG | 0o444
@@ -249,7 +250,8 @@ class OperationsBase(pyfuse3.Operations):
         attr.st_uid, attr.st_gid = node.uid, node.gid
         attr.st_size = len(node.symlink_target) if node.is_symlink else replica.size
         attr.st_blocks = (attr.st_size + 511) // 512
-        attr.st_mtime_ns = attr.st_atime_ns = replica.mtime_ns
+        attr.st_mtime_ns = replica.mtime_ns
+        attr.st_atime_ns = node.atime_ns if node.atime_ns is not None else replica.mtime_ns
         attr.st_ctime_ns = max(node.ctime_ns, replica.mtime_ns)
         return attr
 

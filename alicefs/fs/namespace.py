@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alicefs.backends.base import DirInfo
 from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES
 from alicefs.media import CATEGORIES
 from alicefs.scan import UNSORTED
@@ -91,6 +92,7 @@ class FileNode:
     gid: int = 0
     ctime_ns: int = 0
     symlink_target: bytes | None = None
+    atime_ns: int | None = None  # as last set (utimensat); None: shown as the mtime
     version: int = 0  # bumped on every change of content, for the page cache's keep_cache
     created_here: str | None = None  # location id, when created through this mount
 
@@ -113,6 +115,7 @@ class DirNode:
     explicit: bool = False  # made with mkdir: kept when empty
     mode: int = stat.S_IFDIR | 0o755
     mtime_ns: int = 0
+    atime_ns: int | None = None  # as last set (utimensat); None: shown as the mtime
     owner: tuple[int, int] | None = None  # (uid, gid) when made through the mount
 
 
@@ -321,14 +324,19 @@ class Namespace:
                 self._unlink_from(view, old)
             self._move_inode(view, old, new, is_dir=True)
 
-    def add_existing_dirs(self, location_id: str, logical_dirs: Iterable[str]) -> None:
+    def add_existing_dirs(self, location_id: str, found: Iterable[DirInfo]) -> None:
         """Directories found on a location's disk: shown (empty or not) in projects/ and in
-        that location's view. Files at a location's root are the project `_unsorted`, so its
-        top-level directories are projects as they are."""
-        for logical in logical_dirs:
+        that location's view, with the mode, owner and mtime they have there (in projects/,
+        those of the first location that has it). Files at a location's root are the
+        project `_unsorted`, so its top-level directories are projects as they are."""
+        for info in found:
             for view in (PROJECTS_VIEW, location_view(location_id)):
-                if logical not in self.dirs.get(view, {}):
-                    self._dir(view, logical).explicit = True
+                if info.key not in self.dirs.get(view, {}):
+                    node = self._dir(view, info.key)
+                    node.explicit = True
+                    node.mode = stat.S_IFDIR | stat.S_IMODE(info.mode)
+                    node.owner = (info.uid, info.gid)
+                    node.mtime_ns = info.mtime_ns
 
     def make_dir(self, view: str, vpath: str, mode: int,
                  owner: tuple[int, int] | None = None) -> DirNode:
