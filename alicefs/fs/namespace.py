@@ -331,7 +331,10 @@ class Namespace:
         project `_unsorted`, so its top-level directories are projects as they are."""
         for info in found:
             for view in (PROJECTS_VIEW, location_view(location_id)):
-                if info.key not in self.dirs.get(view, {}):
+                known = self.dirs.get(view, {}).get(info.key)
+                # A directory shown only as the parent of files (from the catalog) is on
+                # disk too: it must outlive its last file, and rmdir must find it.
+                if known is None or not known.explicit:
                     node = self._dir(view, info.key)
                     node.explicit = True
                     node.mode = stat.S_IFDIR | stat.S_IMODE(info.mode)
