@@ -329,7 +329,7 @@ def tour_tags(sh: Shell, image: Path) -> None:
     sh.run("alicefs-ctl", "find-project", "forest-spirits", "--type", ".png")
     sh.run("alicefs-ctl", "explain", "forest-spirits/keyframes/spirit-04.png")
     sh.note("its target is now Fast SSD; it stays on Archive until `alicefs-ctl migrate` "
-            "moves files to their targets (after the unmount, below)")
+            "moves files to their targets (below)")
     new_render = f"{mnt}/projects/neon-city/renders/{image.name}"
     sh.run("alicefs-ctl", "rate", new_render, "4")
     sh.run("getfattr", "-n", "user.alicefs.quality", new_render)
@@ -342,13 +342,15 @@ def tour_unmount(sh: Shell) -> None:
 
 
 def tour_migrate(sh: Shell) -> None:
-    sh.section("migration: every file to the location its rules choose now")
-    sh.note("the plan first (nothing changes), then the move: verified, journaled, and "
-            "a second run finds nothing to do")
+    mnt = rel(MOUNTPOINT)
+    sh.section("migration: every file to the location its rules choose now, while mounted")
+    sh.note("the plan first (nothing changes), then the move, run by the mount itself: "
+            "verified, journaled, shown at the new location at once; a second run finds "
+            "nothing to do")
     sh.run("alicefs-ctl", "migrate", "--dry-run", "--move")
     sh.run("alicefs-ctl", "migrate", "--move", "--no-progress")
+    sh.run("ls", f"{mnt}/locations/Fast SSD/forest-spirits/keyframes")
     sh.run("alicefs-ctl", "migrate", "--dry-run", "--move")
-    sh.run("alicefs-ctl", "stats")
 
 
 # -- set-up and clean-up ----------------------------------------------------------------------
@@ -419,8 +421,8 @@ def main() -> int:
             tour_mount(sh)
             tour_new_files(sh, server.endpoint_url, image, video)
             tour_tags(sh, image)
-            tour_unmount(sh)
             tour_migrate(sh)
+            tour_unmount(sh)
         finally:
             unmount(env)
     print(f"\n# demo finished in {time.monotonic() - started:.0f}s; the library stays in "
