@@ -244,7 +244,10 @@ class Mount:
     async def _space_loop(self, state: MountState, ops: AliceOperations) -> None:
         while True:
             await trio.sleep(SPACE_INTERVAL)
-            await trio.to_thread.run_sync(refresh_free_space, state)
+            try:
+                await trio.to_thread.run_sync(refresh_free_space, state)
+            except Exception:  # the last figures stay; the mount must outlive a bad round
+                log.exception("refreshing free space")
             for location_id in [lid for lid in state.unavailable if lid in state.backends]:
                 if state.location(location_id).status is not LocationStatus.OFFLINE:
                     try:

@@ -86,12 +86,7 @@ class LocalBackend(Backend):
         a FIFO or device (which could block or act on open) is refused before it is opened."""
         path_fd = self._open_path(key)
         try:
-            st = os.fstat(path_fd)
-            if stat_mod.S_ISDIR(st.st_mode):
-                raise IsADirectoryError(errno.EISDIR, f"{key!r} is a directory")
-            if not stat_mod.S_ISREG(st.st_mode):
-                raise UnsafeKeyError(errno.EACCES, f"{key!r} is not a regular file")
-            return os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_CLOEXEC)
+            return _reopen_regular(path_fd, key)
         finally:
             os.close(path_fd)
 
@@ -103,21 +98,11 @@ class LocalBackend(Backend):
         parent_key, _, name = key.rpartition("/")
         if parent_key not in dirs:
             dirs[parent_key] = self._open_dir(parent_key, create=False)
+        path_fd = os.open(name, _PATH_FLAGS | os.O_NOFOLLOW, dir_fd=dirs[parent_key])
         try:
-            path_fd = os.open(name, _PATH_FLAGS | os.O_NOFOLLOW, dir_fd=dirs[parent_key])
-        except OSError as exc:
-            if exc.errno != errno.ELOOP:
-                raise
-            return self._open_file(key)
-        try:
-            st = os.fstat(path_fd)
-            if stat_mod.S_ISLNK(st.st_mode):
+            if stat_mod.S_ISLNK(os.fstat(path_fd).st_mode):
                 return self._open_file(key)
-            if stat_mod.S_ISDIR(st.st_mode):
-                raise IsADirectoryError(errno.EISDIR, f"{key!r} is a directory")
-            if not stat_mod.S_ISREG(st.st_mode):
-                raise UnsafeKeyError(errno.EACCES, f"{key!r} is not a regular file")
-            return os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_CLOEXEC)
+            return _reopen_regular(path_fd, key)
         finally:
             os.close(path_fd)
 
@@ -628,6 +613,16 @@ def _chunks(data: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
             yield chunk
     else:
         yield from data
+
+
+def _reopen_regular(path_fd: int, key: str) -> int:
+    """A read-only descriptor of the file an O_PATH descriptor names, if a regular file."""
+    st = os.fstat(path_fd)
+    if stat_mod.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, f"{key!r} is a directory")
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise UnsafeKeyError(errno.EACCES, f"{key!r} is not a regular file")
+    return os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_CLOEXEC)
 
 
 def _unlink_quietly(name: str, dir_fd: int) -> None:
