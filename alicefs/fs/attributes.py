@@ -165,3 +165,52 @@ class Attributes(OperationsBase):
             replica.staged = await self._stage(location_id, node, truncate=size == 0)
         await trio.to_thread.run_sync(os.truncate, replica.staged, size)
         replica.unsent = True
+
+
+class DirectoryTimes(OperationsBase):
+    """A directory's mtime and ctime move when an entry is added to it, removed from it or
+    renamed in it, as on disk (make, rsync and backup tools look at them)."""
+
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
+                                                           pyfuse3.EntryAttributes]:
+        answer = await super().create(parent_inode, name, mode, flags, ctx)
+        self._entries_changed(parent_inode)
+        return answer
+
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        answer = await super().mkdir(parent_inode, name, mode, ctx)
+        self._entries_changed(parent_inode)
+        return answer
+
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        answer = await super().symlink(parent_inode, name, target, ctx)
+        self._entries_changed(parent_inode)
+        return answer
+
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        await super().unlink(parent_inode, name, ctx)
+        self._entries_changed(parent_inode)
+
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        await super().rmdir(parent_inode, name, ctx)
+        self._entries_changed(parent_inode)
+
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
+                     name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
+        await super().rename(parent_inode_old, name_old, parent_inode_new, name_new, flags,
+                             ctx)
+        self._entries_changed(parent_inode_old)
+        self._entries_changed(parent_inode_new)
+
+    def _entries_changed(self, inode: int) -> None:
+        entry = self.ns.entry(inode)
+        if entry is None:
+            return
+        now = time.time_ns()
+        for view in {entry.view, PROJECTS_VIEW}:
+            node = self.ns.dirs.get(view, {}).get(entry.vpath)
+            if node is not None:
+                node.mtime_ns = now

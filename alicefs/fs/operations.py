@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import trio
 
-from alicefs.fs.attributes import Attributes
+from alicefs.fs.attributes import Attributes, DirectoryTimes
 from alicefs.fs.creating import Creating
 from alicefs.fs.fileio import FileIO
 from alicefs.fs.lookups import Lookups
@@ -26,8 +26,8 @@ from alicefs.fs.uploading import Uploading
 READ_AHEAD_WORKERS = 4
 
 
-class AliceOperations(Lookups, FileIO, Uploading, Placement, Creating, Removing, Renaming,
-                      Attributes, Metadata):
+class AliceOperations(DirectoryTimes, Lookups, FileIO, Uploading, Placement, Creating,
+                      Removing, Renaming, Attributes, Metadata):
     """The filesystem pyfuse3 serves."""
 
     async def run_background(self) -> None:

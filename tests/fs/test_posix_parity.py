@@ -115,8 +115,33 @@ def case_directory_owner_and_mode(d: Path) -> list[Callable[[], object]]:
             lambda: os.chmod(d / "file", 0o640), lambda: _owner(d / "file")]
 
 
+def _advanced(path: Path, before: list[int]) -> str:
+    """Whether the directory's mtime and ctime moved since `before` was taken."""
+    st = os.stat(path)
+    moved = f"mtime {'moved' if st.st_mtime_ns > before[0] else 'kept'}, " \
+            f"ctime {'moved' if st.st_ctime_ns > before[1] else 'kept'}"
+    before[:] = [st.st_mtime_ns, st.st_ctime_ns]
+    return moved
+
+
+def case_directory_times_follow_entries(d: Path) -> list[Callable[[], object]]:
+    before: list[int] = []
+    old = 1_000_000_000_000_000_000
+    return [lambda: os.mkdir(d / "dir"), lambda: os.utime(d / "dir", ns=(old, old)),
+            lambda: before.extend([old, old]),
+            lambda: _create(d / "dir" / "f.txt"), lambda: _advanced(d / "dir", before),
+            lambda: os.utime(d / "dir", ns=(old, old)), lambda: before.__setitem__(0, old),
+            lambda: os.unlink(d / "dir" / "f.txt"), lambda: _advanced(d / "dir", before),
+            lambda: os.utime(d / "dir", ns=(old, old)), lambda: before.__setitem__(0, old),
+            lambda: os.mkdir(d / "dir" / "sub"), lambda: _advanced(d / "dir", before),
+            lambda: os.utime(d / "dir", ns=(old, old)), lambda: before.__setitem__(0, old),
+            lambda: os.rename(d / "dir" / "sub", d / "dir" / "sub2"),
+            lambda: _advanced(d / "dir", before)]
+
+
 CASES = [case_existing_names, case_paths_through_a_file, case_names_too_long, case_removing,
-         case_renaming, case_open_flags, case_times, case_directory_owner_and_mode]
+         case_renaming, case_open_flags, case_times, case_directory_owner_and_mode,
+         case_directory_times_follow_entries]
 
 
 @pytest.fixture(scope="module")
