@@ -7,8 +7,10 @@ aborted or abandoned multipart upload is invisible to GET and LIST).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
+import hashlib
 import logging
 import math
 import threading
@@ -127,6 +129,9 @@ class S3Backend(ObjectStoreBackend):
         # Cleared when the store answers If-None-Match or If-Match with NotImplemented (see
         # write_atomic).
         self._conditional_writes = True
+        # Set once a write read back by HEAD showed the store keeps our metadata; from then
+        # on a PUT whose ETag is the MD5 of its body is verified without that HEAD.
+        self._metadata_kept = False
 
     # -- client and errors -------------------------------------------------------------
 
@@ -344,14 +349,21 @@ class S3Backend(ObjectStoreBackend):
                     raise IntegrityError(f"{key!r} in {self.where}: content hash "
                                          f"{content_hash} does not match expected "
                                          f"{expected_hash}; nothing published")
-                etag = self._put(key, source.small, metadata, overwrite, replaces)
+                md5 = hashlib.md5(source.small, usedforsecurity=False)
+                etag = self._put(key, source.small, metadata, overwrite, replaces,
+                                 base64.b64encode(md5.digest()).decode())
                 size = len(source.small)
+                # The store's MD5 of the bytes it stored (ETag of a plain single PUT) is the
+                # MD5 of the bytes we hashed: what landed is what was hashed.
+                landed = etag.strip('"').lower() == md5.hexdigest()
             else:
                 etag = self._multipart_upload(key, source, metadata, overwrite, expected_hash,
                                               replaces)
                 size = source.sent_bytes
-        if expected_hash is not None:
+                landed = False
+        if expected_hash is not None and not (landed and self._metadata_kept):
             info = self._verify_published(key, size, content_hash)
+            self._metadata_kept = True
         else:
             info = ObjectInfo(key, size, int(metadata[MTIME_METADATA]), change_token=etag,
                               content_hash=content_hash)
@@ -411,7 +423,7 @@ class S3Backend(ObjectStoreBackend):
         raise exc
 
     def _put(self, key: str, body: bytes, metadata: dict[str, str], overwrite: bool,
-             replaces: str | None) -> str:
+             replaces: str | None, content_md5: str) -> str:
         full = self.object_key(key)
         attempts = 0
 
@@ -419,7 +431,7 @@ class S3Backend(ObjectStoreBackend):
             nonlocal attempts, replaces
             attempts += 1
             args = {"Bucket": self.bucket, "Key": full, "Body": body, "Metadata": metadata,
-                    **self._write_args(key)}
+                    "ContentMD5": content_md5, **self._write_args(key)}
             self._conditional(key, overwrite, args, replaces)
             try:
                 return self.client.put_object(**args)["ETag"]

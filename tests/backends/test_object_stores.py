@@ -94,6 +94,17 @@ def test_hash_and_mtime_live_in_object_metadata(cloud):
                                                                            None)
 
 
+def test_what_a_write_reports_is_what_the_store_holds(cloud):
+    """Every write after the first is verified without reading it back (S3: by the ETag,
+    the store's MD5 of what it stored): what it reports must be what stat() then says."""
+    for i in range(3):
+        data = f"file {i}".encode() * 100
+        result = put(cloud.backend, f"p/{i}.png", data, expected_hash=hash_bytes(data),
+                     mtime_ns=1_000_000_000_000 + i)
+        assert result.content_hash == hash_bytes(data)
+        assert result.info == cloud.backend.stat(f"p/{i}.png")
+
+
 def test_objects_written_by_other_tools_are_listed_with_store_times(cloud):
     cloud.raw_put("p/foreign.jpg", b"jpeg")
     info = cloud.backend.stat("p/foreign.jpg")
