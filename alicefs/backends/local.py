@@ -372,12 +372,8 @@ class LocalBackend(Backend):
         if stored_hash != item.expected_hash:
             raise IntegrityError(f"{item.key!r} in {self.location.name!r}: content hash "
                                  f"{stored_hash} does not match expected {item.expected_hash}")
-        if item.mtime_ns is not None:
-            os.utime(temp, ns=(item.mtime_ns, item.mtime_ns), dir_fd=dir_fd)
-        _publish(dir_fd, temp, name, False)
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        return WriteResult(ObjectInfo(item.key, st.st_size, st.st_mtime_ns, st.st_ino),
-                           stored_hash)
+        return _publish_verified(dir_fd, item.key, temp, name, stored_hash, item.mtime_ns,
+                                 overwrite=False)
 
     def _write(self, key: str, fill: Callable[[int], str | None], expected_hash: str | None,
                overwrite: bool, mtime_ns: int | None) -> WriteResult:
@@ -413,16 +409,13 @@ class LocalBackend(Backend):
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            if mtime_ns is not None:
-                os.utime(temp, ns=(mtime_ns, mtime_ns), dir_fd=dir_fd)
-            _publish(dir_fd, temp, name, overwrite)
+            result = _publish_verified(dir_fd, key, temp, name, written_hash, mtime_ns,
+                                       overwrite)
             _fsync_dir(dir_fd)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp, dir_fd=dir_fd)
+            _unlink_quietly(temp, dir_fd)
             raise
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        return WriteResult(ObjectInfo(key, st.st_size, st.st_mtime_ns, st.st_ino), written_hash)
+        return result
 
     def delete(self, key: str) -> None:
         self.stat(key)  # refuses directories and links that lead out
@@ -642,6 +635,16 @@ def _temp_prefix(name: str) -> str:
     """Temporary files of writes of `name` start with this: tied to the final name (by
     hash: a name may already be 255 bytes long) so that recovery finds a crash's leftovers."""
     return f"{TEMP_PREFIX}{hash_bytes(name.encode())[:16]}-"
+
+
+def _publish_verified(dir_fd: int, key: str, temp: str, name: str, content_hash: str,
+                      mtime_ns: int | None, overwrite: bool) -> WriteResult:
+    """Give the verified temporary file `temp` its final name, with `mtime_ns` kept."""
+    if mtime_ns is not None:
+        os.utime(temp, ns=(mtime_ns, mtime_ns), dir_fd=dir_fd)
+    _publish(dir_fd, temp, name, overwrite)
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    return WriteResult(ObjectInfo(key, st.st_size, st.st_mtime_ns, st.st_ino), content_hash)
 
 
 def _publish(dir_fd: int, temp: str, name: str, overwrite: bool) -> None:
