@@ -179,6 +179,17 @@ _MIGRATIONS: dict[int, list[str]] = {
          "regular file."),
         ("updated_at", "DOUBLE NOT NULL", "Last change of this row (epoch seconds)."),
     ], "logical_path"),
+    7: [
+        "COMMENT ON COLUMN file_attrs.mode IS 'st_mode: file type and permission bits (rows "
+        "written before schema 7 hold the permission bits only: a symbolic link when "
+        "symlink_target is set, else a regular file)'",
+        *_add_column("file_attrs", (
+            "rdev", "BIGINT",
+            "Device number of a character or block device made through the mount; 0 for a "
+            "FIFO or a socket; NULL for a regular file or a symbolic link. Special files (a "
+            "value here) have no content: scans, which list regular files, leave their "
+            "replicas alone and migrations do not move them.")),
+    ],
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -212,13 +223,15 @@ class FileMeta:
 
 @dataclass(frozen=True)
 class PosixAttrs:
-    """Permission bits, owner and link target of a file made or changed through the mount."""
+    """Type, permission bits, owner, link target and device number of a file made or changed
+    through the mount."""
 
     logical_path: str
-    mode: int
+    mode: int  # st_mode; the type bits may be 0 in old rows (see the column's comment)
     uid: int
     gid: int
     symlink_target: bytes | None = None
+    rdev: int | None = None  # set for special files (FIFO, socket, device) only
 
 
 @dataclass(frozen=True)
@@ -282,7 +295,8 @@ class JournalStart:
 
 _REPLICA_COLUMNS = ("location_id", "logical_path", "size", "mtime_ns", "content_hash", "inode",
                     "change_token", "state", "seen_at")
-_ATTR_COLUMNS = ("logical_path", "mode", "uid", "gid", "symlink_target", "updated_at")
+_ATTR_COLUMNS = ("logical_path", "mode", "uid", "gid", "symlink_target", "rdev",
+                 "updated_at")
 _META_COLUMNS = ("logical_path", "category", "mime_type", "tags", "tags_source", "quality",
                  "quality_source", "tags_origin", "quality_origin", "updated_at")
 _LOCATION_COLUMNS = ("location_id", "name", "type", "path", "priority", "status", "rules_json",
@@ -479,9 +493,12 @@ class Catalog:
             trusted = {row[0]: row[1:] for row in self._con.execute(
                 f"SELECT logical_path, {compared} FROM replicas WHERE location_id = ? "
                 "AND content_hash IS NOT NULL", [location_id]).fetchall()}
+            # Special files are never listed: left out, so a scan does not miss them.
             unhashed = {row[0] for row in self._con.execute(
                 "SELECT logical_path FROM replicas WHERE location_id = ? "
-                "AND content_hash IS NULL", [location_id]).fetchall()}
+                "AND content_hash IS NULL AND logical_path NOT IN "
+                "(SELECT logical_path FROM file_attrs WHERE rdev IS NOT NULL)",
+                [location_id]).fetchall()}
             missing = {row[0] for row in self._con.execute(
                 "SELECT logical_path FROM replicas WHERE location_id = ? "
                 "AND state = 'missing'", [location_id]).fetchall()}
@@ -578,6 +595,13 @@ class Catalog:
         with self.transaction() as con:
             con.execute("DELETE FROM file_attrs WHERE logical_path IN (SELECT unnest($1))",
                         [list(logical_paths)])
+
+    def contentless_paths(self) -> set[str]:
+        """Logical paths of symbolic links and special files made through the mount: entries
+        without content, which live where they were made."""
+        rows = self._query("SELECT logical_path FROM file_attrs "
+                           "WHERE symlink_target IS NOT NULL OR rdev IS NOT NULL")
+        return {row[0] for row in rows}
 
     def all_posix_attrs(self) -> dict[str, PosixAttrs]:
         rows = self._query(f"SELECT {', '.join(_ATTR_COLUMNS[:-1])} FROM file_attrs")

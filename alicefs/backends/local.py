@@ -514,21 +514,55 @@ class LocalBackend(Backend):
             os.close(dir_fd)
         return removed
 
-    def is_link(self, key: str) -> bool:
-        """Whether `key` is a symbolic link (not followed); False when nothing is there."""
+    def make_special(self, key: str, mode: int, rdev: int,
+                     owner: tuple[int, int] | None = None) -> None:
+        """Make a FIFO, socket or device node (mknod: `mode` holds its type) at `key`."""
+        with self._in_parent(key, create=True) as (dir_fd, name):
+            os.mknod(name, mode, rdev, dir_fd=dir_fd)
+            if owner is not None:
+                os.chown(name, *owner, dir_fd=dir_fd, follow_symlinks=False)
+
+    def special_type(self, key: str) -> int | None:
+        """The type (S_IFMT) of the symbolic link, FIFO, socket or device at `key`, not
+        followed; None when nothing, a regular file or a directory is there."""
         try:
             with self._in_parent(key, create=False) as (dir_fd, name):
-                return stat_mod.S_ISLNK(os.stat(name, dir_fd=dir_fd,
-                                                follow_symlinks=False).st_mode)
+                kind = stat_mod.S_IFMT(os.stat(name, dir_fd=dir_fd,
+                                               follow_symlinks=False).st_mode)
         except (FileNotFoundError, NotADirectoryError):
-            return False
+            return None
+        return None if kind in (stat_mod.S_IFREG, stat_mod.S_IFDIR) else kind
 
-    def remove_link(self, key: str) -> None:
-        """Remove the symbolic link at `key` itself (never what it points to)."""
+    def remove_special(self, key: str) -> None:
+        """Remove the symbolic link, FIFO, socket or device at `key` itself (never what a
+        link points to, never a regular file or a directory)."""
         with self._in_parent(key, create=False) as (dir_fd, name):
-            if not stat_mod.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
-                raise UnsafeKeyError(errno.EINVAL, f"{key!r} is not a symbolic link")
+            kind = stat_mod.S_IFMT(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+            if kind in (stat_mod.S_IFREG, stat_mod.S_IFDIR):
+                raise UnsafeKeyError(errno.EINVAL, f"{key!r} is not a link or special file")
             os.unlink(name, dir_fd=dir_fd)
+
+    def set_special_attrs(self, key: str, *, mode: int | None = None,
+                          times_ns: tuple[int, int] | None = None,
+                          owner: tuple[int, int] | None = None) -> None:
+        """chmod, utimens and chown of the FIFO, socket or device at `key`, through an O_PATH
+        descriptor (opening it for real could block, or act on a device)."""
+        with self._in_parent(key, create=False) as (dir_fd, name):
+            path_fd = os.open(name, _PATH_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+        try:
+            kind = stat_mod.S_IFMT(os.fstat(path_fd).st_mode)
+            if kind in (stat_mod.S_IFREG, stat_mod.S_IFDIR, stat_mod.S_IFLNK):
+                raise UnsafeKeyError(errno.EINVAL, f"{key!r} is not a special file")
+            # The /proc link of an O_PATH descriptor names the inode itself, not a path.
+            proc = f"/proc/self/fd/{path_fd}"
+            if mode is not None:
+                os.chmod(proc, mode & 0o7777)
+            if owner is not None:
+                os.chown(proc, *owner)
+            if times_ns is not None:
+                os.utime(proc, ns=times_ns)
+        finally:
+            os.close(path_fd)
 
     def set_attrs(self, key: str, *, mode: int | None = None,
                   times_ns: tuple[int, int] | None = None, size: int | None = None,

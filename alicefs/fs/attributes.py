@@ -66,6 +66,11 @@ class Attributes(OperationsBase):
             size = attr.st_size if fields.update_size and location_id == primary else None
             if (mode, owner, times, size) == (None, None, None, None) or node.is_symlink:
                 continue
+            if node.is_special:
+                await self._thread(location_id, functools.partial(
+                    local.set_special_attrs, node.logical_path, mode=mode, owner=owner,
+                    times_ns=times if location_id == primary else None))
+                continue
             if size is not None and fh is not None and self._handles.get(fh) and \
                     self._handles[fh].fd is not None:
                 await self._thread(location_id, os.ftruncate, self._handles[fh].fd, size)
@@ -91,7 +96,7 @@ class Attributes(OperationsBase):
         if mode is not None or owner is not None:
             self._record_attrs(node)
         if times is not None and primary is not None:
-            if self.state.local(primary) is None and not node.is_symlink:
+            if self.state.local(primary) is None and not node.is_special:
                 await self._set_object_times(node, primary, times, handle)
             node.replicas[primary].mtime_ns = times[1]
             for other in self._handles.values():
@@ -187,6 +192,12 @@ class DirectoryTimes(OperationsBase):
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         answer = await super().symlink(parent_inode, name, target, ctx)
+        self._entries_changed(parent_inode)
+        return answer
+
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        answer = await super().mknod(parent_inode, name, mode, rdev, ctx)
         self._entries_changed(parent_inode)
         return answer
 

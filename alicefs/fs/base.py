@@ -245,9 +245,10 @@ class OperationsBase(pyfuse3.Operations):
         else:
             primary = self.state.primary(node)
             replica = node.replicas[primary] if primary else next(iter(node.replicas.values()))
-        attr.st_mode = node.mode & ~0o222 if read_only and not node.is_symlink else node.mode
+        attr.st_mode = node.mode & ~0o222 if read_only and not node.is_special else node.mode
         attr.st_nlink = 1
         attr.st_uid, attr.st_gid = node.uid, node.gid
+        attr.st_rdev = node.rdev
         attr.st_size = len(node.symlink_target) if node.is_symlink else replica.size
         attr.st_blocks = (attr.st_size + 511) // 512
         attr.st_mtime_ns = replica.mtime_ns
@@ -325,8 +326,10 @@ class OperationsBase(pyfuse3.Operations):
         return fh
 
     def _record_attrs(self, node: FileNode) -> None:
-        self.state.queue.put_attrs(PosixAttrs(node.logical_path, stat.S_IMODE(node.mode),
-                                              node.uid, node.gid, node.symlink_target))
+        special = node.is_special and not node.is_symlink
+        self.state.queue.put_attrs(PosixAttrs(node.logical_path, node.mode, node.uid, node.gid,
+                                              node.symlink_target,
+                                              node.rdev if special else None))
 
     def record(self, node: FileNode, location_id: str, *, inode: int | None = None) -> None:
         replica = node.replicas[location_id]
@@ -358,6 +361,6 @@ class OperationsBase(pyfuse3.Operations):
 
 def replica_holders(node: FileNode) -> list[str]:
     """Locations an unlink or rename must act on: those whose replica is not known to be
-    gone (a symbolic link always: scans do not list links that lead out of a location, or
-    nowhere, so they may be marked missing while they exist)."""
-    return [lid for lid, r in node.replicas.items() if r.state != "missing" or node.is_symlink]
+    gone (a symbolic link or special file always: scans do not list links that lead out of
+    a location, or nowhere, so they may be marked missing while they exist)."""
+    return [lid for lid, r in node.replicas.items() if r.state != "missing" or node.is_special]

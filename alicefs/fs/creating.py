@@ -144,6 +144,38 @@ class Creating(OperationsBase):
         self._record_attrs(node)
         return self._attrs(self.ns.inode_of(PROJECTS_VIEW, vpath))
 
+    @fuse_errors
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        """A FIFO, socket (bind) or device node, made in the local location a new link
+        would go to (it has no content to place) and cataloged like a link; a regular file
+        (mknod of S_IFREG) is an empty file, made as create makes one."""
+        kind = stat.S_IFMT(mode)
+        if kind == stat.S_IFREG:
+            info, attrs = await self.create(parent_inode, name, mode, os.O_WRONLY, ctx)
+            await self.release(info.fh)
+            return attrs
+        if kind not in (stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK):
+            raise fuse_error(errno.EINVAL)
+        vpath = self._new_file_name(parent_inode, name)
+        location_id = self._dir_location(vpath)
+        if location_id is None:
+            raise fuse_error(errno.EPERM)  # only local locations hold special files
+        logical = logical_path_of(vpath)
+        file_mode = kind | (stat.S_IMODE(mode) & ~ctx.umask)
+        if kind not in (stat.S_IFCHR, stat.S_IFBLK):
+            rdev = 0
+        local = self.state.local(location_id)
+        await self._thread(location_id, local.make_special, logical, file_mode, rdev,
+                           _owner_if_root(ctx))
+        now = time.time_ns()
+        node = FileNode(logical, {location_id: Replica(0, now)}, "other", "inode/special",
+                        mode=file_mode, uid=ctx.uid, gid=ctx.gid, ctime_ns=now, rdev=rdev)
+        self.ns.add_file(node)
+        self.record(node, location_id)
+        self._record_attrs(node)
+        return self._attrs(self.ns.inode_of(PROJECTS_VIEW, vpath))
+
 
 def _owner_if_root(ctx: pyfuse3.RequestContext) -> tuple[int, int] | None:
     """The caller's (uid, gid) for a new file or directory, when the mount can give it (it

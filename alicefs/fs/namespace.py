@@ -92,6 +92,7 @@ class FileNode:
     gid: int = 0
     ctime_ns: int = 0
     symlink_target: bytes | None = None
+    rdev: int = 0  # a device's number
     atime_ns: int | None = None  # as last set (utimensat); None: shown as the mtime
     version: int = 0  # bumped on every change of content, for the page cache's keep_cache
     created_here: str | None = None  # location id, when created through this mount
@@ -99,6 +100,12 @@ class FileNode:
     @property
     def is_symlink(self) -> bool:
         return self.symlink_target is not None
+
+    @property
+    def is_special(self) -> bool:
+        """A symbolic link, FIFO, socket or device: an entry without content, which lives
+        in the local location where it was made (never uploaded, re-placed or migrated)."""
+        return not stat.S_ISREG(self.mode)
 
 
 @dataclass

@@ -87,7 +87,7 @@ class Placement(OperationsBase):
         known (applications write `name.tmp` and rename it; rules on type and size need the
         final name). Moving it is cheap: it was just written."""
         node = self.ns.files.get(vpath)
-        if node is None or node.created_here is None or node.is_symlink:
+        if node is None or node.created_here is None or node.is_special:
             return
         if self.open_for_writing(node):
             return  # still being written: looked at again on release

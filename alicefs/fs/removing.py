@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import stat
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -81,7 +82,7 @@ class Removing(OperationsBase):
     async def _delete_replica(self, location_id: str, node: FileNode) -> None:
         backend = self.state.backend(location_id)
         local = self.state.local(location_id)
-        func = local.remove_link if node.is_symlink and local else backend.delete
+        func = local.remove_special if node.is_special and local else backend.delete
         with contextlib.suppress(FileNotFoundError):  # already gone: what unlink wants
             await self._thread(location_id, func, node.logical_path)
 
@@ -121,7 +122,8 @@ class Removing(OperationsBase):
                 replica = node.replicas[lid]
                 # What is there: a staged replica's newer content was never uploaded.
                 known = replica.staged is None
-                payload: dict[str, Any] = {"symlink": True} if node.is_symlink else {}
+                payload: dict[str, Any] = (
+                    {"special": stat.S_IFMT(node.mode)} if node.is_special else {})
                 if known:
                     payload.update(size=replica.size, mtime_ns=replica.mtime_ns)
                 else:  # the object store holds the version the staging file replaces
@@ -155,7 +157,7 @@ class Removing(OperationsBase):
         for location_id, replica in replaced.replicas.items():
             if location_id in node.replicas or replica.state == "missing":
                 continue
-            if replaced.is_symlink == node.is_symlink:
+            if stat.S_IFMT(replaced.mode) == stat.S_IFMT(node.mode):
                 if replica.state == "present":
                     node.replicas[location_id] = Replica(replica.size, replica.mtime_ns,
                                                          replica.content_hash, "stale",
@@ -177,8 +179,8 @@ class Removing(OperationsBase):
             if replica.staged is not None:
                 return True  # the staging file is the content, uploaded under `key`
             local = self.state.local(location_id)
-            if node.is_symlink and local is not None:
-                if await self._thread(location_id, local.is_link, key):
+            if node.is_special and local is not None:
+                if await self._thread(location_id, local.special_type, key) is not None:
                     return True
             else:
                 try:

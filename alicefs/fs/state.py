@@ -186,9 +186,13 @@ def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
         node = nodes.get(path)
         if node is None:
             continue
-        kind = stat.S_IFREG if attrs.symlink_target is None else stat.S_IFLNK
-        node.mode, node.uid, node.gid = kind | attrs.mode, attrs.uid, attrs.gid
+        kind = stat.S_IFMT(attrs.mode) or (
+            stat.S_IFREG if attrs.symlink_target is None else stat.S_IFLNK)
+        node.mode, node.uid, node.gid = kind | stat.S_IMODE(attrs.mode), attrs.uid, attrs.gid
         node.symlink_target = attrs.symlink_target
+        node.rdev = attrs.rdev or 0
+        if attrs.rdev is not None:
+            node.category, node.mime_type = "other", "inode/special"
         if attrs.symlink_target is not None:
             node.category, node.mime_type = "other", "inode/symlink"
     for node in nodes.values():

@@ -55,10 +55,13 @@ class MigrationResult:
 
 
 def load_files(catalog: Catalog) -> list[CatalogFile]:
-    """Every cataloged file with its replicas and metadata (blocking; two bulk reads)."""
+    """Every cataloged file with content, with its replicas and metadata (blocking; bulk
+    reads). Symbolic links and special files made through the mount stay where they are."""
+    contentless = catalog.contentless_paths()
     by_path: dict[str, list] = {}
     for replica in catalog.replicas():
-        by_path.setdefault(replica.logical_path, []).append(replica)
+        if replica.logical_path not in contentless:
+            by_path.setdefault(replica.logical_path, []).append(replica)
     meta = catalog.all_metadata()
     return [CatalogFile(path, tuple(replicas), meta.get(path))
             for path, replicas in by_path.items()]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import stat
 import time
 from collections import Counter
 from collections.abc import Collection
@@ -69,13 +70,22 @@ def _record_present(catalog: Catalog, backend: Backend, key: str, content_hash: 
                                   time.time())])
 
 
+def special_kind(entry: JournalEntry) -> int | None:
+    """The type (S_IFMT) of the link or special file a deferred delete is about; None for a
+    regular file. Entries journaled before special files existed say `symlink`."""
+    if "special" in entry.payload:
+        return int(entry.payload["special"])
+    return stat.S_IFLNK if entry.payload.get("symlink") else None
+
+
 def _changed_since(backend: Backend, key: str, entry: JournalEntry) -> bool:
     """Whether what is at `key` is no longer the copy a deferred delete is about: other
     content (by hash, or by size and mtime when the hash was not known), or another kind of
     file (a link where a file was, a file where a link was)."""
-    if entry.payload.get("symlink"):
+    kind = special_kind(entry)
+    if kind is not None:
         try:
-            return not (isinstance(backend, LocalBackend) and backend.is_link(key))
+            return not (isinstance(backend, LocalBackend) and backend.special_type(key) == kind)
         except (UnsafeKeyError, NotADirectoryError):
             return True  # its directory now leads out of the location, or is a file
     try:
@@ -177,10 +187,11 @@ def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Back
         if _changed_since(backend, entry.logical_path, entry):
             catalog.drop_replicas(backend.location.location_id, [entry.logical_path])
             return "left alone: changed there since (the next scan shows it)"
-        if entry.payload.get("symlink"):
-            # The link itself (it may lead out of the location, or nowhere).
+        if special_kind(entry) is not None:
+            # The link itself (it may lead out of the location, or nowhere), or the FIFO,
+            # socket or device node.
             with contextlib.suppress(FileNotFoundError):
-                backend.remove_link(entry.logical_path)
+                backend.remove_special(entry.logical_path)
         else:
             _delete_quietly(backend, entry.logical_path)
         catalog.drop_replicas(backend.location.location_id, [entry.logical_path])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -139,9 +140,52 @@ def case_directory_times_follow_entries(d: Path) -> list[Callable[[], object]]:
             lambda: _advanced(d / "dir", before)]
 
 
+def _kind(path: Path) -> str:
+    st = os.stat(path, follow_symlinks=False)
+    return f"{stat.filemode(st.st_mode)} rdev={st.st_rdev} size={st.st_size}"
+
+
+def _bind(path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+
+
+def _fifo_round_trip(path: Path) -> str:
+    """Bytes written to the FIFO come out of it (the kernel serves it, not the mount)."""
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        writer = os.open(path, os.O_WRONLY)
+        os.write(writer, b"through the pipe")
+        os.close(writer)
+        return os.read(reader, 100).decode()
+    finally:
+        os.close(reader)
+
+
+def case_special_files(d: Path) -> list[Callable[[], object]]:
+    device = os.makedev(1, 3)  # /dev/null's numbers
+    return [lambda: os.mkfifo(d / "fifo", 0o640), lambda: _kind(d / "fifo"),
+            lambda: os.mknod(d / "chr", stat.S_IFCHR | 0o600, device), lambda: _kind(d / "chr"),
+            lambda: os.mknod(d / "blk", stat.S_IFBLK | 0o600, os.makedev(7, 0)),
+            lambda: _kind(d / "blk"), lambda: _bind(d / "sock"), lambda: _kind(d / "sock"),
+            lambda: os.mknod(d / "plain", stat.S_IFREG | 0o600), lambda: _kind(d / "plain"),
+            lambda: os.mkfifo(d / "fifo"), lambda: os.mkfifo(d / "plain"),
+            lambda: os.mkdir(d / "fifo"), lambda: _create(d / "sock"),
+            lambda: _fifo_round_trip(d / "fifo"),
+            lambda: os.chmod(d / "fifo", 0o604), lambda: os.chown(d / "fifo", 1234, 4321),
+            lambda: os.utime(d / "fifo", ns=(1_000_000_000_111, 2_000_000_000_222)),
+            lambda: _owner(d / "fifo"), lambda: _times(d / "fifo"),
+            lambda: os.truncate(d / "fifo", 0),
+            lambda: os.rename(d / "fifo", d / "moved"), lambda: _kind(d / "moved"),
+            lambda: os.rename(d / "moved", d / "plain"), lambda: _kind(d / "plain"),
+            lambda: os.rename(d / "chr", d / "sock"), lambda: _kind(d / "sock"),
+            lambda: os.unlink(d / "plain"), lambda: os.unlink(d / "sock"),
+            lambda: os.unlink(d / "blk"), lambda: sorted(os.listdir(d)).__repr__()]
+
+
 CASES = [case_existing_names, case_paths_through_a_file, case_names_too_long, case_removing,
          case_renaming, case_open_flags, case_times, case_directory_owner_and_mode,
-         case_directory_times_follow_entries]
+         case_directory_times_follow_entries, case_special_files]
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +242,30 @@ def test_directory_owner_mode_and_times_last(mount_factory):
     shown = os.stat(fs.projects / "shared")
     assert (shown.st_uid, shown.st_gid, stat.S_IMODE(shown.st_mode)) == (1234, 4321, 0o2775)
     assert shown.st_mtime_ns == 6_000_000_000_000
+
+
+def test_special_files_last_and_stay_where_they_are(mount_factory):
+    """FIFOs, sockets and device nodes are made in the location, cataloged like links:
+    a scan does not miss them (it lists regular files only), a remount shows them, a
+    migration leaves them alone, and unlink removes them from the location."""
+    fs = mount_factory({"ssd": "priority: 100", "hdd": "priority: 50"})
+    (fs.projects / "k").mkdir()
+    os.mkfifo(fs.projects / "k" / "pipe")
+    os.chmod(fs.projects / "k" / "pipe", 0o620)
+    os.mknod(fs.projects / "k" / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    _bind(fs.projects / "k" / "sock")
+    on_disk = {name: os.stat(fs.roots["ssd"] / "k" / name) for name in ("pipe", "null", "sock")}
+    assert stat.S_ISFIFO(on_disk["pipe"].st_mode) and stat.S_ISSOCK(on_disk["sock"].st_mode)
+    assert on_disk["null"].st_rdev == os.makedev(1, 3)
+    shown_before = {name: _kind(fs.projects / "k" / name) for name in on_disk}
+    assert fs.ctl("discover", "--no-progress").returncode == 0
+    assert fs.ctl("migrate", "--no-progress").returncode == 0
+    fs.restart()
+    assert {name: _kind(fs.projects / "k" / name) for name in on_disk} == shown_before
+    assert stat.S_IMODE(os.stat(fs.projects / "k" / "pipe").st_mode) == 0o620
+    assert _fifo_round_trip(fs.projects / "k" / "pipe") == "through the pipe"
+    for name in on_disk:
+        os.unlink(fs.projects / "k" / name)
+    assert os.listdir(fs.roots["ssd"] / "k") == []
+    fs.restart()
+    assert os.listdir(fs.projects / "k") == []
