@@ -253,7 +253,7 @@ class OperationsBase(pyfuse3.Operations):
         attr.st_blocks = (attr.st_size + 511) // 512
         attr.st_mtime_ns = replica.mtime_ns
         attr.st_atime_ns = node.atime_ns if node.atime_ns is not None else replica.mtime_ns
-        attr.st_ctime_ns = max(node.ctime_ns, replica.mtime_ns)
+        attr.st_ctime_ns = node.ctime_ns
         return attr
 
     def _current_vpath(self, node: FileNode) -> str | None:

@@ -209,7 +209,7 @@ class FileIO(OperationsBase):
             handle.dirty = True
         else:
             replica.size = size
-            replica.mtime_ns = time.time_ns()
+            replica.mtime_ns = node.ctime_ns = time.time_ns()
             replica.content_hash = None  # known again after release, or the next upload
             replica.unsent = replica.staged is not None
             node.version += 1

@@ -182,6 +182,7 @@ def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
                 stat.S_IFREG | 0o644, namespace.uid, namespace.gid, r.mtime_ns)
         node.replicas[r.location_id] = Replica(r.size, r.mtime_ns, r.content_hash, r.state,
                                                change_token=r.change_token)
+        node.ctime_ns = max(node.ctime_ns, r.mtime_ns)
     for path, attrs in catalog.all_posix_attrs().items():
         node = nodes.get(path)
         if node is None:
@@ -262,6 +263,7 @@ def apply_catalog_view(state: MountState, view: CatalogView, busy: set[str]) -> 
                     replica.size, replica.mtime_ns, replica.state, replica.change_token)):
                 node.replicas[location_id] = replica
                 node.version += 1
+                node.ctime_ns = max(node.ctime_ns, time.time_ns())  # changed on disk
                 changes += 1
         namespace.reindex(vpath, before)
     return changes

@@ -172,6 +172,7 @@ class Uploading(OperationsBase):
                                              change_token=theirs.change_token)
         self.record(node, location_id)
         node.version += 1
+        node.ctime_ns = max(node.ctime_ns, time.time_ns())
         self.ns.reindex(vpath, before)
         copy = FileNode(conflict_key, {location_id: Replica(
             ours.info.size, ours.info.mtime_ns, ours.content_hash,

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import socket
 import stat
-from collections.abc import Callable
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,31 @@ def outcome(call: Callable[[], object]) -> str:
     if isinstance(value, os.stat_result):
         return f"ok {stat.filemode(value.st_mode)} size={value.st_size}"
     return f"ok {value}" if isinstance(value, str) else "ok"
+
+
+USER = 1234  # another user (the tests run as root; the mount allows other users)
+
+
+def as_user(call: Callable[[], object]) -> Callable[[], str]:
+    """`call` run by USER (in a child process): its outcome, for the permission cases."""
+    def run() -> str:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(read_end)
+                os.setgroups([])
+                os.setresgid(USER, USER, USER)
+                os.setresuid(USER, USER, USER)
+                os.write(write_end, outcome(call).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as result:
+            answer = result.read().decode()
+        os.waitpid(pid, 0)
+        return f"as user: {answer}"
+    return run
 
 
 def _create(path: Path, data: bytes = b"x") -> None:
@@ -140,6 +168,41 @@ def case_directory_times_follow_entries(d: Path) -> list[Callable[[], object]]:
             lambda: _advanced(d / "dir", before)]
 
 
+def _ctime_moved(path: Path, before: list[int]) -> str:
+    """Whether the file's ctime moved since the last call, and whether it is in the future
+    (ext4 stamps the change's own time, whatever mtime a utimensat set)."""
+    time.sleep(0.01)  # past the timestamp granularity of both filesystems
+    st = os.stat(path, follow_symlinks=False)
+    moved = "moved" if not before or st.st_ctime_ns > before[-1] else "kept"
+    future = " (future)" if st.st_ctime_ns > time.time_ns() else ""
+    before.append(st.st_ctime_ns)
+    return moved + future
+
+
+def _write_at(path: Path, data: bytes, offset: int) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, offset)
+    finally:
+        os.close(fd)
+
+
+def case_ctime(d: Path) -> list[Callable[[], object]]:
+    seen: list[int] = []
+    f = d / "file"
+    future, past = 4_000_000_000_000_000_000, 1_000_000_000_000_000_000
+    return [lambda: _create(f, b"12345"), lambda: _ctime_moved(f, seen),
+            lambda: os.chmod(f, 0o600), lambda: _ctime_moved(f, seen),
+            lambda: os.chown(f, 1234, 4321), lambda: _ctime_moved(f, seen),
+            lambda: os.rename(f, d / "renamed"), lambda: _ctime_moved(d / "renamed", seen),
+            lambda: os.rename(d / "renamed", f), lambda: os.truncate(f, 2),
+            lambda: _ctime_moved(f, seen), lambda: _write_at(f, b"abc", 1),
+            lambda: _ctime_moved(f, seen), lambda: os.utime(f, ns=(future, future)),
+            lambda: _ctime_moved(f, seen), lambda: os.utime(f, ns=(past, past)),
+            lambda: _ctime_moved(f, seen), lambda: os.utime(f),
+            lambda: _ctime_moved(f, seen), lambda: os.stat(f), lambda: _ctime_moved(f, seen)]
+
+
 def _kind(path: Path) -> str:
     st = os.stat(path, follow_symlinks=False)
     return f"{stat.filemode(st.st_mode)} rdev={st.st_rdev} size={st.st_size}"
@@ -183,16 +246,67 @@ def case_special_files(d: Path) -> list[Callable[[], object]]:
             lambda: os.unlink(d / "blk"), lambda: sorted(os.listdir(d)).__repr__()]
 
 
+def _setup_permissions(d: Path) -> None:
+    """As root: an open directory, a closed one, a sticky one holding root's and the user's
+    files, and files with various modes."""
+    for name, mode in (("open", 0o777), ("closed", 0o755), ("sticky", 0o1777)):
+        os.mkdir(d / name)
+        os.chmod(d / name, mode)
+    for name, mode in (("ro", 0o644), ("rw", 0o666), ("suid", 0o6777), ("sticky/root", 0o666),
+                       ("closed/inside", 0o666)):
+        _create(d / name)
+        os.chmod(d / name, mode)
+    _create(d / "sticky" / "mine")
+    os.chown(d / "sticky" / "mine", USER, USER)
+    _create(d / "theirs")
+    os.chown(d / "theirs", USER, USER)
+
+
+def case_permissions(d: Path) -> list[Callable[[], object]]:
+    return [lambda: _setup_permissions(d),
+            as_user(lambda: _create(d / "closed" / "new")),
+            as_user(lambda: os.mkdir(d / "closed" / "newdir")),
+            as_user(lambda: os.unlink(d / "closed" / "inside")),
+            as_user(lambda: os.listdir(d / "closed")),
+            as_user(lambda: _create(d / "open" / "new")), lambda: _owner(d / "open" / "new"),
+            as_user(lambda: _open(d / "ro", os.O_WRONLY)),
+            as_user(lambda: _open(d / "ro", os.O_RDONLY)),
+            as_user(lambda: _write_at(d / "rw", b"user", 0)),
+            as_user(lambda: _write_at(d / "suid", b"user", 0)), lambda: _owner(d / "suid"),
+            as_user(lambda: os.unlink(d / "sticky" / "root")),
+            as_user(lambda: os.rename(d / "sticky" / "root", d / "sticky" / "moved")),
+            as_user(lambda: os.rename(d / "sticky" / "mine", d / "sticky" / "moved")),
+            as_user(lambda: os.unlink(d / "sticky" / "moved")),
+            as_user(lambda: os.chmod(d / "rw", 0o600)),
+            as_user(lambda: os.chown(d / "theirs", 0, 0)),
+            as_user(lambda: os.chmod(d / "theirs", 0o4755)), lambda: _owner(d / "theirs"),
+            as_user(lambda: os.utime(d / "rw")),
+            as_user(lambda: os.utime(d / "rw", ns=(1_000_000_000, 1_000_000_000))),
+            as_user(lambda: os.utime(d / "theirs", ns=(1_000_000_000, 1_000_000_000))),
+            lambda: os.chmod(d / "theirs", 0o6755),
+            lambda: os.chown(d / "theirs", USER, 0), lambda: _owner(d / "theirs")]
+
+
 CASES = [case_existing_names, case_paths_through_a_file, case_names_too_long, case_removing,
          case_renaming, case_open_flags, case_times, case_directory_owner_and_mode,
-         case_directory_times_follow_entries, case_special_files]
+         case_directory_times_follow_entries, case_special_files,
+         case_ctime, case_permissions]
 
 
 @pytest.fixture(scope="module")
-def two_roots(tmp_path_factory):
+def two_roots():
     """(native directory, directory in a mount over two local locations), shared by the
-    cases (each works in a directory of its own)."""
-    base = tmp_path_factory.mktemp("parity")
+    cases (each works in a directory of its own). In a directory of /tmp every user can
+    reach (pytest's own are private to root), for the cases run by another user."""
+    base = Path(tempfile.mkdtemp(prefix="alicefs-parity-"))
+    os.chmod(base, 0o755)
+    try:
+        yield from _mounted_pair(base)
+    finally:
+        shutil.rmtree(base)
+
+
+def _mounted_pair(base: Path) -> Iterator[tuple[Path, Path]]:
     native = base / "native"
     native.mkdir()
     roots = {name: base / name for name in ("ssd", "hdd")}
@@ -205,7 +319,7 @@ def two_roots(tmp_path_factory):
         "rules: [{include_types: [image]}]}\n"
         f"    - {{name: hdd, path: {roots['hdd']}, priority: 50}}\n")
     (base / "mnt").mkdir()
-    fs = MountedFS(config, base / "mnt", roots, base / "alicefs.log")
+    fs = MountedFS(config, base / "mnt", roots, base / "alicefs.log", ["--allow-other"])
     assert fs.ctl("from-config").returncode == 0
     fs.start()
     try:
