@@ -383,3 +383,28 @@ def test_special_files_last_and_stay_where_they_are(mount_factory):
     assert os.listdir(fs.roots["ssd"] / "k") == []
     fs.restart()
     assert os.listdir(fs.projects / "k") == []
+
+
+def test_same_results_when_files_live_in_an_object_store(cloud, tmp_path):
+    """Every case again with the files in S3 or GCS (directories, links and special files
+    live in the mount's local location, as they must). Not the permission cases: the
+    kernel checks permissions against the attributes the mount shows, wherever the content
+    is, and this mount is not reachable by other users."""
+    native_root = tmp_path / "native"
+    native_root.mkdir()
+    mounted_root = cloud.projects / "parity"
+    mounted_root.mkdir()
+    differences = {}
+    for case in CASES:
+        if case is case_permissions:
+            continue
+        results = {}
+        for name, root in (("native", native_root), ("mount", mounted_root)):
+            directory = root / case.__name__
+            directory.mkdir()
+            results[name] = [outcome(call) for call in case(directory)]
+        if results["mount"] != results["native"]:
+            differences[case.__name__] = [
+                (i, n, m) for i, (n, m) in enumerate(zip(results["native"], results["mount"],
+                                                         strict=True)) if n != m]
+    assert differences == {}
