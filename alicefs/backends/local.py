@@ -450,6 +450,8 @@ class LocalBackend(Backend):
         new_parent, _, new_name = new_key.rpartition("/")
         old_fd = self._open_dir(old_parent, create=False)
         try:
+            # Nothing to rename: no directories made for it at the new name either.
+            os.stat(old_name, dir_fd=old_fd, follow_symlinks=False)
             new_fd = self._open_dir(new_parent, create=True)
             try:
                 os.rename(old_name, new_name, src_dir_fd=old_fd, dst_dir_fd=new_fd)
@@ -476,8 +478,12 @@ class LocalBackend(Backend):
                 os.chown(name, *owner, dir_fd=dir_fd, follow_symlinks=False)
 
     def remove_dir(self, key: str) -> None:
+        """Remove the directory at `key` and the empty directories below it, if that is all
+        it holds (such trees are left by copies that did not complete, and a mount shows no
+        directory a file of it does not need); OSError ENOTEMPTY if anything else is in
+        it, FileNotFoundError if it is not there."""
         with self._in_parent(key, create=False) as (dir_fd, name):
-            os.rmdir(name, dir_fd=dir_fd)
+            _remove_empty_tree(name, dir_fd)
 
     def make_symlink(self, key: str, target: str, owner: tuple[int, int] | None = None
                      ) -> None:
@@ -566,9 +572,9 @@ class LocalBackend(Backend):
 
     def set_attrs(self, key: str, *, mode: int | None = None,
                   times_ns: tuple[int, int] | None = None, size: int | None = None,
-                  owner: tuple[int, int] | None = None) -> None:
+                  owner: tuple[int, int] | None = None) -> int:
         """chmod, utimens, truncate and chown of the file at `key`, through a checked
-        descriptor."""
+        descriptor. Returns its mtime after them (a truncate stamps the kernel's clock)."""
         fd = self.open_fd(key, os.O_WRONLY if size is not None else os.O_RDONLY)
         try:
             if size is not None:
@@ -579,6 +585,7 @@ class LocalBackend(Backend):
                 os.fchown(fd, *owner)
             if times_ns is not None:
                 os.utime(fd, ns=times_ns)
+            return os.fstat(fd).st_mtime_ns
         finally:
             os.close(fd)
 
@@ -758,6 +765,26 @@ def _syncfs(dir_fds: Iterable[int]) -> None:
                 raise OSError(code, os.strerror(code))
         finally:
             os.close(fd)
+
+
+def _remove_empty_tree(name: str, dir_fd: int) -> None:
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+        return
+    except OSError as exc:
+        if exc.errno != errno.ENOTEMPTY:
+            raise
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 dir_fd=dir_fd)
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    raise OSError(errno.ENOTEMPTY, os.strerror(errno.ENOTEMPTY), name)
+                _remove_empty_tree(entry.name, fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)
 
 
 def _fsync_dir(dir_fd: int) -> None:

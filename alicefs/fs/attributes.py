@@ -57,6 +57,7 @@ class Attributes(OperationsBase):
         handle = self._handles.get(fh) if fh is not None else None
         cloud_truncate = (fields.update_size and primary is not None
                           and self.state.local(primary) is None)
+        truncated_mtime = None  # what the disk says after a truncate of the primary
         if cloud_truncate:
             await self._truncate_object_replica(node, primary, attr.st_size, handle)
         for location_id, replica in node.replicas.items():
@@ -75,11 +76,16 @@ class Attributes(OperationsBase):
                     self._handles[fh].fd is not None:
                 await self._thread(location_id, os.ftruncate, self._handles[fh].fd, size)
                 size = None
-            await self._thread(location_id, functools.partial(
+            mtime_ns = await self._thread(location_id, functools.partial(
                 local.set_attrs, node.logical_path, mode=mode, owner=owner,
                 times_ns=times if location_id == primary else None, size=size))
+            if size is not None:
+                truncated_mtime = mtime_ns
         if fields.update_size and primary is not None:
             self._touch(node, primary, attr.st_size)
+            if truncated_mtime is not None:
+                # As on disk: a move compares the two before it deletes a source.
+                node.replicas[primary].mtime_ns = truncated_mtime
             if handle is not None:
                 handle.dirty = True
                 handle.last_stat = None

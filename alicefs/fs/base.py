@@ -11,7 +11,7 @@ import os
 import stat
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -120,6 +120,12 @@ class OperationsBase(pyfuse3.Operations):
     _next_dir_fh: int = 1
     # one lock per file while its staged upload, rename or unlink runs (id(node) -> lock)
     _node_locks: dict[int, trio.Lock] = field(default_factory=dict)
+    # Directory renames and rmdir act on several locations one after another; anything else
+    # that adds or removes names interleaved with them (the kernel locks only the parent
+    # directories, not their ancestors) would act on a path that moved under it on some
+    # locations and not yet on others. They hold it exclusively, the others shared. Taken
+    # before any file lock.
+    tree_lock: TreeLock = field(default_factory=lambda: TreeLock())
     # projects paths removed or renamed away since the scan in progress began: a scan's
     # view of the catalog must not bring them back
     forgotten: set[str] = field(default_factory=set)
@@ -334,9 +340,10 @@ class OperationsBase(pyfuse3.Operations):
     def record(self, node: FileNode, location_id: str, *, inode: int | None = None) -> None:
         replica = node.replicas[location_id]
         now = time.time()
+        state = "stale" if replica.state == "stale" else "present"
         self.state.queue.put_replica(CatalogReplica(
             location_id, node.logical_path, replica.size, replica.mtime_ns,
-            replica.content_hash, inode, replica.change_token, "present", now))
+            replica.content_hash, inode, replica.change_token, state, now))
         # Older versions elsewhere stay in the catalog as they are: the sync process compares
         # hashes and brings them level (DESIGN.md §6).
 
@@ -357,6 +364,50 @@ class OperationsBase(pyfuse3.Operations):
             self.uploads.hold(key)
         else:
             self.uploads.request(key)
+
+
+class TreeLock:
+    """A readers-writer lock: many holders at once in `shared`, or one in `exclusive`; a
+    waiting exclusive holder goes before shared holders that come after it."""
+
+    def __init__(self) -> None:
+        self._changed = trio.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._writers_waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def shared(self) -> AsyncIterator[None]:
+        async with self._changed:
+            while self._exclusive or self._writers_waiting:
+                await self._changed.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            self._shared -= 1
+            await self._notify()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._changed:
+            self._writers_waiting += 1
+            try:
+                while self._exclusive or self._shared:
+                    await self._changed.wait()
+            finally:
+                self._writers_waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            self._exclusive = False
+            await self._notify()
+
+    async def _notify(self) -> None:
+        with trio.CancelScope(shield=True):  # a release must wake the waiters, cancelled or not
+            async with self._changed:
+                self._changed.notify_all()
 
 
 def replica_holders(node: FileNode) -> list[str]:

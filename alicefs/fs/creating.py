@@ -23,6 +23,12 @@ class Creating(OperationsBase):
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
                                                            pyfuse3.EntryAttributes]:
+        async with self.tree_lock.shared():
+            return await self._create(parent_inode, name, mode, ctx)
+
+    async def _create(self, parent_inode: int, name: bytes, mode: int,
+                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
+                                                            pyfuse3.EntryAttributes]:
         vpath = self._new_file_name(parent_inode, name)
         logical = logical_path_of(vpath)
         location_id = self._place(logical, 0)
@@ -106,6 +112,11 @@ class Creating(OperationsBase):
     @fuse_errors
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        async with self.tree_lock.shared():
+            return await self._mkdir(parent_inode, name, mode, ctx)
+
+    async def _mkdir(self, parent_inode: int, name: bytes, mode: int,
+                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         vpath = self._new_name(parent_inode, name)
         dir_mode = stat.S_IMODE(mode) & ~ctx.umask
         location_id = self._dir_location(vpath)
@@ -127,6 +138,11 @@ class Creating(OperationsBase):
     @fuse_errors
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        async with self.tree_lock.shared():
+            return await self._symlink(parent_inode, name, target, ctx)
+
+    async def _symlink(self, parent_inode: int, name: bytes, target: bytes,
+                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         vpath = self._new_file_name(parent_inode, name)
         location_id = self._dir_location(vpath)
         if location_id is None:
@@ -150,11 +166,16 @@ class Creating(OperationsBase):
         """A FIFO, socket (bind) or device node, made in the local location a new link
         would go to (it has no content to place) and cataloged like a link; a regular file
         (mknod of S_IFREG) is an empty file, made as create makes one."""
+        async with self.tree_lock.shared():
+            if stat.S_IFMT(mode) == stat.S_IFREG:
+                info, attrs = await self._create(parent_inode, name, mode, ctx)
+                await self.release(info.fh)
+                return attrs
+            return await self._mknod(parent_inode, name, mode, rdev, ctx)
+
+    async def _mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
+                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         kind = stat.S_IFMT(mode)
-        if kind == stat.S_IFREG:
-            info, attrs = await self.create(parent_inode, name, mode, os.O_WRONLY, ctx)
-            await self.release(info.fh)
-            return attrs
         if kind not in (stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK):
             raise fuse_error(errno.EINVAL)
         vpath = self._new_file_name(parent_inode, name)

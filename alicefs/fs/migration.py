@@ -108,3 +108,17 @@ class MountCoordinator(Coordinator):
 
     async def flush(self) -> None:
         await trio.to_thread.run_sync(self.ops.state.queue.flush)
+
+    def kept(self, entry: PlannedTransfer, location_id: str) -> None:
+        """Shown again as an older version of the file there (sync sorts it out), never left
+        on disk unknown to the mount, where it would block names and come back at the next
+        scan."""
+        node = self.ops.ns.files.get(view_path(entry.logical_path))
+        planned = next(r for r in entry.remove_from if r.location_id == location_id)
+        if node is None or node.logical_path != entry.logical_path \
+                or location_id in node.replicas:
+            return
+        before = self.ops.ns.views_of(view_path(entry.logical_path))
+        node.replicas[location_id] = Replica(planned.size, planned.mtime_ns, None, "stale")
+        self.ops.ns.reindex(view_path(entry.logical_path), before)
+        self.ops.record(node, location_id)

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 class Removing(OperationsBase):
     @fuse_errors
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        async with self.tree_lock.shared():
+            await self._unlink(parent_inode, name)
+
+    async def _unlink(self, parent_inode: int, name: bytes) -> None:
         view, vpath = self._child(parent_inode, name)
         if view.startswith("l:") or view in ("", STATUS_VIEW):
             raise fuse_error(errno.EROFS)
@@ -88,6 +92,10 @@ class Removing(OperationsBase):
 
     @fuse_errors
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        async with self.tree_lock.exclusive():
+            await self._rmdir(parent_inode, name)
+
+    async def _rmdir(self, parent_inode: int, name: bytes) -> None:
         view, vpath = self._child(parent_inode, name)
         self._writable_view(view)
         if self._exists(view, vpath) != "dir":
@@ -149,16 +157,16 @@ class Removing(OperationsBase):
                  ", ".join(self.state.location(lid).name for lid in owed))
 
     async def _drop_replaced(self, node: FileNode, replaced: FileNode) -> list[str]:
-        """The file a rename replaced, where the renamed one has no copy: a copy of the same
-        kind now holds an older version of the new name (stale, brought level by sync); one
-        of another kind (a link replaced by a file, or the reverse) is deleted, now or, for
-        offline locations, when they are back (returned)."""
+        """The file a rename replaced, where the renamed one has no copy: a regular file
+        replaced by a regular file now holds an older version of the new name (stale,
+        brought level by sync); anything else (a link or special file, or a file replaced by
+        one) is deleted, now or, for offline locations, when they are back (returned)."""
         offline = []
         for location_id, replica in replaced.replicas.items():
             if location_id in node.replicas or replica.state == "missing":
                 continue
-            if stat.S_IFMT(replaced.mode) == stat.S_IFMT(node.mode):
-                if replica.state == "present":
+            if stat.S_ISREG(replaced.mode) and stat.S_ISREG(node.mode):
+                if replica.state in ("present", "stale"):  # stale: older still, still there
                     node.replicas[location_id] = Replica(replica.size, replica.mtime_ns,
                                                          replica.content_hash, "stale",
                                                          change_token=replica.change_token)

@@ -28,6 +28,19 @@ class Renaming(OperationsBase):
     @fuse_errors
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
                      name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
+        while True:
+            view, vpath = self._child(parent_inode_old, name_old)
+            is_dir = self._exists(view, vpath) == "dir"
+            async with self.tree_lock.exclusive() if is_dir else self.tree_lock.shared():
+                # Everything is checked again now; a name that became a directory meanwhile
+                # needs the other lock.
+                if (self._exists(*self._child(parent_inode_old, name_old)) == "dir") == is_dir:
+                    await self._rename(parent_inode_old, name_old, parent_inode_new, name_new,
+                                       flags)
+                    return
+
+    async def _rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
+                      name_new: bytes, flags: int) -> None:
         old_view, old = self._child(parent_inode_old, name_old)
         new_view, new = self._child(parent_inode_new, name_new)
         if old_view.startswith("l:") or new_view.startswith("l:") or STATUS_VIEW in (
@@ -130,8 +143,8 @@ class Renaming(OperationsBase):
         self._record_attrs(node)
         node.ctime_ns = time.time_ns()
         for location_id, replica in node.replicas.items():
-            if replica.state == "present" and replica.staged is None:
-                self.record(node, location_id)
+            if replica.state in ("present", "stale") and replica.staged is None:
+                self.record(node, location_id)  # an older version goes with the name too
         for location_id in requeue:
             self._upload_when_closed((new, location_id), node)
         if node.created_here is not None and self.relocations is not None:
@@ -183,16 +196,16 @@ class Renaming(OperationsBase):
 
         requeue = []
         for location_id in list(self.state.backends):
-            if not self.state.usable(location_id) or not self.ns.is_dir(
-                    location_view(location_id), old):
+            if not self.state.usable(location_id):
                 continue
             local = self.state.local(location_id)
             if local is not None:
-                if target_kind == "dir":
-                    with contextlib.suppress(FileNotFoundError):
-                        await self._thread(location_id, local.remove_dir, logical_path_of(new))
-                await self._thread(location_id, local.rename, logical_path_of(old),
-                                   logical_path_of(new))
+                # On every local location that has it on disk, shown or not: a directory a
+                # copy left behind (see remove_dir) must not stay under the old name.
+                await self._rename_local_dir(location_id, local, logical_path_of(old),
+                                             logical_path_of(new), target_kind == "dir")
+                continue
+            if not self.ns.is_dir(location_view(location_id), old):
                 continue
             for node in nodes:
                 replica = node.replicas.get(location_id)
@@ -235,10 +248,21 @@ class Renaming(OperationsBase):
         for node in nodes:
             self._record_attrs(node)
             for location_id, replica in node.replicas.items():
-                if replica.state == "present" and replica.staged is None:
+                if replica.state in ("present", "stale") and replica.staged is None:
                     self.record(node, location_id)
         for vpath, location_id, node in requeue:
             self._upload_when_closed((vpath, location_id), node)
+
+    async def _rename_local_dir(self, location_id: str, local: Any, old: str, new: str,
+                                over_dir: bool) -> None:
+        """Rename a directory on one local location, if it is there; the empty directories
+        a copy may have left at the new name there go first (an emptied directory shown at
+        the new name is replaced, as rename(2) does)."""
+        if over_dir or not self.ns.is_dir(PROJECTS_VIEW, new):
+            with contextlib.suppress(FileNotFoundError):
+                await self._thread(location_id, local.remove_dir, new)
+        with contextlib.suppress(FileNotFoundError):
+            await self._thread(location_id, local.rename, old, new)
 
     async def _rename_staged(self, location_id: str, node: FileNode, old_logical: str,
                              new_logical: str, replaces: str | None) -> None:

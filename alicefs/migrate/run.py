@@ -85,6 +85,10 @@ class Coordinator:
     async def flush(self) -> None:
         """Write what `settle` changed to the catalog."""
 
+    def kept(self, entry: PlannedTransfer, location_id: str) -> None:
+        """A replica `settle` let go was not deleted after all: it changed since it was
+        planned (its catalog row stays; the caller must keep showing it somehow)."""
+
 
 async def run_plan(plan: MigrationPlan, catalog: Catalog,
                    backends: Mapping[str, ThreadedBackend], *, max_concurrent: int = 4,
@@ -327,11 +331,12 @@ class _Batch:
                 if await self._on(row.location_id, _unchanged, backend, row, move.expected_hash):
                     await self._on(row.location_id, _delete, backend, entry.logical_path)
                     self.removed.append((row.location_id, entry.logical_path))
-                else:
-                    kept.append(self.backends[row.location_id].location.name)
+                    continue
+                kept.append(self.backends[row.location_id].location.name)
             except OSError as exc:
                 kept.append(f"{self.backends[row.location_id].location.name} "
                             f"({exc.strerror or exc})")
+            self.coordinator.kept(entry, row.location_id)
         if kept:
             previous = self.outcomes[entry.logical_path]
             self.outcomes[entry.logical_path] = Outcome(

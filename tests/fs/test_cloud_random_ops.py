@@ -137,8 +137,8 @@ def test_random_operations_on_two_files_with_renames(cloud, seed):
     run_random_operations(cloud, seed, ["a.mp4", "b.mp4"])
 
 
-def run_random_operations(cloud, seed: int, names: list[str]) -> None:
-    model = Model(cloud, names, random.Random(seed))
+def run_steps(model: Model, seed: int) -> None:
+    """OPERATIONS random steps; a failure names the step and the ones before it."""
     done: list[tuple[str, str]] = []
     try:
         for _ in range(OPERATIONS):
@@ -149,6 +149,11 @@ def run_random_operations(cloud, seed: int, names: list[str]) -> None:
                              f"{done[-8:]}: {exc}") from exc
     finally:
         model.close_all()
+
+
+def run_random_operations(cloud, seed: int, names: list[str]) -> None:
+    model = Model(cloud, names, random.Random(seed))
+    run_steps(model, seed)
     cloud.fs.stop()  # waits for every upload
     for name in names:
         expected = model.content.get(name)

@@ -788,3 +788,24 @@ def test_a_deferred_delete_whose_directory_became_a_file_lets_the_location_back(
     unplugged.rename(fs.roots["ssd"])
     wait_all_online(fs)
     assert (fs.roots["ssd"] / "p").read_text() == "now a file"
+
+
+def test_older_copies_of_a_name_follow_it_through_renames_and_remounts(fs):
+    """A file renamed over another keeps the replaced one's copy elsewhere as an older
+    version of its name. Renamed over again, and renamed away, that older copy goes with
+    the name (it used to be forgotten: left on disk under the old name, where it made a new
+    file of that name fail with EEXIST), and the catalog keeps it as older (it used to be
+    recorded as current, so a remount showed the old content)."""
+    p = fs.projects / "k"
+    p.mkdir()
+    (p / "a.mp4").write_bytes(b"video v1")  # HDD
+    for image in (b"image one", b"image two"):
+        (p / "b.png").write_bytes(image)  # SSD
+        os.rename(p / "b.png", p / "a.mp4")
+    os.rename(p / "a.mp4", p / "c.mp4")
+    (p / "a.mp4").write_bytes(b"video v2")
+    assert (fs.roots["hdd"] / "k" / "c.mp4").read_bytes() == b"video v1"  # the older copy
+    fs.restart()
+    assert (p / "c.mp4").read_bytes() == b"image two"
+    assert (p / "a.mp4").read_bytes() == b"video v2"
+    assert sorted(os.listdir(p)) == ["a.mp4", "c.mp4"]
