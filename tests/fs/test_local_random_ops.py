@@ -59,12 +59,12 @@ def run_random_operations(local: LocalMount, seed: int, names: list[str]) -> Non
                 bytes(expected) if expected is not None else None), (name, remount)
 
 
-@pytest.mark.parametrize("seed", [11, 12, 13])
+@pytest.mark.parametrize("seed", [11, 12])
 def test_random_operations_on_one_file(local, seed):
     run_random_operations(local, seed, ["one.mp4"])
 
 
-@pytest.mark.parametrize("seed", [14, 15])
+@pytest.mark.parametrize("seed", [14])
 def test_random_operations_on_two_files_in_two_locations(local, seed):
     """A video (HDD) and an image (SSD) renamed over each other: the content goes with the
     name; the replaced file's copy elsewhere is kept as an older version of the name."""
