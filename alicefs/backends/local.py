@@ -560,13 +560,7 @@ class LocalBackend(Backend):
             if kind in (stat_mod.S_IFREG, stat_mod.S_IFDIR, stat_mod.S_IFLNK):
                 raise UnsafeKeyError(errno.EINVAL, f"{key!r} is not a special file")
             # The /proc link of an O_PATH descriptor names the inode itself, not a path.
-            proc = f"/proc/self/fd/{path_fd}"
-            if mode is not None:
-                os.chmod(proc, mode & 0o7777)
-            if owner is not None:
-                os.chown(proc, *owner)
-            if times_ns is not None:
-                os.utime(proc, ns=times_ns)
+            _set_mode_owner_times(f"/proc/self/fd/{path_fd}", mode, owner, times_ns)
         finally:
             os.close(path_fd)
 
@@ -579,12 +573,7 @@ class LocalBackend(Backend):
         try:
             if size is not None:
                 os.ftruncate(fd, size)
-            if mode is not None:
-                os.fchmod(fd, mode & 0o7777)
-            if owner is not None:
-                os.fchown(fd, *owner)
-            if times_ns is not None:
-                os.utime(fd, ns=times_ns)
+            _set_mode_owner_times(fd, mode, owner, times_ns)
             return os.fstat(fd).st_mtime_ns
         finally:
             os.close(fd)
@@ -593,6 +582,18 @@ class LocalBackend(Backend):
         st = os.statvfs(self._real_root())
         return SpaceInfo(free_bytes=st.f_bavail * st.f_frsize,
                          total_bytes=st.f_blocks * st.f_frsize)
+
+
+def _set_mode_owner_times(target: int | str, mode: int | None,
+                          owner: tuple[int, int] | None,
+                          times_ns: tuple[int, int] | None) -> None:
+    """chmod, chown and utimens of a descriptor or path, each when given."""
+    if mode is not None:
+        os.chmod(target, mode & 0o7777)
+    if owner is not None:
+        os.chown(target, *owner)
+    if times_ns is not None:
+        os.utime(target, ns=times_ns)
 
 
 def _verify_while_syncing(fd: int, temp: str, dir_fd: int) -> str:

@@ -87,7 +87,8 @@ class Coordinator:
 
     def kept(self, entry: PlannedTransfer, location_id: str) -> None:
         """A replica `settle` let go was not deleted after all: it changed since it was
-        planned (its catalog row stays; the caller must keep showing it somehow)."""
+        planned, or deleting it failed (its catalog row stays; the caller must keep
+        showing it somehow)."""
 
 
 async def run_plan(plan: MigrationPlan, catalog: Catalog,

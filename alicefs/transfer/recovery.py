@@ -70,7 +70,7 @@ def _record_present(catalog: Catalog, backend: Backend, key: str, content_hash: 
                                   time.time())])
 
 
-def special_kind(entry: JournalEntry) -> int | None:
+def _special_kind(entry: JournalEntry) -> int | None:
     """The type (S_IFMT) of the link or special file a deferred delete is about; None for a
     regular file. Entries journaled before special files existed say `symlink`."""
     if "special" in entry.payload:
@@ -82,7 +82,7 @@ def _changed_since(backend: Backend, key: str, entry: JournalEntry) -> bool:
     """Whether what is at `key` is no longer the copy a deferred delete is about: other
     content (by hash, or by size and mtime when the hash was not known), or another kind of
     file (a link where a file was, a file where a link was)."""
-    kind = special_kind(entry)
+    kind = _special_kind(entry)
     if kind is not None:
         try:
             return not (isinstance(backend, LocalBackend) and backend.special_type(key) == kind)
@@ -187,7 +187,7 @@ def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Back
         if _changed_since(backend, entry.logical_path, entry):
             catalog.drop_replicas(backend.location.location_id, [entry.logical_path])
             return "left alone: changed there since (the next scan shows it)"
-        if special_kind(entry) is not None:
+        if _special_kind(entry) is not None:
             # The link itself (it may lead out of the location, or nowhere), or the FIFO,
             # socket or device node.
             with contextlib.suppress(FileNotFoundError):
