@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import stat
 from pathlib import Path
 
@@ -125,7 +126,7 @@ def test_migration_from_schema_version_1_keeps_data(tmp_path):
         old._query("INSERT INTO replicas VALUES (?, 'p/a.png', 3, 4, 5, 'ff', 'present', 6.0)",
                    [loc.location_id])
     with Catalog(path) as new:
-        assert new.schema_version == SCHEMA_VERSION == 6
+        assert new.schema_version == SCHEMA_VERSION == 7
         assert new.all_posix_attrs() == {}
         assert new.last_scans() == {}
         [replica] = new.replicas()
@@ -225,6 +226,23 @@ def test_posix_attrs_round_trip_and_drop(catalog):
         "p/link": link, "p/a.png": PosixAttrs("p/a.png", 0o640, 1000, 1000)}
     catalog.drop_posix_attrs(["p/link"])
     assert set(catalog.all_posix_attrs()) == {"p/a.png"}
+
+
+def test_special_files_are_contentless_and_no_scan_misses_them(catalog):
+    """A FIFO's row keeps its type and device number; links and special files are left out
+    of migration (contentless) and of what a scan compares a listing with."""
+    loc = make_location()
+    catalog.put_locations([loc])
+    fifo = PosixAttrs("p/pipe", stat.S_IFIFO | 0o600, 1, 2, rdev=0)
+    device = PosixAttrs("p/null", stat.S_IFCHR | 0o666, 0, 0, rdev=os.makedev(1, 3))
+    link = PosixAttrs("p/link", 0o777, 1, 2, b"target")
+    catalog.put_posix_attrs([fifo, device, link, PosixAttrs("p/a.png", 0o644, 1, 2)])
+    assert catalog.all_posix_attrs()["p/null"] == device
+    assert catalog.contentless_paths() == {"p/pipe", "p/null", "p/link"}
+    catalog.put_replicas([Replica(loc.location_id, path, 0, 1) for path in
+                          ("p/pipe", "p/null", "p/a.png")])
+    index = catalog.replica_index(loc.location_id, object_store=False)
+    assert index.unhashed == {"p/a.png"}
 
 
 def test_a_scan_finding_the_older_version_of_a_stale_replica_keeps_it_stale(catalog):
