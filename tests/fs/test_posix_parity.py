@@ -408,3 +408,37 @@ def test_same_results_when_files_live_in_an_object_store(cloud, tmp_path):
                 (i, n, m) for i, (n, m) in enumerate(zip(results["native"], results["mount"],
                                                          strict=True)) if n != m]
     assert differences == {}
+
+
+def _deep_tree(top: Path) -> str:
+    """Directories nested below `top` until the path from `top` is over PATH_MAX (4096
+    bytes), made one level at a time relative to the last (as `mkdir -p` in a loop with
+    `cd` would); then a file created and read back there."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    depth = 0
+    try:
+        while depth * 201 < 4200:
+            os.mkdir("d" * 200, dir_fd=fd)
+            child = os.open("d" * 200, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            depth += 1
+        file_fd = os.open("deep.txt", os.O_CREAT | os.O_RDWR, 0o644, dir_fd=fd)
+        os.write(file_fd, b"deep")
+        os.close(file_fd)
+        with open(os.open("deep.txt", os.O_RDONLY, dir_fd=fd), "rb") as f:
+            return f.read().decode()
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.xfail(strict=True, raises=OSError,
+                   reason="the mount resolves whole paths (a location's root joined with the "
+                          "key), and a path over PATH_MAX cannot be opened whole: the one "
+                          "accepted difference from a native directory (issue 11)")
+def test_paths_longer_than_path_max(two_roots):
+    native, mounted = two_roots
+    for root in (native, mounted):
+        (root / "deep").mkdir()
+    assert _deep_tree(native / "deep") == "deep"
+    assert _deep_tree(mounted / "deep") == "deep"
