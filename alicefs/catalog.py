@@ -710,6 +710,37 @@ class Catalog:
             con.execute(_bulk_upsert_sql("sync_base", cols, ["logical_path"]),
                         [[getattr(b, c) for b in unique] for c in cols])
 
+    def settle_sync_bases(self, logical_paths: Sequence[str] | None = None) -> None:
+        """Make the base of every file (or of `logical_paths`) whose replicas all are present
+        and hashed alike that content, and forget the bases of files without replicas. One
+        statement each, so it can run after every scan. A file with a missing, stale or
+        unhashed replica keeps its base: a copy that comes back with old content is then
+        seen as old, not as a newer version."""
+        only = "WHERE logical_path IN (SELECT unnest($2))" if logical_paths is not None else ""
+        params: list[Any] = [time.time()]
+        if logical_paths is not None:
+            params.append(list(logical_paths))
+        with self.transaction() as con:
+            con.execute(f"""
+                INSERT INTO sync_base (logical_path, base_hash, base_size, agreed_at)
+                SELECT a.logical_path, a.content_hash, a.size, $1 FROM (
+                    SELECT logical_path, any_value(content_hash) AS content_hash,
+                           any_value(size) AS size FROM replicas {only}
+                    GROUP BY logical_path
+                    HAVING count(*) = count(*) FILTER (
+                               WHERE state = 'present' AND content_hash IS NOT NULL)
+                       AND count(DISTINCT content_hash) = 1) a
+                LEFT JOIN sync_base b ON b.logical_path = a.logical_path
+                WHERE b.base_hash IS DISTINCT FROM a.content_hash
+                ON CONFLICT (logical_path) DO UPDATE SET base_hash = excluded.base_hash,
+                    base_size = excluded.base_size, agreed_at = excluded.agreed_at""", params)
+            con.execute("DELETE FROM sync_base WHERE logical_path NOT IN "
+                        "(SELECT logical_path FROM replicas)")
+
+    def sync_bases(self) -> dict[str, SyncBase]:
+        rows = self._query("SELECT logical_path, base_hash, base_size, agreed_at FROM sync_base")
+        return {row[0]: SyncBase(*row) for row in rows}
+
     def sync_base(self, logical_path: str) -> SyncBase | None:
         rows = self._query("SELECT logical_path, base_hash, base_size, agreed_at FROM sync_base "
                            "WHERE logical_path = ?", [logical_path])

@@ -59,6 +59,14 @@ from alicefs.rules import (
     reason_text,
 )
 from alicefs.scanner import MultiPathScanner, ScanStats
+from alicefs.sync import (
+    ResolutionResult,
+    Strategy,
+    SyncOutcome,
+    SyncResult,
+    SyncState,
+    SyncTracker,
+)
 
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
@@ -137,6 +145,7 @@ class Host:
     catalog: Catalog
     scanner: MultiPathScanner
     migration: AutoMigrationService
+    sync: SyncTracker
 
 
 @dataclass
@@ -585,6 +594,172 @@ def cmd_duplicates(ctx: Context) -> int:
     return 0
 
 
+def _sync_tracker(ctx: Context, dry_run: bool) -> SyncTracker:
+    if ctx.host is not None:
+        # What the mount wrote and has not committed yet belongs in the answer.
+        ctx.run_async(ctx.host.migration.coordinator.flush)
+        return ctx.host.sync
+    return SyncTracker(ctx.registry, migration=_migration_service(ctx, dry_run))
+
+
+def _time_text(mtime_ns: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mtime_ns / 1e9))
+
+
+def cmd_sync_status(ctx: Context) -> int:
+    args = ctx.args
+    report = ctx.run_async(partial(_sync_tracker(ctx, True).report, args.project))
+    names = {loc.location_id: loc.name for loc in ctx.registry.list_locations()}
+    shown = [f for f in report.files if f.state is not SyncState.SYNCED
+             and (args.state is None or f.state.value == args.state)]
+    if args.state == SyncState.SYNCED.value:
+        shown = report.in_state(SyncState.SYNCED)
+    counts = report.counts()
+    data = {"counts": counts, "files": [{
+        "path": f.logical_path, "state": f.state.value, "base_hash": f.base_hash,
+        "uploading_to": [names.get(lid, lid) for lid in f.uploading],
+        "replicas": [{"location": names.get(r.replica.location_id, r.replica.location_id),
+                      "location_id": r.replica.location_id, "state": r.state.value,
+                      "size": r.replica.size, "mtime_ns": r.replica.mtime_ns,
+                      "hash": r.replica.content_hash} for r in f.replicas]}
+        for f in shown]}
+    if ctx.out.json_mode:
+        ctx.out.result(data, "")
+        return 0
+    ctx.out.result(data, "  ".join(f"{state}: {n:,}" for state, n in counts.items()))
+    rows = []
+    for f in shown:
+        for r in f.replicas:
+            replica = r.replica
+            rows.append([f.logical_path, f.state.value, names.get(replica.location_id, "?"),
+                         r.state.value, human_bytes(replica.size),
+                         _time_text(replica.mtime_ns), (replica.content_hash or "?")[:12]])
+        rows += [[f.logical_path, f.state.value, names.get(lid, lid), "pending_upload", "",
+                  "", ""] for lid in f.uploading]
+    if rows:
+        ctx.out.table(["FILE", "STATE", "LOCATION", "REPLICA", "SIZE", "MODIFIED", "HASH"],
+                      rows, data)
+    return 0
+
+
+def _outcome_data(o: SyncOutcome, names: dict[str, str]) -> dict[str, Any]:
+    return {"path": o.logical_path, "from": names.get(o.source_location_id),
+            "to": names.get(o.target_location_id), "result": o.result, "bytes": o.bytes,
+            "kept_as": o.kept_as, "detail": o.detail}
+
+
+def _outcome_lines(outcomes: Sequence[SyncOutcome], names: dict[str, str]) -> list[str]:
+    lines = []
+    for o in outcomes:
+        where = names.get(o.target_location_id, o.target_location_id)
+        if o.kept_as:
+            lines.append(f"kept: {o.logical_path}: the losing version in {where} is now "
+                         f"{o.kept_as}")
+        if o.detail:
+            lines.append(f"{o.result}: {o.logical_path} in {where}: {o.detail}")
+    return lines
+
+
+def cmd_sync_process(ctx: Context) -> int:
+    args = ctx.args
+    tracker = _sync_tracker(ctx, args.dry_run)
+    process = partial(tracker.process_sync_queue, dry_run=args.dry_run, project=args.project,
+                      max_concurrent=args.max_concurrent, bandwidth=args.bwlimit,
+                      auto_resolve=ctx.settings.sync_auto_resolve)
+
+    async def run() -> SyncResult:
+        if args.dry_run or not _show_progress(ctx):
+            return await process()
+        plan = await tracker.plan(args.project)
+        with transfer_progress_display(len(plan.updates),
+                                       sum(u.source.size for u in plan.updates)) as sink:
+            return await process(progress=sink)
+
+    result = ctx.run_async(run)
+    names = {loc.location_id: loc.name for loc in ctx.registry.list_locations()}
+    plan = result.plan
+    skipped = [{"path": s.logical_path, "reason": s.reason} for s in plan.skipped]
+    forget = [{"path": r.logical_path, "location": names.get(r.location_id)}
+              for r in plan.forget]
+    decided = [{"path": d.file.logical_path, "strategy": d.strategy.value,
+                "winner": names.get(d.winner.location_id) if d.winner else None}
+               for d in result.resolved]
+    if result.dry_run:
+        rows = [[u.logical_path, names.get(u.source.location_id, "?"),
+                 names.get(u.target_location_id, "?"), human_bytes(u.source.size), u.reason]
+                for u in plan.updates]
+        data = {"dry_run": True, "updates": [{
+            "path": u.logical_path, "from": names.get(u.source.location_id),
+            "to": names.get(u.target_location_id), "bytes": u.source.size,
+            "action": u.reason} for u in plan.updates], "forget": forget,
+            "auto_resolved": decided, "skipped": skipped}
+        ctx.out.table(["FILE", "FROM", "TO", "SIZE", "ACTION"], rows, data)
+        if not ctx.out.json_mode:
+            for f in forget:
+                ctx.out.info(f"forget: {f['path']} in {f['location']} (missing; its rules "
+                             "do not want it there)")
+            for s in plan.skipped:
+                ctx.out.info(f"not planned: {s.logical_path}: {s.reason}")
+            if not plan.updates and not plan.forget:
+                ctx.out.info("nothing to do: every replica is level")
+        return 0
+    counts = result.counts()
+    data = {"dry_run": False, "counts": counts, "forgotten": forget,
+            "auto_resolved": decided, "skipped": skipped,
+            "outcomes": [_outcome_data(o, names) for o in result.outcomes]}
+    order = ("updated", "re-created", "resolved", "forgotten", "changed", "busy", "failed")
+    lines = [", ".join(f"{counts.get(k, 0):,} {k}" for k in order)
+             + f"; {human_bytes(sum(o.bytes for o in result.outcomes))} copied"]
+    lines += [f"auto-resolved ({d['strategy']}): {d['path']}: kept {d['winner']}'s version"
+              for d in decided]
+    lines += _outcome_lines(result.outcomes, names)
+    lines += [f"not planned: {s.logical_path}: {s.reason}" for s in plan.skipped]
+    ctx.out.result(data, "\n".join(lines))
+    return 1 if result.failed else 0
+
+
+def cmd_resolve_conflict(ctx: Context) -> int:
+    args = ctx.args
+    if (args.conflict is None) == (not args.all):
+        raise UsageError("name one conflict (a content hash or a logical path) or give --all")
+    if args.keep is not None and args.strategy != Strategy.MANUAL.value:
+        raise UsageError("--keep goes with --strategy manual")
+    tracker = _sync_tracker(ctx, args.dry_run)
+    listing = args.strategy == Strategy.MANUAL.value and args.keep is None
+    result: ResolutionResult = ctx.run_async(partial(
+        tracker.resolve_conflict, args.conflict, args.strategy, keep=args.keep,
+        discard_losers=args.discard_losers, dry_run=args.dry_run or listing))
+    names = {loc.location_id: loc.name for loc in ctx.registry.list_locations()}
+    lines = []
+    for d in result.decisions:
+        if d.winner is None:
+            lines.append(f"{d.file.logical_path}: not decided: {d.why}")
+            if listing:
+                lines += [f"    candidate in {names.get(c.location_id, c.location_id)}: "
+                          f"{human_bytes(c.size)}, modified {_time_text(c.mtime_ns)}, "
+                          f"hash {(c.content_hash or '?')[:12]}" for c in d.file.candidates]
+        else:
+            lines.append(f"{d.file.logical_path}: {names.get(d.winner.location_id)}'s version "
+                         f"wins ({d.why})")
+    if result.dry_run and not listing:
+        lines += [f"would {'keep the losing version, then ' if u.keep_losing else ''}"
+                  f"update {u.logical_path} in {names.get(u.target_location_id)}"
+                  for u in result.updates]
+    lines += _outcome_lines(result.outcomes, names)
+    data = {"dry_run": result.dry_run, "decisions": [{
+        "path": d.file.logical_path, "strategy": d.strategy.value,
+        "winner": names.get(d.winner.location_id) if d.winner else None, "why": d.why,
+        "candidates": [{"location": names.get(c.location_id), "size": c.size,
+                        "mtime_ns": c.mtime_ns, "hash": c.content_hash}
+                       for c in d.file.candidates]} for d in result.decisions],
+        "outcomes": [_outcome_data(o, names) for o in result.outcomes]}
+    if not result.decisions:
+        lines.append("no conflicts")
+    ctx.out.result(data, "\n".join(lines))
+    undecided = any(d.winner is None for d in result.decisions) and not listing
+    return 1 if result.failed or undecided else 0
+
+
 def _explain_attrs(ctx: Context, path_arg: str) -> tuple[FileAttrs, str | None]:
     """The file `explain` asks about: a file inside a location, a cataloged logical path, or a
     new logical path. Returns its attributes and the location it is in now (None: new)."""
@@ -726,6 +901,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", metavar="PROJECT", help="the project (top-level folder)")
     p.add_argument("target", metavar="TARGET", help="location id or name")
     migration_options(p)
+    p = command("sync-status", cmd_sync_status,
+                "whether the replicas of each file agree: counts per state, and the files "
+                "that are not synced")
+    p.add_argument("--project", metavar="NAME", help="only this project")
+    p.add_argument("--state", choices=[s.value for s in SyncState],
+                   help="only files in this state")
+    p = command("sync-process", cmd_sync_process,
+                "bring replicas level: the newest version to those behind, missing ones "
+                "re-created where the rules want them")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would be done and change nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--max-concurrent", type=_int_arg("a number of transfers", 1, 256),
+                   default=4, metavar="N", help="transfers at once (default 4)")
+    p.add_argument("--bwlimit", type=_rate_arg, metavar="RATE",
+                   help="at most this many bytes per second in all (e.g. 50MB/s)")
+    p.add_argument("--project", metavar="NAME", help="only this project")
+    p = command("resolve-conflict", cmd_resolve_conflict,
+                "decide conflicts: one version wins, the losing ones are kept under "
+                "conflict names")
+    p.add_argument("conflict", nargs="?", metavar="HASH|PATH",
+                   help="a content hash (or its first 6+ characters) of a competing version, "
+                        "or the file's logical path")
+    p.add_argument("--all", action="store_true", help="every conflict")
+    p.add_argument("--strategy", required=True, choices=[s.value for s in Strategy],
+                   help="newest (latest mtime), largest, primary (highest-priority "
+                        "location) or manual (with --keep; without it, list the candidates)")
+    p.add_argument("--keep", metavar="LOCATION",
+                   help="manual: the location (id or name) whose version wins")
+    p.add_argument("--discard-losers", action="store_true",
+                   help="do not keep the losing versions under conflict names")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the decisions and change nothing")
     p = command("find-project", cmd_find_project,
                 "list every asset of a project, with all its replicas")
     p.add_argument("project", metavar="NAME", help="the project (top-level folder), exactly")

@@ -14,7 +14,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -559,6 +559,9 @@ class Settings:
     migration_max_concurrent: int
     skip_hidden: bool
     locations: tuple[StorageLocation, ...]
+    # project -> conflict strategy sync decides with unasked ("*": every other project);
+    # absent: conflicts wait for resolve-conflict
+    sync_auto_resolve: Mapping[str, str] = field(default_factory=dict)
 
     def location(self, name_or_id: str) -> StorageLocation:
         for loc in self.locations:
@@ -570,7 +573,10 @@ class Settings:
 STORAGE_KEYS = ("search_db", "location_registry_db", "catalog", "state_dir", "cache_dir",
                 "cache_size", "min_free_bytes", "scan_interval", "migration_interval",
                 "migration_move", "migration_bandwidth", "migration_max_concurrent",
-                "skip_hidden", "locations")
+                "skip_hidden", "sync", "locations")
+SYNC_KEYS = ("auto_resolve", "projects")
+#: Strategies sync may apply without asking; `off` leaves conflicts to resolve-conflict.
+AUTO_RESOLVE_CHOICES = ("off", "newest", "largest", "primary")
 
 
 def _yaml_to_python(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath,
@@ -659,6 +665,7 @@ def parse_settings(text: str, source_path: Path, display_name: str | None = None
                                    parse_int(1, 256, "a number of transfers"),
                                    DEFAULT_MIGRATION_CONCURRENCY)
     skip_hidden = opt("skip_hidden", parse_bool, True)
+    sync_auto_resolve = _parse_sync(v, storage.get("sync"))
 
     locations_raw = storage.get("locations") or []
     parsed: list[tuple[int, StorageLocation]] = []
@@ -689,7 +696,37 @@ def parse_settings(text: str, source_path: Path, display_name: str | None = None
         migration_max_concurrent=migration_max_concurrent,
         skip_hidden=skip_hidden,
         locations=tuple(loc for _, loc in parsed),
+        sync_auto_resolve=sync_auto_resolve,
     )
+
+
+def _parse_sync(v: _Validator, raw: Any) -> dict[str, str]:
+    """`storage.sync`: {auto_resolve: STRATEGY, projects: {NAME: {auto_resolve: ...}}}."""
+    path: KeyPath = ("storage", "sync")
+    if raw is None:
+        return {}
+    sync = v.mapping(path, raw, SYNC_KEYS)
+    if sync is None:
+        return {}
+    named = parse_choice(AUTO_RESOLVE_CHOICES)
+
+    def choice(value: Any) -> str:
+        return "off" if value is False else named(value)  # YAML reads a bare off as false
+    chosen: dict[str, str | None] = {}
+    if sync.get("auto_resolve") is not None:
+        chosen["*"] = v.check((*path, "auto_resolve"), sync["auto_resolve"], choice)
+    projects = sync.get("projects")
+    if projects is not None and not isinstance(projects, dict):
+        v.problem((*path, "projects"), "expected a mapping of project name to its settings, "
+                                      f"got {_shown(projects)}")
+        projects = None
+    for name, settings in (projects or {}).items():
+        project = v.mapping((*path, "projects", name), settings, ("auto_resolve",),
+                            required=("auto_resolve",))
+        if project is not None and project.get("auto_resolve") is not None:
+            chosen[name] = v.check((*path, "projects", name, "auto_resolve"),
+                                   project["auto_resolve"], choice)
+    return {project: strategy for project, strategy in chosen.items() if strategy is not None}
 
 
 def _with_reserve(loc: StorageLocation, min_free: int) -> StorageLocation:

@@ -39,6 +39,7 @@ from alicefs.fs.state import (
 from alicefs.migrate import AutoMigrationService
 from alicefs.rules import LocationStatus, by_preference
 from alicefs.scanner import MultiPathScanner
+from alicefs.sync import SyncTracker
 from alicefs.transfer.journal import DEFERRED_KINDS, MULTIPART
 from alicefs.transfer.recovery import recover, unfinished
 
@@ -121,8 +122,9 @@ class Mount:
             # schedules and for the commands sent to the mount alike.
             scanner = MultiPathScanner(catalog, skip_hidden=self.settings.skip_hidden,
                                        backends=state.backends)
-            host = cli.Host(catalog, scanner, AutoMigrationService(
-                catalog, scanner=scanner, coordinator=ops.mover))
+            migration = AutoMigrationService(catalog, scanner=scanner, coordinator=ops.mover)
+            host = cli.Host(catalog, scanner, migration,
+                            SyncTracker(catalog, scanner, migration=migration))
             await self._resume_uploads(state, ops)
             for logical_path, source in state.unfinished_moves:
                 # A re-placement a crash cut short is done again, as at the file's release.

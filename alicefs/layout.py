@@ -32,10 +32,10 @@ def logical_candidates(parts: list[str]) -> list[str]:
 def conflict_name(logical_path: str, when: datetime, location_name: str, attempt: int = 0
                   ) -> str:
     """Where the losing side of a conflict is kept (DESIGN.md §6):
-    `<name>.conflict-<date>-<location><ext>` beside the file, `-2`, `-3`... when taken."""
+    `<name>.conflict-<yyyymmdd>-<hhmmss>-<location><ext>` beside the file, `-2`, `-3`... when taken."""
     directory, name = posixpath.split(logical_path)
     stem, ext = posixpath.splitext(name)  # ".env" is all stem
     counter = f"-{attempt + 1}" if attempt else ""
     safe_location = location_name.replace("/", "_")
-    name = f"{stem}.conflict-{when:%Y-%m-%d-%H%M%S}-{safe_location}{counter}{ext}"
+    name = f"{stem}.conflict-{when:%Y%m%d-%H%M%S}-{safe_location}{counter}{ext}"
     return posixpath.join(directory, name) if directory else name

@@ -417,6 +417,7 @@ class _LocationScan:
                 f"{len(vanished)}: not marking them missing (is the disk mounted?)")
         await self._finish_metadata(vanished)
         await db(self.scanner.catalog.mark_missing, location.location_id, vanished)
+        await db(self.scanner.catalog.settle_sync_bases)
         c = self.comparer
         await db(self.scanner.catalog.record_scan, ScanRecord(
             location.location_id, started, time.time(), c.files, c.bytes, c.new_files,

@@ -16,6 +16,7 @@ import stat as stat_mod
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -272,22 +273,51 @@ class LocalBackend(Backend):
 
     def write_atomic(self, key: str, data: BinaryIO | Iterable[bytes], *,
                      expected_hash: str | None = None, overwrite: bool = False,
-                     mtime_ns: int | None = None) -> WriteResult:
-        return self._write(key, lambda fd: _write_chunks(fd, data), expected_hash, overwrite,
-                           mtime_ns)
+                     mtime_ns: int | None = None, replaces: ObjectInfo | None = None
+                     ) -> WriteResult:
+        """Backend.write_atomic, plus compare-and-swap: with `replaces` (the file as `stat`
+        returned it) the file is published only while `key` is still that file (same size,
+        mtime and inode, checked just before the rename); another file there is
+        FileExistsError and nothing is published. A key that is gone meanwhile is created,
+        but nothing that appears in its place is replaced."""
+        return self._write(key, lambda fd: _write_chunks(fd, data), expected_hash,
+                           _Publish(overwrite, replaces), mtime_ns)
 
     def copy_from(self, source: LocalBackend, key: str, *, expected_hash: str,
-                  mtime_ns: int | None = None) -> WriteResult:
+                  mtime_ns: int | None = None, replaces: ObjectInfo | None = None
+                  ) -> WriteResult:
         """`write_atomic` of `key` from another local location, copied by the kernel
         (copy_file_range: the bytes never pass through Python, and a filesystem that can
         shares the blocks) and verified by one read of what landed. Never replaces a file
-        (FileExistsError)."""
+        (FileExistsError), unless it is the one `replaces` names (see write_atomic)."""
         source_fd = source._open_file(key)
         try:
             return self._write(key, lambda fd: _copy_range(source_fd, fd), expected_hash,
-                               False, mtime_ns)
+                               _Publish(False, replaces), mtime_ns)
         finally:
             os.close(source_fd)
+
+    def link_as(self, key: str, new_key: str, expected: ObjectInfo) -> ObjectInfo:
+        """Give the file at `key` a second name `new_key` (a hard link: no bytes copied, and
+        the content stays under `new_key` when `key` is replaced by a rename). Only while
+        `key` is still `expected` (size, mtime, inode): FileExistsError otherwise, or when
+        `new_key` is taken."""
+        with (self._in_parent(key, create=False) as (old_fd, old_name),
+              self._in_parent(new_key, create=True) as (new_fd, new_name)):
+            try:
+                os.link(old_name, new_name, src_dir_fd=old_fd, dst_dir_fd=new_fd,
+                        follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno not in _NO_LINK_ERRNOS:
+                    raise
+                return self._copy_as(key, new_key, expected)
+            st = os.stat(new_name, dir_fd=new_fd, follow_symlinks=False)
+            if not stat_mod.S_ISREG(st.st_mode) or not _same_file(st, expected):
+                os.unlink(new_name, dir_fd=new_fd)
+                raise FileExistsError(errno.EEXIST, f"{key!r} in {self.location.name!r} "
+                                                    "changed: not linked")
+            _fsync_dir(new_fd)
+        return ObjectInfo(new_key, st.st_size, st.st_mtime_ns, st.st_ino)
 
     def copy_many_from(self, source: LocalBackend, items: Sequence[CopyItem]
                        ) -> list[WriteResult | Exception]:
@@ -373,24 +403,36 @@ class LocalBackend(Backend):
             raise IntegrityError(f"{item.key!r} in {self.location.name!r}: content hash "
                                  f"{stored_hash} does not match expected {item.expected_hash}")
         return _publish_verified(dir_fd, item.key, temp, name, stored_hash, item.mtime_ns,
-                                 overwrite=False)
+                                 _Publish(False, None))
+
+    def _copy_as(self, key: str, new_key: str, expected: ObjectInfo) -> ObjectInfo:
+        """`link_as` where hard links are not supported: a verified copy."""
+        with self.open_read(key) as stream:
+            result = self.write_atomic(new_key, stream, mtime_ns=expected.mtime_ns)
+        now = self.stat(key)
+        if ((now.size, now.mtime_ns) != (expected.size, expected.mtime_ns)
+                or expected.inode not in (None, now.inode)):
+            self.delete(new_key)
+            raise FileExistsError(errno.EEXIST, f"{key!r} in {self.location.name!r} changed "
+                                                "while it was copied: not kept")
+        return result.info
 
     def _write(self, key: str, fill: Callable[[int], str | None], expected_hash: str | None,
-               overwrite: bool, mtime_ns: int | None) -> WriteResult:
+               publish: _Publish, mtime_ns: int | None) -> WriteResult:
         check_key(key)
         parent_key, _, name = key.rpartition("/")
         dir_fd = self._open_dir(parent_key, create=True)
         try:
-            return self._write_in(dir_fd, key, name, fill, expected_hash, overwrite, mtime_ns)
+            return self._write_in(dir_fd, key, name, fill, expected_hash, publish, mtime_ns)
         finally:
             os.close(dir_fd)
 
     def _write_in(self, dir_fd: int, key: str, name: str, fill: Callable[[int], str | None],
-                  expected_hash: str | None, overwrite: bool, mtime_ns: int | None
+                  expected_hash: str | None, publish: _Publish, mtime_ns: int | None
                   ) -> WriteResult:
         """Temp-write with `fill` (returns the hash of what it wrote, or None when it did
         not see the bytes), fsync, verify, publish, fsync the directory."""
-        if not overwrite and _exists(name, dir_fd):
+        if publish.refuses_any and _exists(name, dir_fd):
             raise FileExistsError(errno.EEXIST, f"{key!r} exists in {self.location.name!r}")
         temp = f"{_temp_prefix(name)}{uuid.uuid4().hex}"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666,
@@ -410,7 +452,7 @@ class LocalBackend(Backend):
             finally:
                 os.close(fd)
             result = _publish_verified(dir_fd, key, temp, name, written_hash, mtime_ns,
-                                       overwrite)
+                                       publish)
             _fsync_dir(dir_fd)
         except BaseException:
             _unlink_quietly(temp, dir_fd)
@@ -679,19 +721,49 @@ def _temp_prefix(name: str) -> str:
     return f"{TEMP_PREFIX}{hash_bytes(name.encode())[:16]}-"
 
 
+@dataclass(frozen=True)
+class _Publish:
+    """How a verified temporary file takes its name: replacing whatever is there
+    (`overwrite`), only the file `replaces` (compare-and-swap), or never replacing."""
+
+    overwrite: bool
+    replaces: ObjectInfo | None
+
+    @property
+    def refuses_any(self) -> bool:
+        return not self.overwrite and self.replaces is None
+
+
+def _same_file(st: os.stat_result, info: ObjectInfo) -> bool:
+    return ((st.st_size, st.st_mtime_ns) == (info.size, info.mtime_ns)
+            and info.inode in (None, st.st_ino))
+
+
 def _publish_verified(dir_fd: int, key: str, temp: str, name: str, content_hash: str,
-                      mtime_ns: int | None, overwrite: bool) -> WriteResult:
+                      mtime_ns: int | None, publish: _Publish) -> WriteResult:
     """Give the verified temporary file `temp` its final name, with `mtime_ns` kept."""
     if mtime_ns is not None:
         os.utime(temp, ns=(mtime_ns, mtime_ns), dir_fd=dir_fd)
-    _publish(dir_fd, temp, name, overwrite)
+    _publish(dir_fd, temp, name, publish)
     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     return WriteResult(ObjectInfo(key, st.st_size, st.st_mtime_ns, st.st_ino), content_hash)
 
 
-def _publish(dir_fd: int, temp: str, name: str, overwrite: bool) -> None:
-    """Rename `temp` to `name`; without `overwrite`, atomically refuse an existing `name`."""
-    if overwrite:
+def _publish(dir_fd: int, temp: str, name: str, publish: _Publish) -> None:
+    """Rename `temp` to `name`, replacing what `publish` allows; atomically refuse any other
+    existing `name` (FileExistsError)."""
+    if publish.replaces is not None:
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None  # gone meanwhile: created, never replacing what appears now
+        if st is not None:
+            if not stat_mod.S_ISREG(st.st_mode) or not _same_file(st, publish.replaces):
+                raise FileExistsError(errno.EEXIST, f"{name} changed since it was last seen: "
+                                                    "not replaced")
+            os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            return
+    elif publish.overwrite:
         os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         return
     if _rename_noreplace(dir_fd, temp, name):

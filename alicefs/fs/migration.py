@@ -15,6 +15,7 @@ mount serves the files while they move.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ import trio
 
 from alicefs.catalog import Replica as CatalogReplica
 from alicefs.fs.namespace import FileNode, Replica, view_path
+from alicefs.media import classify_name
 from alicefs.migrate.plan import PlannedTransfer
 from alicefs.migrate.run import Coordinator
 
@@ -108,6 +110,45 @@ class MountCoordinator(Coordinator):
 
     async def flush(self) -> None:
         await trio.to_thread.run_sync(self.ops.state.queue.flush)
+
+    def replaced(self, entry: PlannedTransfer, row: CatalogReplica) -> bool:
+        vpath = view_path(entry.logical_path)
+        node = self.ops.ns.files[vpath]  # held: neither renamed nor removed meanwhile
+        unchanged = node.version == self.versions.get(entry.logical_path)
+        before = self.ops.ns.views_of(vpath)
+        node.replicas[row.location_id] = Replica(
+            row.size, row.mtime_ns, row.content_hash, "present" if unchanged else "stale",
+            change_token=row.change_token)
+        self.ops.record(node, row.location_id, inode=row.inode)
+        self.ops.forgotten.add(vpath)  # a scan running now listed the old content
+        self.ops.ns.reindex(vpath, before)
+        return unchanged
+
+    def appeared(self, entry: PlannedTransfer, row: CatalogReplica) -> None:
+        """The conflict copy shows as a file of its own, with the attributes of the file
+        whose losing version it keeps."""
+        vpath = view_path(row.logical_path)
+        original = self.ops.ns.files.get(view_path(entry.logical_path))
+        if vpath in self.ops.ns.files or original is None:
+            return
+        media = classify_name(row.logical_path)
+        self.ops.ns.add_file(FileNode(
+            row.logical_path, {row.location_id: Replica(row.size, row.mtime_ns,
+                                                        row.content_hash, "present",
+                                                        change_token=row.change_token)},
+            media.category, media.mime_type, original.tags, original.quality, original.mode,
+            original.uid, original.gid, time.time_ns()))
+
+    def dropped(self, location_id: str, logical_path: str) -> None:
+        vpath = view_path(logical_path)
+        node = self.ops.ns.files.get(vpath)
+        replica = node.replicas.get(location_id) if node is not None else None
+        if node is None or replica is None or replica.state != "missing" \
+                or len(node.replicas) < 2:
+            return
+        before = self.ops.ns.views_of(vpath)
+        del node.replicas[location_id]
+        self.ops.ns.reindex(vpath, before)
 
     def kept(self, entry: PlannedTransfer, location_id: str) -> None:
         """Shown again as an older version of the file there (sync sorts it out), never left

@@ -82,10 +82,11 @@ class AutoMigrationService:
         self.backends: dict[str, ThreadedBackend] = (
             scanner.backends if scanner is not None else {})
         self.coordinator = coordinator or Coordinator()
-        self._running = trio.Lock()
+        # One run that moves data at a time (migrations and sync alike): a second waits.
+        self.running = trio.Lock()
 
-    async def _locations(self) -> tuple[list[StorageLocation], dict[str, SpaceInfo | None],
-                                        frozenset[str]]:
+    async def reachable(self) -> tuple[list[StorageLocation], dict[str, SpaceInfo | None],
+                                       frozenset[str]]:
         """The locations, their free space and which are reachable now (opened if needed)."""
         locations = await trio.to_thread.run_sync(self.registry.list_locations)
         space: dict[str, SpaceInfo | None] = {}
@@ -115,7 +116,7 @@ class AutoMigrationService:
     async def plan(self, *, move: bool = False, project: str | None = None,
                    limit_files: int | None = None, limit_bytes: int | None = None
                    ) -> MigrationPlan:
-        locations, space, usable = await self._locations()
+        locations, space, usable = await self.reachable()
         files = await trio.to_thread.run_sync(load_files, self.catalog)
         return plan_migration(files, locations, space, time.time(), move=move,
                               project=project, limit_files=limit_files,
@@ -125,7 +126,7 @@ class AutoMigrationService:
                                  ) -> MigrationPlan:
         """The plan that gathers `project` into the location `target` (id or name)."""
         destination = await trio.to_thread.run_sync(self.registry.get_location, target)
-        _, space, usable = await self._locations()
+        _, space, usable = await self.reachable()
         if destination.location_id not in usable:
             raise LocationUnavailableError(f"{destination.name} is not reachable now")
         files = await trio.to_thread.run_sync(load_files, self.catalog)
@@ -138,10 +139,13 @@ class AutoMigrationService:
         """Carry `plan` out, at most `max_concurrent` transfers at once and, with
         `bandwidth`, at most that many bytes per second in all."""
         pacer = Pacer(bandwidth) if bandwidth else None
-        async with self._running:
+        async with self.running:
             outcomes = await run_plan(plan, self.catalog, self.backends,
                                       max_concurrent=max_concurrent, progress=progress,
                                       pacer=pacer, coordinator=self.coordinator)
+            # The copies agree with their sources: that content is the files' base now.
+            await trio.to_thread.run_sync(self.catalog.settle_sync_bases,
+                                          [t.logical_path for t in plan.transfers])
         return MigrationResult(plan, outcomes, False)
 
     async def run_auto_migration(self, dry_run: bool = False, *, move: bool = False,
@@ -173,6 +177,6 @@ class AutoMigrationService:
     async def recover(self) -> list[str]:
         """Finish or undo what a killed run left half done (the journal), on the locations
         reachable now. Only for the process that owns the catalog, before it transfers."""
-        _, _, usable = await self._locations()
+        _, _, usable = await self.reachable()
         plain = {lid: self.backends[lid].backend for lid in usable}
         return await trio.to_thread.run_sync(recover, self.catalog, plain)

@@ -115,7 +115,7 @@ def plan_migration(files: Iterable[CatalogFile], locations: Sequence[PlacementPo
         if current is None:
             continue
         holders, source = current
-        attrs = _attrs(file, source)
+        attrs = file_attrs(file, source)
         if is_sidecar(path):
             target = next((decided[c] for c in _companions(path, by_path, stems)
                            if c in decided), None)
@@ -195,7 +195,8 @@ def _current(file: CatalogFile, reachable: frozenset[str], order: Mapping[str, i
     return {r.location_id: r for r in present}, source
 
 
-def _attrs(file: CatalogFile, source: Replica) -> FileAttrs:
+def file_attrs(file: CatalogFile, source: Replica) -> FileAttrs:
+    """What placement rules see of `file`, whose content `source` holds."""
     meta = file.meta
     if meta is not None:
         mime, category = meta.mime_type, meta.category

@@ -83,7 +83,22 @@ class Coordinator:
         return [r.location_id for r in entry.remove_from]
 
     async def flush(self) -> None:
-        """Write what `settle` changed to the catalog."""
+        """Write what `settle`, `replaced`, `appeared` and `dropped` changed to the
+        catalog."""
+
+    def replaced(self, entry: PlannedTransfer, row: Replica) -> bool:
+        """Sync replaced the content of a replica of a held file by the source's (`row`,
+        called without awaiting anything since the copy was published). True when the file
+        did not change since `hold`: `row` is now a current replica. False when it was
+        written meanwhile: `row` must be shown as an older version."""
+        return True
+
+    def appeared(self, entry: PlannedTransfer, row: Replica) -> None:
+        """Sync made a new file: `row`, the conflict copy of the losing version of the held
+        file `entry`. Show it."""
+
+    def dropped(self, location_id: str, logical_path: str) -> None:
+        """Sync forgot a missing replica no rule wants: stop showing it."""
 
     def kept(self, entry: PlannedTransfer, location_id: str) -> None:
         """A replica `settle` let go was not deleted after all: it changed since it was

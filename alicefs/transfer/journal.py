@@ -15,6 +15,10 @@ from alicefs.catalog import Catalog
 MOVE = "move"
 #: The same without removals: the source stays.
 COPY = "copy"
+#: Bringing a replica to another's content (sync): `transfer.replace.Replacement`; payload
+#: `replaced` (what the target held, or None for a re-creation) and `keep_losing`;
+#: `temp_key` the conflict copy of the losing version, once made.
+UPDATE = "update"
 #: Deleting a file's replicas in several locations.
 DELETE = "delete"
 #: A replica to delete from a location that was offline when its file was unlinked or

@@ -16,6 +16,11 @@
   expected content (recorded; for a move the replicas in `remove_from` are then deleted),
   rolled back otherwise (the sources stay, a copy without the expected content is not
   touched). The last verified replica is never deleted.
+- `update` (sync bringing a replica to another's content, `transfer.replace`): rolled
+  forward (recorded, with the conflict copy of the losing version) when the target holds
+  the new content; otherwise the target kept its content, and a conflict copy made of it
+  is removed only while the target still holds exactly that content (else it is kept and
+  recorded: it may be the only copy of that version now).
 - `multipart` (an S3 multipart upload, journaled by the backend through
   `JournaledPartialUploads` before it is asked for; `temp_key` its upload id once S3 named
   it): its process died before completing or aborting it, so its parts sit invisible in the
@@ -36,7 +41,7 @@ import time
 from collections import Counter
 from collections.abc import Collection
 
-from alicefs.backends.base import Backend, UnsafeKeyError
+from alicefs.backends.base import Backend, ObjectInfo, UnsafeKeyError
 from alicefs.backends.local import LocalBackend
 from alicefs.catalog import Catalog, JournalEntry, Replica
 from alicefs.transfer.copy import content_hash_of, holds
@@ -48,7 +53,9 @@ from alicefs.transfer.journal import (
     HANDOVER,
     MOVE,
     MULTIPART,
+    UPDATE,
 )
+from alicefs.transfer.replace import still_there
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +228,8 @@ def _recover_one(entry: JournalEntry, catalog: Catalog, backends: dict[str, Back
         return "rolled forward (copy recorded, source deleted)"
     if entry.kind in (MOVE, COPY):
         return _recover_transfer(entry, catalog, backends)
+    if entry.kind == UPDATE:
+        return _recover_update(entry, catalog, backends)
     return f"unknown operation kind {entry.kind!r}: left as it was"
 
 
@@ -264,3 +273,32 @@ def _recover_transfer(entry: JournalEntry, catalog: Catalog, backends: dict[str,
         # The crash came after the sources were deleted: the copy is the only one left.
         return "rolled forward (source already deleted; target verified and recorded)"
     return "rolled forward (target verified, source deleted)"
+
+
+def _recover_update(entry: JournalEntry, catalog: Catalog, backends: dict[str, Backend]
+                    ) -> str | None:
+    key = entry.logical_path
+    target = backends.get(entry.target_location_id or "")
+    if target is None:
+        return None
+    if isinstance(target, LocalBackend):
+        target.remove_temporaries(key)  # a copy the crash cut short
+    replaced = entry.payload.get("replaced")
+    kept = entry.temp_key if entry.temp_key and _exists(target, entry.temp_key) else None
+    losing_hash = replaced.get("content_hash") if replaced else None
+    if holds(target, key, entry.expected_hash):
+        _record_present(catalog, target, key, entry.expected_hash)
+        if kept is not None:
+            _record_present(catalog, target, kept, losing_hash)
+            return "rolled forward (new content recorded, the losing version kept)"
+        return "rolled forward (new content verified and recorded)"
+    if kept is None:
+        return "rolled back (the replica kept its content)"
+    if replaced is not None and still_there(target, key, ObjectInfo(
+            key, replaced["size"], replaced["mtime_ns"], replaced["inode"],
+            replaced["change_token"])):
+        _delete_quietly(target, kept)  # the same content is still under the file's name
+        return "rolled back (the replica kept its content; its conflict copy removed)"
+    _record_present(catalog, target, kept, losing_hash)
+    return "rolled back (the replica changed since; its conflict copy kept)"
+
