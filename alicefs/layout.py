@@ -32,7 +32,8 @@ def logical_candidates(parts: list[str]) -> list[str]:
 def conflict_name(logical_path: str, when: datetime, location_name: str, attempt: int = 0
                   ) -> str:
     """Where the losing side of a conflict is kept (DESIGN.md §6):
-    `<name>.conflict-<yyyymmdd>-<hhmmss>-<location><ext>` beside the file, `-2`, `-3`... when taken."""
+    `<name>.conflict-<yyyymmdd>-<hhmmss>-<location><ext>` beside the file, `-2`, `-3`...
+    when taken."""
     directory, name = posixpath.split(logical_path)
     stem, ext = posixpath.splitext(name)  # ".env" is all stem
     counter = f"-{attempt + 1}" if attempt else ""

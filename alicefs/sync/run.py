@@ -214,10 +214,10 @@ class _Batch:
         target = update.target_location_id
         try:
             if replacement.keep_losing:
-                kept = await self._on(target, replacement.keep, self.when)
-                assert replacement.op_id is not None
-                await trio.to_thread.run_sync(self.catalog.journal_temp_key,
-                                              replacement.op_id, kept.key)
+                op_id = replacement.op_id
+                assert op_id is not None
+                await self._on(target, replacement.keep, self.when,
+                               lambda name: self.catalog.journal_temp_key(op_id, name))
             result = await self._on(target, replacement.replace)
         except FileExistsError:
             self._outcome(index, update, "changed", "the replica there changed since it was "

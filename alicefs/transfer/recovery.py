@@ -285,20 +285,32 @@ def _recover_update(entry: JournalEntry, catalog: Catalog, backends: dict[str, B
         target.remove_temporaries(key)  # a copy the crash cut short
     replaced = entry.payload.get("replaced")
     kept = entry.temp_key if entry.temp_key and _exists(target, entry.temp_key) else None
-    losing_hash = replaced.get("content_hash") if replaced else None
     if holds(target, key, entry.expected_hash):
         _record_present(catalog, target, key, entry.expected_hash)
         if kept is not None:
-            _record_present(catalog, target, kept, losing_hash)
+            _record_present(catalog, target, kept, None)  # hashed by the next scan
             return "rolled forward (new content recorded, the losing version kept)"
         return "rolled forward (new content verified and recorded)"
     if kept is None:
         return "rolled back (the replica kept its content)"
-    if replaced is not None and still_there(target, key, ObjectInfo(
-            key, replaced["size"], replaced["mtime_ns"], replaced["inode"],
-            replaced["change_token"])):
-        _delete_quietly(target, kept)  # the same content is still under the file's name
+    unchanged = replaced is not None and still_there(target, key, ObjectInfo(
+        key, replaced["size"], replaced["mtime_ns"], replaced["inode"],
+        replaced["change_token"]))
+    if unchanged and _same_content(target, key, kept):
+        _delete_quietly(target, kept)
         return "rolled back (the replica kept its content; its conflict copy removed)"
-    _record_present(catalog, target, kept, losing_hash)
-    return "rolled back (the replica changed since; its conflict copy kept)"
+    _record_present(catalog, target, kept, None)
+    return "rolled back (the replica changed since; the file under its conflict name kept)"
 
+
+def _same_content(backend: Backend, key: str, other: str) -> bool:
+    """Whether two files of a location hold the same content: one file under two names
+    (a hard link), the same hash metadata, else by reading both."""
+    a, b = backend.stat(key), backend.stat(other)
+    if a.inode is not None and a.inode == b.inode:
+        return True
+    if a.size != b.size:
+        return False
+    if a.content_hash is not None and b.content_hash is not None:
+        return a.content_hash == b.content_hash
+    return content_hash_of(backend, key) == content_hash_of(backend, other)

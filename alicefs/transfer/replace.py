@@ -4,19 +4,21 @@ missing one.
 
 Steps: journal (kind `update`: the content expected, and what the target held), keep the
 losing version of a conflict under its conflict name (a hard link on local locations, a
-server-side copy on object stores; the name goes to the journal as `temp_key`), copy the
-new content under a temporary name and verify it, publish it only while the target still
-holds exactly what was planned (compare-and-swap: size, mtime and inode on local locations,
-the change token on object stores), record, end. A target changed by anyone meanwhile is
-not replaced (FileExistsError). Recovery (`recovery._recover_update`) rolls forward when
-the target holds the new content, and otherwise removes the conflict copy only while the
-target still holds the very content it duplicates.
+server-side copy on object stores; each name tried goes to the journal as `temp_key`
+first), copy the new content under a temporary name and verify it, publish it only while
+the target still holds exactly what was planned (compare-and-swap: size, mtime and inode on
+local locations, the change token on object stores), record, end. A target changed by
+anyone meanwhile is not replaced (FileExistsError). Recovery (`recovery._recover_update`)
+rolls forward when the target holds the new content, and otherwise removes the file under
+the conflict name only while the target still holds exactly what was planned and that file
+has the same content: whoever made it, nothing is lost.
 """
 
 from __future__ import annotations
 
 import errno
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -94,16 +96,17 @@ class Replacement:
                 "change_token": replaced.change_token, "content_hash": replaced.content_hash},
              "keep_losing": self.keep_losing})
 
-    def keep(self, when: datetime) -> ObjectInfo:
-        """Keep what the target holds under a free conflict name (FileExistsError when the
-        target changed, or every name is taken)."""
+    def keep(self, when: datetime, announce: Callable[[str], None]) -> ObjectInfo:
+        """Keep what the target holds under a free conflict name, each name tried passed to
+        `announce` first (for the journal). FileExistsError when the target changed, or
+        every name is taken."""
         assert self.replaced is not None
         name = self.target.location.name
         for attempt in range(MAX_CONFLICT_NAMES):
+            new_key = conflict_name(self.key, when, name, attempt)
+            announce(new_key)
             try:
-                self.kept = keep_copy(self.target, self.key,
-                                      conflict_name(self.key, when, name, attempt),
-                                      info_of(self.replaced))
+                self.kept = keep_copy(self.target, self.key, new_key, info_of(self.replaced))
                 return self.kept
             except FileExistsError:
                 if not still_there(self.target, self.key, info_of(self.replaced)):
