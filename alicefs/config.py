@@ -29,6 +29,7 @@ DEFAULT_PRIORITY = 50
 DEFAULT_CACHE_SIZE = 10 << 30
 DEFAULT_SCAN_INTERVAL = 300.0
 DEFAULT_MIGRATION_CONCURRENCY = 2
+DEFAULT_SYNC_INTERVAL = 600.0  # the mount brings replicas level every 10 minutes
 CATALOG_FILENAME = "catalog.duckdb"
 MAX_NAME_BYTES = 255
 
@@ -562,6 +563,8 @@ class Settings:
     # project -> conflict strategy sync decides with unasked ("*": every other project);
     # absent: conflicts wait for resolve-conflict
     sync_auto_resolve: Mapping[str, str] = field(default_factory=dict)
+    # how often the mount runs the sync queue; None: only when asked (sync-process)
+    sync_interval: float | None = DEFAULT_SYNC_INTERVAL
 
     def location(self, name_or_id: str) -> StorageLocation:
         for loc in self.locations:
@@ -574,7 +577,7 @@ STORAGE_KEYS = ("search_db", "location_registry_db", "catalog", "state_dir", "ca
                 "cache_size", "min_free_bytes", "scan_interval", "migration_interval",
                 "migration_move", "migration_bandwidth", "migration_max_concurrent",
                 "skip_hidden", "sync", "locations")
-SYNC_KEYS = ("auto_resolve", "projects")
+SYNC_KEYS = ("interval", "auto_resolve", "projects")
 #: Strategies sync may apply without asking; `off` leaves conflicts to resolve-conflict.
 AUTO_RESOLVE_CHOICES = ("off", "newest", "largest", "primary")
 
@@ -665,7 +668,7 @@ def parse_settings(text: str, source_path: Path, display_name: str | None = None
                                    parse_int(1, 256, "a number of transfers"),
                                    DEFAULT_MIGRATION_CONCURRENCY)
     skip_hidden = opt("skip_hidden", parse_bool, True)
-    sync_auto_resolve = _parse_sync(v, storage.get("sync"))
+    sync_interval, sync_auto_resolve = _parse_sync(v, storage.get("sync"))
 
     locations_raw = storage.get("locations") or []
     parsed: list[tuple[int, StorageLocation]] = []
@@ -697,17 +700,20 @@ def parse_settings(text: str, source_path: Path, display_name: str | None = None
         skip_hidden=skip_hidden,
         locations=tuple(loc for _, loc in parsed),
         sync_auto_resolve=sync_auto_resolve,
+        sync_interval=sync_interval,
     )
 
 
-def _parse_sync(v: _Validator, raw: Any) -> dict[str, str]:
-    """`storage.sync`: {auto_resolve: STRATEGY, projects: {NAME: {auto_resolve: ...}}}."""
+def _parse_sync(v: _Validator, raw: Any) -> tuple[float | None, dict[str, str]]:
+    """`storage.sync`: {interval: DURATION|off, auto_resolve: STRATEGY,
+    projects: {NAME: {auto_resolve: ...}}}."""
     path: KeyPath = ("storage", "sync")
-    if raw is None:
-        return {}
-    sync = v.mapping(path, raw, SYNC_KEYS)
+    sync = v.mapping(path, raw, SYNC_KEYS) if raw is not None else None
     if sync is None:
-        return {}
+        return DEFAULT_SYNC_INTERVAL, {}
+    interval = DEFAULT_SYNC_INTERVAL
+    if "interval" in sync:
+        interval = v.check((*path, "interval"), sync["interval"], parse_interval_or_off)
     named = parse_choice(AUTO_RESOLVE_CHOICES)
 
     def choice(value: Any) -> str:
@@ -726,7 +732,8 @@ def _parse_sync(v: _Validator, raw: Any) -> dict[str, str]:
         if project is not None and project.get("auto_resolve") is not None:
             chosen[name] = v.check((*path, "projects", name, "auto_resolve"),
                                    project["auto_resolve"], choice)
-    return {project: strategy for project, strategy in chosen.items() if strategy is not None}
+    return interval, {project: strategy for project, strategy in chosen.items()
+                      if strategy is not None}
 
 
 def _with_reserve(loc: StorageLocation, min_free: int) -> StorageLocation:

@@ -125,6 +125,7 @@ class Mount:
             migration = AutoMigrationService(catalog, scanner=scanner, coordinator=ops.mover)
             host = cli.Host(catalog, scanner, migration,
                             SyncTracker(catalog, scanner, migration=migration))
+            ops.sync = host.sync
             await self._resume_uploads(state, ops)
             for logical_path, source in state.unfinished_moves:
                 # A re-placement a crash cut short is done again, as at the file's release.
@@ -147,6 +148,8 @@ class Mount:
                     nursery.start_soon(self._scan_loop, state, ops, scanner)
                     if self.settings.migration_interval is not None:
                         nursery.start_soon(self._migration_loop, state, host.migration)
+                    if self.settings.sync_interval is not None:
+                        nursery.start_soon(self._sync_loop, state, host.sync)
                     nursery.start_soon(self._control_server, state, ops, host)
                     nursery.start_soon(ops.run_background)
                     unmounted_by_us = await self._wait_for_signal_or_unmount(nursery, ready,
@@ -344,6 +347,29 @@ class Mount:
             for outcome in result.outcomes:
                 if outcome.result == "failed":
                     log.warning("migrating %s: %s", outcome.logical_path, outcome.detail)
+
+    async def _sync_loop(self, state: MountState, tracker: SyncTracker) -> None:
+        """The sync queue every `sync_interval` (the first after one interval), throttled
+        like migration, with the conflicts `storage.sync.auto_resolve` lets it decide. A run
+        that fails is logged and tried again next time."""
+        settings = self.settings
+        while True:
+            await trio.sleep(settings.sync_interval or 0)
+            try:
+                await trio.to_thread.run_sync(state.queue.flush)
+                result = await tracker.process_sync_queue(
+                    max_concurrent=settings.migration_max_concurrent,
+                    bandwidth=settings.migration_bandwidth,
+                    auto_resolve=settings.sync_auto_resolve)
+            except Exception:  # the mount must outlive a failed run; the next one retries
+                log.exception("scheduled sync failed")
+                continue
+            counts = result.counts()
+            if counts:
+                log.info("scheduled sync: %s", ", ".join(
+                    f"{n:,} {what}" for what, n in sorted(counts.items())))
+            for outcome in result.failed:
+                log.warning("syncing %s: %s", outcome.logical_path, outcome.detail)
 
     async def _control_server(self, state: MountState, ops: AliceOperations,
                               host: cli.Host) -> None:

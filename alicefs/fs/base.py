@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyfuse3
 import trio
@@ -36,6 +36,9 @@ from alicefs.fs.state import MountState
 from alicefs.fs.uploads import UploadQueue
 from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES
 from alicefs.media import CATEGORIES
+
+if TYPE_CHECKING:
+    from alicefs.sync import SyncTracker
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +150,10 @@ class OperationsBase(pyfuse3.Operations):
         # How transfers (re-placement here, migration sent to the mount or on its
         # schedule) keep the files they move consistent with what the mount serves.
         self.mover = MountCoordinator(self)
+        # The mount's sync tracker (set by the daemon), and what .alicefs/sync.json last
+        # said: computed from the catalog in a worker thread when the file is opened.
+        self.sync: SyncTracker | None = None
+        self.sync_status = b"{}\n"
         ns = self.state.namespace
         # Fixed inodes, allocated up front so they are the same on every mount.
         for view, vpath in (("", ""), (PROJECTS_VIEW, ""), ("", TYPES), ("", LOCATIONS),

@@ -38,6 +38,8 @@ class FileIO(OperationsBase):
         if entry.view == STATUS_VIEW:
             if writable:
                 raise fuse_error(errno.EROFS)
+            if entry.vpath == "sync.json":
+                await self.refresh_sync_status()
             content = self._status(entry.vpath)
             fh = self._new_handle(Handle(inode, entry.vpath, None, status=content))
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)

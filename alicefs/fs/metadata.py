@@ -9,10 +9,12 @@ from typing import Any
 
 import pyfuse3
 
+from alicefs.catalog import Replica as CatalogReplica
 from alicefs.fs.base import OperationsBase, fuse_error, fuse_errors
 from alicefs.fs.namespace import STATUS_VIEW, FileNode
 from alicefs.model import LocationType
 from alicefs.rules import LocationStatus, SpaceInfo
+from alicefs.sync.state import SyncState, classify
 
 XATTR_TAGS = b"user.alicefs.tags"
 XATTR_QUALITY = b"user.alicefs.quality"
@@ -22,6 +24,7 @@ XATTR_XDG_TAGS = b"user.xdg.tags"
 XATTR_BALOO_RATING = b"user.baloo.rating"
 WRITABLE_XATTRS = (XATTR_TAGS, XATTR_QUALITY, XATTR_XDG_TAGS, XATTR_BALOO_RATING)
 ALL_XATTRS = (*WRITABLE_XATTRS, XATTR_LOCATIONS, XATTR_SYNC)
+SYNC_LISTED = 100  # files listed per state in .alicefs/sync.json
 
 
 class Metadata(OperationsBase):
@@ -48,7 +51,31 @@ class Metadata(OperationsBase):
             names = [self.state.location(lid).name for lid, r in node.replicas.items()
                      if r.state != "missing"]
             return ",".join(names).encode()
-        return _sync_state(node).encode()
+        return (await self._sync_state(node)).encode()
+
+    async def _sync_state(self, node: FileNode) -> str:
+        """The file's sync state (DESIGN.md §6) from what the mount knows of its replicas
+        and the base the catalog holds."""
+        if any(r.staged is not None for r in node.replicas.values()):
+            return SyncState.PENDING_UPLOAD.value  # its newest content is not in the store yet
+        base = await self._db(self.state.queue.catalog.sync_base, node.logical_path)
+        replicas = [CatalogReplica(location_id, node.logical_path, r.size, r.mtime_ns,
+                                   r.content_hash, None, r.change_token, r.state)
+                    for location_id, r in node.replicas.items()]
+        return classify(node.logical_path, replicas, base).state.value
+
+    async def refresh_sync_status(self) -> None:
+        """Recompute .alicefs/sync.json from the catalog (in a worker thread): counts per
+        state and, per state that needs attention, the first files in it."""
+        if self.sync is None:
+            return
+        await self._db(self.state.queue.flush)
+        report = await self.sync.report()
+        listed = {state.value: [f.logical_path for f in report.in_state(state)[:SYNC_LISTED]]
+                  for state in SyncState if state is not SyncState.SYNCED}
+        data = {"files": len(report.files), "states": report.counts(),
+                "not_synced": {state: paths for state, paths in listed.items() if paths}}
+        self.sync_status = (json.dumps(data, indent=2) + "\n").encode()
 
     @fuse_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
@@ -131,11 +158,7 @@ class Metadata(OperationsBase):
                                ).free_bytes if loc.type is LocationType.LOCAL else None,
             } for loc in state.locations]
         elif name == "sync.json":
-            counts: dict[str, int] = {}
-            for node in self.ns.files.values():
-                key = _sync_state(node)
-                counts[key] = counts.get(key, 0) + 1
-            data = {"files": len(self.ns.files), "states": counts}
+            return self.sync_status
         else:
             data = {"catalog_changes_pending": state.queue.pending,
                     "uploads_pending": len(self.uploads),
@@ -154,14 +177,3 @@ def _unsupported_or_absent(name: bytes) -> int:
         return errno.EOPNOTSUPP
     return pyfuse3.ENOATTR
 
-
-def _sync_state(node: FileNode) -> str:
-    states = {r.state for r in node.replicas.values()}
-    if any(r.staged is not None for r in node.replicas.values()):
-        return "pending_upload"  # its newest content is not in the store yet
-    if "stale" in states:
-        return "pending_update"
-    if "missing" in states:
-        return "missing"
-    hashes = {r.content_hash for r in node.replicas.values() if r.content_hash}
-    return "conflict" if len(hashes) > 1 else "synced"
