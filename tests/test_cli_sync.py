@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+from pathlib import Path
 
 import pytest
+
+DOC = Path(__file__).parents[1] / "docs" / "sync.md"
 
 
 @pytest.fixture
@@ -34,35 +38,50 @@ def edit(path, data: bytes, age_s: float = 0) -> None:
     os.utime(path, (then, then))
 
 
+def _example_commands() -> list[str]:
+    """The commands of docs/sync.md's worked example, in order, comments stripped."""
+    text = DOC.read_text().split("## A worked example", 1)[1]
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    return [line.split("#", 1)[0].strip() for block in blocks
+            for line in block.splitlines() if line.strip()]
+
+
 def test_the_worked_example(two_disks, ctl, tmp_path):
+    """docs/sync.md's worked example, command by command (the fixture ran its first two)."""
     config = two_disks
-    status = ctl("sync-status", config=config)
+    ran = ["alicefs-ctl from-config", "alicefs-ctl discover --no-progress"]
+
+    def run(*args: str, shown: str | None = None):
+        ran.append(" ".join(["alicefs-ctl", *((shown,) if shown else args)]))
+        return ctl(*args, config=config)
+
+    status = run("sync-status")
     assert status.returncode == 0 and "synced: 2" in status.stdout
     edit(tmp_path / "backup" / "neon" / "a.png", b"a v2, edited on the backup")
     edit(tmp_path / "studio" / "neon" / "b.png", b"b: the studio's edit", age_s=60)
     edit(tmp_path / "backup" / "neon" / "b.png", b"b: the backup's later edit")
-    assert ctl("discover", "--no-progress", config=config).returncode == 0
+    assert run("discover", "--no-progress").returncode == 0
 
-    status = ctl("sync-status", config=config)
+    status = run("sync-status")
     assert "pending_update: 1" in status.stdout and "conflict: 1" in status.stdout
     assert "neon/a.png" in status.stdout and "neon/b.png" in status.stdout
-    data = json.loads(ctl("sync-status", "--state", "conflict", "--json", config=config).stdout)
+    data = json.loads(run("sync-status", "--state", "conflict", "--json").stdout)
     assert [f["path"] for f in data["files"]] == ["neon/b.png"]
     assert {r["location"]: r["state"] for r in data["files"][0]["replicas"]} == {
         "studio": "conflict", "backup": "conflict"}
 
-    dry = ctl("sync-process", "--dry-run", config=config)
+    dry = run("sync-process", "--dry-run")
     assert dry.returncode == 0 and "neon/a.png" in dry.stdout
     assert "neon/b.png: a conflict" in dry.stderr
-    done = ctl("sync-process", "--no-progress", config=config)
+    done = run("sync-process", "--no-progress")
     assert done.returncode == 0 and "1 updated" in done.stdout
     assert (tmp_path / "studio" / "neon" / "a.png").read_bytes() == b"a v2, edited on the backup"
 
-    listing = ctl("resolve-conflict", "neon/b.png", "--strategy", "manual", config=config)
+    listing = run("resolve-conflict", "neon/b.png", "--strategy", "manual")
     assert listing.returncode == 0 and listing.stdout.count("candidate in") == 2
     conflict_hash = data["files"][0]["replicas"][0]["hash"]
-    resolved = ctl("resolve-conflict", conflict_hash[:12], "--strategy", "newest",
-                   config=config)
+    resolved = run("resolve-conflict", conflict_hash[:12], "--strategy", "newest",
+                   shown="resolve-conflict <content-hash> --strategy newest")
     assert resolved.returncode == 0, resolved.stderr
     assert "backup's version wins" in resolved.stdout
     kept = [p.name for p in (tmp_path / "studio" / "neon").iterdir() if "conflict" in p.name]
@@ -72,11 +91,11 @@ def test_the_worked_example(two_disks, ctl, tmp_path):
     assert (tmp_path / "studio" / "neon" / "b.png").read_bytes() == \
         b"b: the backup's later edit"
 
-    again = json.loads(ctl("sync-process", "--json", config=config).stdout)
+    again = json.loads(run("sync-process", "--json").stdout)
     assert again["outcomes"] == [] and again["counts"] == {}
-    assert "conflict: 0" in ctl("sync-status", config=config).stdout
-    none_left = ctl("resolve-conflict", "--all", "--strategy", "newest", config=config)
+    none_left = run("resolve-conflict", "--all", "--strategy", "newest")
     assert none_left.returncode == 0 and "no conflicts" in none_left.stdout
+    assert ran == _example_commands()
 
 
 def test_a_tie_is_reported_and_exits_1(two_disks, ctl, tmp_path):

@@ -38,6 +38,10 @@ def test_states_shown_and_levelled_through_the_mount(mount_factory):
 
     (fs.projects / "p" / "a.png").write_bytes(b"v2 through the mount")
     assert _state(fs, "p/a.png") == b"pending_update"
+    # A scan re-reading the older version in hdd does not make it current again.
+    assert fs.ctl("scan", "hdd", "--no-progress").returncode == 0
+    assert _state(fs, "p/a.png") == b"pending_update"
+    assert (fs.projects / "p" / "a.png").read_bytes() == b"v2 through the mount"
     counts = json.loads((fs.mountpoint / ".alicefs" / "sync.json").read_text())
     assert counts["states"]["pending_update"] == 1 and counts["states"]["synced"] == 1
     assert counts["not_synced"] == {"pending_update": ["p/a.png"]}
@@ -91,3 +95,26 @@ def test_a_write_during_sync_keeps_both_versions_in_order(mount_factory):
     assert json.loads(again.stdout)["counts"] == {"updated": 1}
     assert (fs.roots["hdd"] / "p" / "big.bin").read_bytes() == third
     assert _state(fs, "p/big.bin") == b"synced"
+
+
+def test_a_conflict_resolved_by_the_mount_shows_the_kept_version(mount_factory):
+    fs = mount_factory(DISKS, start=False, settings_extra=NO_SCHEDULE)
+    _both(fs, "p/c.png", b"v1")
+    fs.start()
+    now = time.time()
+    for name, data, age in (("ssd", b"the ssd's edit", 60), ("hdd", b"the hdd's edit", 0)):
+        path = fs.roots[name] / "p" / "c.png"
+        path.write_bytes(data)
+        os.utime(path, (now - age, now - age))
+    assert fs.ctl("discover", "--no-progress").returncode == 0
+    assert _state(fs, "p/c.png") == b"conflict"
+    resolved = fs.ctl("resolve-conflict", "p/c.png", "--strategy", "newest", "--json")
+    assert resolved.returncode == 0, resolved.stderr
+    [outcome] = json.loads(resolved.stdout)["outcomes"]
+    kept = outcome["kept_as"]
+    assert kept.startswith("p/c.conflict-") and kept.endswith("-ssd.png")
+    assert (fs.projects / "p" / "c.png").read_bytes() == b"the hdd's edit"
+    assert (fs.projects / kept).read_bytes() == b"the ssd's edit"
+    assert _state(fs, "p/c.png") == b"synced"
+    fs.restart()
+    assert sorted(os.listdir(fs.projects / "p")) == sorted(["c.png", kept.split("/")[1]])

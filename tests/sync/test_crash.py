@@ -27,10 +27,13 @@ from alicefs.config import load_settings
 from alicefs.hashing import hash_bytes
 from tests.servers import S3_REGION
 
-#: (where, which pass): every step; the per-file ones at the first file and at a later one
-#: (one batch of four files, one of them a conflict).
-POINTS = [("begun", 1), ("announced", 1), ("kept", 1), ("written", 1), ("written", 3),
-          ("published", 1), ("published", 3), ("recorded", 1)]
+#: (backup's kind, where, which pass): every step between two local disks, the per-file ones
+#: at the first file and at a later one (one batch of four files, one of them a conflict);
+#: with the backup on S3, the steps an object store does its own way.
+POINTS = [("local", point, nth) for point, nth in (
+    ("begun", 1), ("announced", 1), ("kept", 1), ("written", 1), ("written", 3),
+    ("published", 1), ("published", 3), ("recorded", 1))] + [
+    ("s3", "kept", 1), ("s3", "written", 1), ("s3", "published", 3)]
 FILES = {"neon/f0.png": b"v2 of f0 " * 500, "neon/f1.png": b"v2 of f1 " * 500}
 BACKUP_EDIT = ("neon/f2.png", b"v2 of f2, on the backup " * 400)
 CONFLICT = ("neon/f3.png", b"the studio's edit " * 300, b"the backup's later edit " * 300)
@@ -107,7 +110,7 @@ def _put(backend: Backend, key: str, data: bytes, mtime: float) -> None:
     backend.write_atomic(key, io.BytesIO(data), overwrite=True, mtime_ns=int(mtime * 1e9))
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture
 def library(request, tmp_path, write_config):
     """A config with `studio` (local) and `backup` (local or S3), both holding v1 of every
     file, scanned; then edited outside alicefs so that sync has updates and a conflict."""
@@ -149,7 +152,7 @@ def library(request, tmp_path, write_config):
     return config, studio, backup_backend
 
 
-@pytest.mark.parametrize(("point", "nth"), POINTS)
+@pytest.mark.parametrize(("library", "point", "nth"), POINTS, indirect=["library"])
 def test_sigkill_at_every_step_loses_nothing_and_the_rerun_converges(library, point, nth):
     config, studio, backup = library
     written = [*FILES.values(), BACKUP_EDIT[1], CONFLICT[1], CONFLICT[2]]

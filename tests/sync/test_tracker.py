@@ -16,9 +16,12 @@ from alicefs.registry import StorageRegistry
 from alicefs.rules import Rule
 from alicefs.scanner import MultiPathScanner
 from alicefs.sync import Strategy, SyncState, SyncTracker
+from alicefs.transfer.journal import COPY
 from tests.transfer.conftest import open_location_backend
 
 KINDS = ["local-local", "local-s3", "gcs-local"]
+#: The cases whose logic does not depend on the store run on local disks only.
+local_only = pytest.mark.parametrize("library", ["local-local"], indirect=True)
 KEY = "p/shot.png"
 
 
@@ -101,6 +104,7 @@ async def test_a_replica_edited_outside_is_newer_and_sync_brings_the_other_level
     assert library.names(library.a) == library.names(library.b) == ["p/other.png", KEY]
 
 
+@local_only
 async def test_two_identical_edits_agree(library):
     put(library.a, KEY, b"same edit")
     put(library.b, KEY, b"same edit")
@@ -121,8 +125,10 @@ async def make_conflict(library: Library, *, a_data: bytes = b"alpha's edit",
     assert [f.logical_path for f in conflicts] == [KEY]
 
 
-@pytest.mark.parametrize(("strategy", "winner"), [
-    ("newest", "b"), ("largest", "b"), ("primary", "a"), ("manual", "a")])
+@pytest.mark.parametrize(("library", "strategy", "winner"), [
+    ("local-local", "newest", "b"), ("local-local", "largest", "b"),
+    ("local-local", "primary", "a"), ("local-local", "manual", "a"),
+    ("local-s3", "newest", "b"), ("gcs-local", "primary", "a")], indirect=["library"])
 async def test_each_strategy_resolves_a_conflict_and_keeps_the_loser(library, strategy,
                                                                      winner):
     await make_conflict(library)
@@ -147,6 +153,7 @@ async def test_each_strategy_resolves_a_conflict_and_keeps_the_loser(library, st
     assert (await library.tracker().process_sync_queue()).outcomes == ()
 
 
+@local_only
 async def test_discarding_losers_keeps_no_conflict_copy(library):
     await make_conflict(library)
     result = await library.tracker().resolve_conflict(None, Strategy.NEWEST,
@@ -156,6 +163,7 @@ async def test_discarding_losers_keeps_no_conflict_copy(library):
     assert library.names(library.a) == ["p/other.png", KEY]
 
 
+@local_only
 async def test_a_tie_decides_nothing(library):
     await make_conflict(library, a_data=b"same size 1", b_data=b"same size 2")
     result = await library.tracker().resolve_conflict(KEY, Strategy.LARGEST)
@@ -166,6 +174,7 @@ async def test_a_tie_decides_nothing(library):
     assert (await library.states())[KEY] is SyncState.CONFLICT
 
 
+@local_only
 async def test_manual_without_a_choice_changes_nothing(library):
     await make_conflict(library)
     result = await library.tracker().resolve_conflict(KEY, Strategy.MANUAL)
@@ -174,6 +183,7 @@ async def test_manual_without_a_choice_changes_nothing(library):
     assert (await library.states())[KEY] is SyncState.CONFLICT
 
 
+@local_only
 async def test_conflicts_wait_for_a_decision_unless_auto_resolved(library):
     await make_conflict(library)
     waiting = await library.tracker().process_sync_queue()
@@ -193,6 +203,7 @@ async def test_a_missing_replica_is_recreated_where_the_rules_want_it(library):
     assert set((await library.states()).values()) == {SyncState.SYNCED}
 
 
+@local_only
 async def test_a_missing_replica_no_rule_wants_is_forgotten(library):
     library.registry.update_location(library.b.location.location_id,
                                      rules=[Rule(include_types=("video",))])
@@ -219,6 +230,7 @@ async def test_a_replica_changed_after_its_scan_is_not_replaced(library):
     assert (await library.states())[KEY] is SyncState.CONFLICT
 
 
+@local_only
 async def test_a_dry_run_changes_nothing(library):
     put(library.b, KEY, b"edited in beta")
     await library.scan()
@@ -229,3 +241,16 @@ async def test_a_dry_run_changes_nothing(library):
     assert library.catalog.replicas() == before
 
 
+
+
+@local_only
+async def test_an_unfinished_copy_is_pending_upload(library):
+    target = library.b.location.location_id
+    op_id = library.catalog.journal_begin(COPY, "p/other.png",
+                                          source_location_id=library.a.location.location_id,
+                                          target_location_id=target)
+    library.catalog.drop_replicas(target, ["p/other.png"])
+    [file] = [f for f in (await library.tracker().report()).files
+              if f.logical_path == "p/other.png"]
+    assert file.state is SyncState.PENDING_UPLOAD and file.uploading == (target,)
+    library.catalog.journal_end(op_id)
