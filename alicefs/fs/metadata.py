@@ -70,11 +70,19 @@ class Metadata(OperationsBase):
         if self.sync is None:
             return
         await self._db(self.state.queue.flush)
+        # Newest content waiting for its upload: the catalog does not know it yet.
+        waiting = {self.ns.files[vpath].logical_path for vpath in self.uploads.paths()
+                   if vpath in self.ns.files}
         report = await self.sync.report()
-        listed = {state.value: [f.logical_path for f in report.in_state(state)[:SYNC_LISTED]]
-                  for state in SyncState if state is not SyncState.SYNCED}
-        data = {"files": len(report.files), "states": report.counts(),
-                "not_synced": {state: paths for state, paths in listed.items() if paths}}
+        states = {f.logical_path: f.state for f in report.files}
+        states.update((path, SyncState.PENDING_UPLOAD) for path in waiting)
+        counts = {state.value: 0 for state in SyncState}
+        listed: dict[str, list[str]] = {}
+        for path, state in sorted(states.items()):
+            counts[state.value] += 1
+            if state is not SyncState.SYNCED and len(listed.get(state.value, ())) < SYNC_LISTED:
+                listed.setdefault(state.value, []).append(path)
+        data = {"files": len(states), "states": counts, "not_synced": listed}
         self.sync_status = (json.dumps(data, indent=2) + "\n").encode()
 
     @fuse_errors
