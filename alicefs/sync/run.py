@@ -25,7 +25,13 @@ from alicefs.backends.base import IntegrityError, WriteResult
 from alicefs.backends.threaded import ThreadedBackend
 from alicefs.catalog import Catalog, Replica
 from alicefs.migrate.plan import PlannedTransfer
-from alicefs.migrate.run import BATCH_BYTES, BATCH_FILES, Coordinator, ProgressSink
+from alicefs.migrate.run import (
+    BATCH_BYTES,
+    BATCH_FILES,
+    BATCHES_AT_ONCE,
+    Coordinator,
+    ProgressSink,
+)
 from alicefs.sync.plan import SyncUpdate
 from alicefs.transfer import replace as transfer
 from alicefs.transfer.copy import content_hash_of
@@ -64,18 +70,24 @@ async def run_updates(updates: Sequence[SyncUpdate], catalog: Catalog,
     coordinator = coordinator or Coordinator()
     indexed = list(enumerate(updates))
 
-    async def run_batch(batch: list[tuple[int, SyncUpdate]]) -> None:
-        run = _Batch(catalog, backends, limiter, pacer, coordinator, when)
-        for index, outcome in await run.run(batch):
-            outcomes[index] = outcome
-            done[0] += 1
-            done[1] += outcome.bytes
-        if progress is not None:
-            progress(done[0], done[1])
+    # Two batches at once: one's commits and slowest copies overlap the other's copies.
+    # A file with several replicas to update is in several batches; the second waits for
+    # the first's hold on it.
+    batches_at_once = trio.Semaphore(BATCHES_AT_ONCE)
 
-    # Batches one after the other: a file with several replicas to update is in several.
-    for batch in _batches(indexed):
-        await run_batch(batch)
+    async def run_batch(batch: list[tuple[int, SyncUpdate]]) -> None:
+        async with batches_at_once:
+            run = _Batch(catalog, backends, limiter, pacer, coordinator, when)
+            for index, outcome in await run.run(batch):
+                outcomes[index] = outcome
+                done[0] += 1
+                done[1] += outcome.bytes
+            if progress is not None:
+                progress(done[0], done[1])
+
+    async with trio.open_nursery() as nursery:
+        for batch in _batches(indexed):
+            nursery.start_soon(run_batch, batch)
     return tuple(outcomes[i] for i in range(len(updates)))
 
 
