@@ -348,6 +348,7 @@ class Catalog:
     def close(self) -> None:
         with self._lock:
             self._con.close()
+            self._con = _Closed(self.path)
 
     def __enter__(self) -> Catalog:
         return self
@@ -835,6 +836,19 @@ class Catalog:
         if bad_states:
             problems.append(f"{bad_states} replicas with an unknown state")
         return problems
+
+
+class _Closed:
+    """What a closed catalog's connection is: any use says so in one line."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def close(self) -> None:
+        return
+
+    def __getattr__(self, name: str) -> Any:
+        raise CatalogError(f"catalog {self.path} is closed")
 
 
 _PROJECT_SQL = ("CASE WHEN contains(r.logical_path, '/') THEN split_part(r.logical_path, '/', 1) "

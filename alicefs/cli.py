@@ -839,9 +839,9 @@ def cmd_explain(ctx: Context) -> int:
 # Parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "alicefs-ctl") -> argparse.ArgumentParser:
     parser = CliArgumentParser(
-        prog="alicefs-ctl",
+        prog=prog,
         description="Administer alicefs storage locations, rules and the catalog.",
         epilog="Exit codes: 0 ok, 1 failed, 2 bad usage or configuration, 3 internal error.")
     parser.add_argument("--config", metavar="PATH",
@@ -999,11 +999,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: Sequence[str], *, stdout: TextIO, stderr: TextIO, cwd: Path | None = None,
-        settings: Settings | None = None, host: Host | None = None) -> int:
+        settings: Settings | None = None, host: Host | None = None,
+        prog: str = "alicefs-ctl") -> int:
     """Run one alicefs-ctl command. A running mount calls this, from one of its worker
     threads, with its own settings and itself as `host`; otherwise a command whose mount is
     running is forwarded to it over the control socket."""
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     out = Output(json_mode=getattr(args, "json", False), stdout=stdout, stderr=stderr)
     ctx = Context(args, out, cwd=cwd or Path.cwd(), _settings=settings, host=host)

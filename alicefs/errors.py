@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 EXIT_RUNTIME = 1
@@ -24,6 +25,11 @@ class NotFoundError(UsageError):
     """A location, file or catalog entry the user named does not exist."""
 
 
+class ApiMisuseError(UsageError, TypeError):
+    """The Python API called the wrong way: an async callback where a plain one is expected
+    or the reverse, a registry and a catalog that are two different files."""
+
+
 @dataclass(frozen=True)
 class ConfigProblem:
     """One thing wrong with a configuration, located as precisely as the source allows."""
@@ -41,6 +47,20 @@ class ConfigProblem:
             return f"{where} {self.key}: {self.message}" if where else \
                 f"{self.key}: {self.message}"
         return f"{where}: {self.message}" if where else self.message
+
+
+def is_async_callable(func: object) -> bool:
+    """Whether calling `func` gives an awaitable (an async function, a partial of one, or an
+    object with an async __call__)."""
+    call = type(func).__call__ if callable(func) else None
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
+
+
+def check_plain_callback(func: object, what: str) -> None:
+    """ApiMisuseError when `func`, a callback called without awaiting, is async."""
+    if func is not None and is_async_callable(func):
+        raise ApiMisuseError(f"{what} must be a plain function (def, not async def): it is "
+                             "called between transfers, never awaited")
 
 
 class ConfigError(UsageError):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -70,6 +71,25 @@ class StorageLocation(PlacementPolicy):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "config", MappingProxyType(dict(self.config)))
+
+    @classmethod
+    def create(cls, name: str, path: str | os.PathLike[str], *, type: str = "local",
+               priority: int = 50, status: str = "active",
+               rules: Sequence[Mapping[str, Any]] = (), config: Mapping[str, Any] | None = None,
+               min_free_bytes: int | str | None = None) -> StorageLocation:
+        """A location from the values a settings.yaml entry takes (rules as mappings such as
+        {"max_age_days": 30}), validated exactly like one: ConfigError names every problem.
+        A relative local path is relative to the working directory."""
+        from alicefs.config import location_from_values  # config builds on this module
+
+        values: dict[str, Any] = {"name": name, "type": type, "path": os.fspath(path),
+                                  "priority": priority, "status": status,
+                                  "rules": [dict(r) for r in rules]}
+        if config is not None:
+            values["config"] = dict(config)
+        if min_free_bytes is not None:
+            values["min_free_bytes"] = min_free_bytes
+        return location_from_values(values, f"StorageLocation {name!r}", Path.cwd())
 
     @property
     def prefix(self) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from alicefs.catalog import Catalog
-from alicefs.errors import UsageError
+from alicefs.errors import ApiMisuseError, UsageError
 from alicefs.model import StorageLocation
 from alicefs.rules import LocationStatus, Rule
 
@@ -21,10 +21,34 @@ class ImportReport:
 
 
 class StorageRegistry:
-    """Register, change and remove locations. Takes a Catalog, or a path to open one."""
+    """Register, change and remove locations. Takes a Catalog, or a path.
+
+    The registry lives in the one catalog file. Given a path (the guide's
+    `StorageRegistry(Path("data/locations.db"))`), it joins the catalog it is first used
+    with — `MultiPathScanner(cache, registry)`, `AutoMigrationService(cache, registry)` —
+    and opens the file at the path only when it is used on its own first.
+    """
 
     def __init__(self, catalog: Catalog | Path | str):
-        self.catalog = catalog if isinstance(catalog, Catalog) else Catalog(Path(catalog))
+        self._catalog = catalog if isinstance(catalog, Catalog) else None
+        self.path = catalog.path if isinstance(catalog, Catalog) else Path(catalog)
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = Catalog(self.path)
+        return self._catalog
+
+    def attach(self, catalog: Catalog) -> None:
+        """Keep the locations in `catalog` (the search cache it is used with). ApiMisuseError
+        when this registry already uses another catalog file."""
+        if self._catalog is None:
+            self._catalog = catalog
+        elif self._catalog is not catalog and \
+                self._catalog.path.resolve() != catalog.path.resolve():
+            raise ApiMisuseError(f"the registry uses catalog {self._catalog.path} and the "
+                                 f"cache {catalog.path}: one catalog file holds both; create "
+                                 "the registry from the cache, or use the cache first")
 
     def list_locations(self) -> list[StorageLocation]:
         """Every location, highest priority first."""

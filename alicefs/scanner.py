@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import inspect
 import logging
 import os
 import time
@@ -26,6 +25,7 @@ from blake3 import blake3
 from alicefs.backends import Backend, LocationUnavailableError, ObjectInfo, open_backend
 from alicefs.backends.threaded import ThreadedBackend
 from alicefs.catalog import Catalog, FileMeta, Replica, ReplicaIndex, ScanRecord
+from alicefs.errors import ApiMisuseError, is_async_callable
 from alicefs.media import UNKNOWN_MIME, MediaType, classify_name
 from alicefs.model import LocationType, StorageLocation
 from alicefs.progress import ScanProgress, scan_progress_display
@@ -57,7 +57,7 @@ WRITE_BATCH = 5000
 PROGRESS_INTERVAL = 0.1  # seconds between progress reports
 XMP_CATEGORIES = frozenset({"image", "video"})
 
-ProgressCallback = Callable[[str, int, int], "Awaitable[None] | None"]
+ProgressCallback = Callable[[str, int, int], "Awaitable[None]"]
 
 
 @dataclass(frozen=True)
@@ -219,6 +219,9 @@ class _ProgressEmitter:
 
     def __init__(self, callback: ProgressCallback | None,
                  sink: Callable[[ScanProgress], None] | None):
+        if callback is not None and not is_async_callable(callback):
+            raise ApiMisuseError("progress_callback must be an async function "
+                                 "(async def f(message, current, total)), as the guide shows")
         self.callback = callback
         self.sink = sink
         self._last: dict[str, float] = {}
@@ -232,10 +235,8 @@ class _ProgressEmitter:
             self.sink(progress)
         if self.callback is not None:
             total = max(progress.files_listed, progress.files_done)
-            result = self.callback(f"{progress.location_name}: {progress.phase}",
-                                   progress.files_done, total)
-            if inspect.isawaitable(result):
-                await result
+            await self.callback(f"{progress.location_name}: {progress.phase}",
+                                progress.files_done, total)
 
 
 class MultiPathScanner:
@@ -247,6 +248,8 @@ class MultiPathScanner:
                  backend_factory: Callable[..., Backend] = open_backend,
                  backends: dict[str, ThreadedBackend] | None = None):
         self.catalog = catalog
+        if registry is not None:
+            registry.attach(catalog)
         self.registry = registry or StorageRegistry(catalog)
         self.skip_hidden = skip_hidden
         self.backend_factory = backend_factory

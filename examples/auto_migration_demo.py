@@ -40,6 +40,7 @@ def make_library(ssd: Path) -> None:
 
 async def main(root: Path) -> int:
     make_library(root / "ssd")
+    (root / "archive").mkdir()
     cache = DuckDBSearchCache(root / "data" / "search.duckdb")
     registry = StorageRegistry(cache)
     registry.register_location(StorageLocation.create(

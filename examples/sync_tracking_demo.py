@@ -58,7 +58,8 @@ async def main(root: Path) -> int:
         print(f"{strategy}: {len(conflicts)} conflict in {conflicts[0].logical_path}")
         result = await tracker.resolve_conflict(str(KEY), strategy, keep=keep)
         decision = result.decisions[0]
-        print(f"  {decision.why}: {decision.winner.location_id} wins")
+        winner = registry.get_location(decision.winner.location_id).name
+        print(f"  {decision.why}: the {winner} version wins")
         [outcome] = result.outcomes
         print(f"  the losing version is kept as {outcome.kept_as}")
         if (studio / KEY).read_bytes() != (backup / KEY).read_bytes():

@@ -18,7 +18,7 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 @pytest.mark.parametrize(("script", "says"), [
     ("storage_progress_demo.py", "discovered 500 files in 2 locations"),
     ("auto_migration_demo.py", "migrated: {'moved': 10}"),
-    ("sync_tracking_demo.py", "manual: the version chosen: "),
+    ("sync_tracking_demo.py", "manual: the version chosen: the backup version wins"),
 ])
 def test_an_example_script_runs(script, says, tmp_path):
     result = subprocess.run([sys.executable, str(EXAMPLES / script)], capture_output=True,

@@ -18,6 +18,7 @@ from alicefs.backends import open_backend
 from alicefs.backends.base import LocationUnavailableError
 from alicefs.backends.threaded import ThreadedBackend
 from alicefs.catalog import Catalog
+from alicefs.errors import check_plain_callback
 from alicefs.migrate.plan import (
     CatalogFile,
     MigrationPlan,
@@ -77,6 +78,8 @@ class AutoMigrationService:
                  scanner: MultiPathScanner | None = None, *, skip_hidden: bool = True,
                  coordinator: Coordinator | None = None):
         self.catalog = catalog
+        if registry is not None:
+            registry.attach(catalog)
         self.registry = registry or StorageRegistry(catalog)
         self.skip_hidden = scanner.skip_hidden if scanner is not None else skip_hidden
         self.backends: dict[str, ThreadedBackend] = (
@@ -138,6 +141,7 @@ class AutoMigrationService:
                         ) -> MigrationResult:
         """Carry `plan` out, at most `max_concurrent` transfers at once and, with
         `bandwidth`, at most that many bytes per second in all."""
+        check_plain_callback(progress, "progress")
         pacer = Pacer(bandwidth) if bandwidth else None
         async with self.running:
             outcomes = await run_plan(plan, self.catalog, self.backends,

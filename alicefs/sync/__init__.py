@@ -20,7 +20,7 @@ from datetime import datetime
 import trio
 
 from alicefs.catalog import Catalog, Replica, SyncBase
-from alicefs.errors import NotFoundError, UsageError
+from alicefs.errors import NotFoundError, UsageError, check_plain_callback
 from alicefs.migrate import AutoMigrationService, CatalogFile, load_files
 from alicefs.migrate.plan import file_attrs
 from alicefs.migrate.run import ProgressSink
@@ -189,6 +189,7 @@ class SyncTracker:
         missing replicas where the rules want them and forget the others. `auto_resolve`:
         project -> strategy (or "off") for conflicts decided without asking, "*" for every
         other project (settings.yaml `storage.sync`); nothing is written for a dry run."""
+        check_plain_callback(progress, "progress")
         async with self.migration.running:
             locations, _, usable = await self.migration.reachable()
             report = await self._current_report(usable, project, record=not dry_run)
