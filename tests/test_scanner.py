@@ -11,6 +11,7 @@ import trio
 
 from alicefs.backends import LocalBackend
 from alicefs.catalog import Catalog, FileMeta
+from alicefs.errors import ApiMisuseError
 from alicefs.hashing import hash_bytes
 from alicefs.model import LocationType, StorageLocation, location_id_for
 from alicefs.registry import StorageRegistry
@@ -222,25 +223,25 @@ async def test_find_project_assets_matches_projects_exactly(library):
     assert await scanner.find_project_assets("Sunset") == []
 
 
-async def test_progress_callbacks_plain_and_async(library):
+async def test_progress_callbacks_are_awaited_and_plain_ones_refused(library):
     catalog, registry, *_ = library
     scanner = scanner_for(catalog, registry)
-    plain, awaited = [], []
+    awaited = []
 
     def sync_callback(message, current, total):
-        plain.append((message, current, total))
+        raise AssertionError("never called")
 
     async def async_callback(message, current, total):
         await trio.sleep(0)
         awaited.append((message, current, total))
 
-    await scanner.discover_all_assets(progress_callback=sync_callback)
+    with pytest.raises(ApiMisuseError, match="must be an async function"):
+        await scanner.discover_all_assets(progress_callback=sync_callback)
     await scanner.discover_all_assets(force_scan=True, progress_callback=async_callback)
-    for calls in (plain, awaited):
-        done = [c for c in calls if c[0].endswith(": done")]
-        assert sorted(c[0] for c in done) == ["hdd: done", "ssd: done"]
-        assert all(0 <= current <= total for _, current, total in calls)
-        assert ("ssd: done", 7, 7) in done
+    done = [c for c in awaited if c[0].endswith(": done")]
+    assert sorted(c[0] for c in done) == ["hdd: done", "ssd: done"]
+    assert all(0 <= current <= total for _, current, total in awaited)
+    assert ("ssd: done", 7, 7) in done
 
 
 async def test_hidden_files_are_skipped_but_a_dotted_root_is_fine(tmp_path):
