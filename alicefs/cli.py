@@ -351,7 +351,11 @@ def _show_progress(ctx: Context) -> bool:
     return not ctx.args.no_progress and ctx.host is None and sys.stderr.isatty()
 
 
-def _scan_report(ctx: Context, results: Sequence[ScanStats]) -> int:
+def _scan_report(ctx: Context, results: Sequence[ScanStats], *, skip_unreachable: bool = False
+                 ) -> int:
+    """The scan table; exit 1 when a location could not be scanned, unless
+    `skip_unreachable` (discover: an unplugged disk or an unreachable store is reported and
+    skipped, as mergerfs skips a missing branch; the reachable ones are scanned)."""
     data = [asdict(s) for s in results]
     rows = [[s.name, f"{s.files:,}", human_bytes(s.bytes), f"{s.new_files:,}",
              f"{s.changed_files:,}", f"{s.missing_files:,}", human_bytes(s.bytes_read),
@@ -360,8 +364,11 @@ def _scan_report(ctx: Context, results: Sequence[ScanStats]) -> int:
                    "ERROR"], rows, data)
     failed = [s for s in results if s.error]
     for s in failed:
-        ctx.out.error(f"{s.name}: {s.error}")
-    return 1 if failed else 0
+        if skip_unreachable:
+            ctx.out.info(f"skipped, not reachable now: {s.name}: {s.error}")
+        else:
+            ctx.out.error(f"{s.name}: {s.error}")
+    return 1 if failed and not skip_unreachable else 0
 
 
 def cmd_discover(ctx: Context) -> int:
@@ -371,7 +378,7 @@ def cmd_discover(ctx: Context) -> int:
     if not stats.locations:
         ctx.out.result([], "no locations to scan: `alicefs-ctl from-config` registers them")
         return 0
-    return _scan_report(ctx, stats.locations)
+    return _scan_report(ctx, stats.locations, skip_unreachable=True)
 
 
 def cmd_scan(ctx: Context) -> int:

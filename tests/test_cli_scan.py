@@ -61,6 +61,16 @@ def test_scan_of_an_unreachable_location_exits_1(ctl, scanned):
     assert ctl("scan", "nope", config=config).returncode == 2
 
 
+def test_discover_skips_an_unreachable_location_and_scans_the_others(ctl, scanned):
+    config, ssd, _ = scanned
+    ssd.rename(ssd.with_name("unplugged"))
+    result = ctl("discover", "--no-progress", "--json", config=config)
+    assert result.returncode == 0, result.stderr
+    assert "skipped, not reachable now: ssd:" in result.stderr
+    by_name = {s["name"]: s for s in json.loads(result.stdout)}
+    assert by_name["ssd"]["error"] and by_name["hdd"]["error"] is None
+
+
 def test_find_project(ctl, scanned):
     config, *_ = scanned
     ctl("discover", config=config)
