@@ -12,7 +12,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +36,10 @@ from alicefs.fs.state import (
     refresh_free_space,
     unfinished_reason,
 )
-from alicefs.migrate import AutoMigrationService
+from alicefs.migrate import AutoMigrationService, MigrationResult
 from alicefs.rules import LocationStatus, by_preference
 from alicefs.scanner import MultiPathScanner
-from alicefs.sync import SyncTracker
+from alicefs.sync import SyncResult, SyncTracker
 from alicefs.transfer.journal import DEFERRED_KINDS, MULTIPART
 from alicefs.transfer.recovery import recover, unfinished
 
@@ -146,10 +146,22 @@ class Mount:
                     nursery.start_soon(self._flush_loop, state)
                     nursery.start_soon(self._space_loop, state, ops)
                     nursery.start_soon(self._scan_loop, state, ops, scanner)
-                    if self.settings.migration_interval is not None:
-                        nursery.start_soon(self._migration_loop, state, host.migration)
-                    if self.settings.sync_interval is not None:
-                        nursery.start_soon(self._sync_loop, state, host.sync)
+                    settings = self.settings
+                    # Throttled by migration_max_concurrent and migration_bandwidth alike.
+                    if settings.migration_interval is not None:
+                        nursery.start_soon(self._scheduled, "migration",
+                                           settings.migration_interval, state, functools.partial(
+                                               host.migration.run_auto_migration,
+                                               move=settings.migration_move,
+                                               max_concurrent=settings.migration_max_concurrent,
+                                               bandwidth=settings.migration_bandwidth))
+                    if settings.sync_interval is not None:
+                        nursery.start_soon(self._scheduled, "sync", settings.sync_interval,
+                                           state, functools.partial(
+                                               host.sync.process_sync_queue,
+                                               max_concurrent=settings.migration_max_concurrent,
+                                               bandwidth=settings.migration_bandwidth,
+                                               auto_resolve=settings.sync_auto_resolve))
                     nursery.start_soon(self._control_server, state, ops, host)
                     nursery.start_soon(ops.run_background)
                     unmounted_by_us = await self._wait_for_signal_or_unmount(nursery, ready,
@@ -324,52 +336,25 @@ class Mount:
         log.info("scan: %d files in %.1fs, %d changes shown", stats.files,
                  time.monotonic() - started, changes)
 
-    async def _migration_loop(self, state: MountState, service: AutoMigrationService) -> None:
-        """Tier migration every `migration_interval` (the first after one interval, so a
-        mount's first scan is in first), throttled by `migration_max_concurrent` and
-        `migration_bandwidth`. A run that fails is logged and tried again next time."""
-        settings = self.settings
+    async def _scheduled(self, what: str, interval: float, state: MountState,
+                         run: Callable[[], Awaitable[MigrationResult | SyncResult]]) -> None:
+        """`run` (a migration or a sync) every `interval` seconds, the first after one
+        interval so a mount's first scan is in first. A run that fails is logged and tried
+        again next time: the mount must outlive it."""
         while True:
-            await trio.sleep(settings.migration_interval or 0)
+            await trio.sleep(interval)
             try:
                 await trio.to_thread.run_sync(state.queue.flush)
-                result = await service.run_auto_migration(
-                    move=settings.migration_move,
-                    max_concurrent=settings.migration_max_concurrent,
-                    bandwidth=settings.migration_bandwidth)
-            except Exception:  # the mount must outlive a failed run; the next one retries
-                log.exception("scheduled migration failed")
+                result = await run()
+            except Exception:
+                log.exception("scheduled %s failed", what)
                 continue
             counts = result.counts()
             if counts:
-                log.info("scheduled migration: %s", ", ".join(
-                    f"{n:,} {what}" for what, n in sorted(counts.items())))
-            for outcome in result.outcomes:
-                if outcome.result == "failed":
-                    log.warning("migrating %s: %s", outcome.logical_path, outcome.detail)
-
-    async def _sync_loop(self, state: MountState, tracker: SyncTracker) -> None:
-        """The sync queue every `sync_interval` (the first after one interval), throttled
-        like migration, with the conflicts `storage.sync.auto_resolve` lets it decide. A run
-        that fails is logged and tried again next time."""
-        settings = self.settings
-        while True:
-            await trio.sleep(settings.sync_interval or 0)
-            try:
-                await trio.to_thread.run_sync(state.queue.flush)
-                result = await tracker.process_sync_queue(
-                    max_concurrent=settings.migration_max_concurrent,
-                    bandwidth=settings.migration_bandwidth,
-                    auto_resolve=settings.sync_auto_resolve)
-            except Exception:  # the mount must outlive a failed run; the next one retries
-                log.exception("scheduled sync failed")
-                continue
-            counts = result.counts()
-            if counts:
-                log.info("scheduled sync: %s", ", ".join(
-                    f"{n:,} {what}" for what, n in sorted(counts.items())))
-            for outcome in result.failed:
-                log.warning("syncing %s: %s", outcome.logical_path, outcome.detail)
+                log.info("scheduled %s: %s", what, ", ".join(
+                    f"{n:,} {outcome}" for outcome, n in sorted(counts.items())))
+            for failed in result.failed:
+                log.warning("%s of %s failed: %s", what, failed.logical_path, failed.detail)
 
     async def _control_server(self, state: MountState, ops: AliceOperations,
                               host: cli.Host) -> None:

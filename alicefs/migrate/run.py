@@ -23,6 +23,7 @@ import errno
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import trio
 
@@ -37,6 +38,7 @@ from alicefs.transfer.pace import Pacer
 from alicefs.transfer.recovery import recover
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BATCH_FILES = 256
 BATCH_BYTES = 64 << 20
@@ -148,7 +150,11 @@ def _batches(transfers: Sequence[PlannedTransfer]) -> list[list[PlannedTransfer]
     return batches
 
 
-class _Batch:
+class BatchRun:
+    """What one batch of transfers (migration's or sync's) runs with: the catalog, the
+    backends, the limiter all the run's transfers share, the bandwidth cap and the
+    coordinator of the process serving the files."""
+
     def __init__(self, catalog: Catalog, backends: Mapping[str, ThreadedBackend],
                  limiter: trio.CapacityLimiter, pacer: Pacer | None,
                  coordinator: Coordinator):
@@ -157,16 +163,22 @@ class _Batch:
         self.limiter = limiter
         self.pacer = pacer
         self.coordinator = coordinator
-        self.outcomes: dict[str, Outcome] = {}
-        self.rows: list[Replica] = []
-        self.removed: list[tuple[str, str]] = []
 
     def _backend(self, location_id: str) -> Backend:
         return self.backends[location_id].backend
 
-    async def _on(self, location_id: str, func: Callable[..., object], *args: object) -> object:
+    async def _on(self, location_id: str, func: Callable[..., T], *args: Any) -> T:
+        """`func(*args)` in the location's worker threads, within the run's limit."""
         async with self.limiter:
             return await self.backends[location_id].run(func, *args)
+
+
+class _Batch(BatchRun):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.outcomes: dict[str, Outcome] = {}
+        self.rows: list[Replica] = []
+        self.removed: list[tuple[str, str]] = []
 
     async def run(self, entries: list[PlannedTransfer]) -> list[Outcome]:
         async with self.coordinator.hold(entries) as busy:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import trio
 
@@ -29,6 +29,7 @@ from alicefs.migrate.run import (
     BATCH_BYTES,
     BATCH_FILES,
     BATCHES_AT_ONCE,
+    BatchRun,
     Coordinator,
     ProgressSink,
 )
@@ -119,22 +120,14 @@ def _held(update: SyncUpdate) -> PlannedTransfer:
                            True, (), "sync")
 
 
-class _Batch:
+class _Batch(BatchRun):
     def __init__(self, catalog: Catalog, backends: Mapping[str, ThreadedBackend],
                  limiter: trio.CapacityLimiter, pacer: Pacer | None, coordinator: Coordinator,
                  when: datetime):
-        self.catalog = catalog
-        self.backends = backends
-        self.limiter = limiter
-        self.pacer = pacer
-        self.coordinator = coordinator
+        super().__init__(catalog, backends, limiter, pacer, coordinator)
         self.when = when
         self.outcomes: dict[int, SyncOutcome] = {}
         self.results: dict[int, WriteResult] = {}
-
-    async def _on(self, location_id: str, func: Callable[..., T], *args: Any) -> T:
-        async with self.limiter:
-            return await self.backends[location_id].run(func, *args)
 
     def _outcome(self, index: int, update: SyncUpdate, result: str, detail: str = "",
                  size: int = 0, kept_as: str | None = None) -> None:
@@ -207,7 +200,7 @@ class _Batch:
                        replacements: dict[int, Replacement]) -> None:
         source = update.source
         expected = source.content_hash
-        backend = self.backends[source.location_id].backend
+        backend = self._backend(source.location_id)
         if expected is None:
             try:
                 expected = await self._on(source.location_id, content_hash_of, backend,
@@ -217,7 +210,7 @@ class _Batch:
                               f"reading the source: {exc.strerror or exc}")
                 return
         replacements[index] = Replacement(
-            update.logical_path, backend, self.backends[update.target_location_id].backend,
+            update.logical_path, backend, self._backend(update.target_location_id),
             str(expected), source.mtime_ns, update.replaced, update.keep_losing,
             pacer=self.pacer)
 
