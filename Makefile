@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 # The demo's extras on top of the test ones; redone whenever $(STAMP) is (pyproject.toml changed).
 DEMO_STAMP := $(VENV)/.installed-demo
 
+# The suite waits on mounts, servers and subprocesses more than on the CPU: three workers
+# finish it in under half the time of one, even on two cores.
+PYTEST_WORKERS ?= -n 3 --dist worksteal
+
 .PHONY: test demo lint system-deps clean
 
 # pyfuse3 compiles against libfuse3: install Debian's packages first when they are missing.
@@ -20,7 +24,7 @@ $(STAMP): pyproject.toml | system-deps
 
 test: system-deps $(STAMP)
 	$(PY) -m ruff check alicefs tests tools
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_WORKERS)
 
 $(DEMO_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,demo]'

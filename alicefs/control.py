@@ -8,17 +8,37 @@ Protocol: one JSON line each way — {"argv", "cwd"} then {"exit", "stdout", "st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 SOCKET_NAME = "control.sock"
 MAX_MESSAGE = 64 << 20
+# sun_path holds 108 bytes with its terminating NUL; a state directory deep enough (a long
+# $HOME, a test's temporary directory) does not fit.
+MAX_SOCKET_ADDRESS = 107
 
 
 def socket_path(state_dir: Path) -> Path:
     return state_dir / SOCKET_NAME
+
+
+@contextlib.contextmanager
+def socket_address(path: Path) -> Iterator[str]:
+    """An AF_UNIX address for the socket at `path`: the path itself when it fits, else the
+    same file reached through an open descriptor of its directory (/proc/self/fd/N/NAME),
+    which keeps the directory's permissions in force, unlike an abstract address."""
+    if len(os.fsencode(path)) <= MAX_SOCKET_ADDRESS:
+        yield str(path)
+        return
+    directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{directory}/{path.name}"
+    finally:
+        os.close(directory)
 
 
 def forward(state_dir: Path, argv: list[str], cwd: Path) -> tuple[int, str, str] | None:
@@ -29,7 +49,8 @@ def forward(state_dir: Path, argv: list[str], cwd: Path) -> tuple[int, str, str]
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         try:
-            client.connect(str(path))
+            with socket_address(path) as address:
+                client.connect(address)
         except (ConnectionRefusedError, FileNotFoundError):
             return None  # a socket left by a mount that is gone
         client.sendall(json.dumps({"argv": argv, "cwd": str(cwd)}).encode() + b"\n")

@@ -363,7 +363,8 @@ class Mount:
                                              self.settings.state_dir)
         listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            await listener.bind(str(path))
+            with control.socket_address(path) as address:
+                await listener.bind(address)
             os.chmod(path, 0o600)
             listener.listen(16)
             async with trio.open_nursery() as connections:

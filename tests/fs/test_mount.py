@@ -361,6 +361,19 @@ def test_background_mount_and_umount(mount_factory):
     assert [a["logical_path"] for a in assets] == ["bg/f.txt"]
 
 
+def test_alicefs_ctl_reaches_a_mount_whose_state_directory_is_deep(mount_factory, tmp_path):
+    """A socket path longer than AF_UNIX's 108 bytes (a long $HOME) is bound and reached
+    through the state directory's descriptor; the mount used to die at start."""
+    state_dir = tmp_path / ("deep-" * 12) / ("state-" * 10)
+    fs = mount_factory(TIERS, settings_extra=f"  state_dir: {state_dir}\n")
+    assert len(str(state_dir / "control.sock")) > 108
+    assert (state_dir / "control.sock").is_socket()
+    (fs.projects / "deep").mkdir()
+    (fs.projects / "deep" / "shot.png").write_bytes(b"png")
+    assert fs.ctl("tag", "deep/shot.png", "--add", "far").returncode == 0
+    assert os.getxattr(fs.projects / "deep" / "shot.png", "user.alicefs.tags") == b"far"
+
+
 def test_alicefs_ctl_works_while_mounted(fs):
     socket_path = fs.config.parent / "state" / "control.sock"
     assert socket_path.is_socket() and (socket_path.stat().st_mode & 0o777) == 0o600

@@ -209,8 +209,14 @@ def _kind(path: Path) -> str:
 
 
 def _bind(path: Path) -> None:
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.bind(str(path))
+    """Bind a Unix socket at `path`, named relative to its directory: a test's temporary
+    directory can be deeper than AF_UNIX's 108-byte addresses allow."""
+    directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(f"/proc/self/fd/{directory}/{path.name}")
+    finally:
+        os.close(directory)
 
 
 def _fifo_round_trip(path: Path) -> str:
