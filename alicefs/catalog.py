@@ -249,7 +249,7 @@ class ReplicaIndex:
     # logical path -> (size, mtime_ns, inode) for local locations, (size, change_token) for
     # object stores: the values a listed file must show for its cataloged hash to hold.
     trusted: dict[str, tuple[Any, ...]]
-    unhashed: set[str]  # cataloged without a content hash (a scan was interrupted)
+    unhashed: set[str]  # to read again: no content hash (a scan was interrupted, or asked)
     missing: set[str]  # marked missing by an earlier scan
 
 
@@ -477,6 +477,29 @@ class Catalog:
         with self.transaction() as con:
             con.execute(sql, columns)
 
+    def add_hashes(self, replicas: Sequence[Replica]) -> None:
+        """Record the hashes of replicas cataloged without one, where each is still the
+        version it was hashed as (same size, mtime, inode and change token): a scan that
+        cataloged a newer version meanwhile wins."""
+        if not replicas:
+            return
+        columns = [[getattr(r, c) for r in replicas]
+                   for c in ("location_id", "logical_path", "size", "mtime_ns", "inode",
+                             "change_token", "content_hash")]
+        with self.transaction() as con:
+            con.execute("""
+                UPDATE replicas SET content_hash = h.content_hash
+                FROM (SELECT unnest(?) AS location_id, unnest(?) AS logical_path,
+                             unnest(?::BIGINT[]) AS size, unnest(?::BIGINT[]) AS mtime_ns,
+                             unnest(?::BIGINT[]) AS inode, unnest(?::VARCHAR[]) AS change_token,
+                             unnest(?) AS content_hash) h
+                WHERE replicas.location_id = h.location_id
+                  AND replicas.logical_path = h.logical_path
+                  AND replicas.size = h.size AND replicas.mtime_ns = h.mtime_ns
+                  AND replicas.inode IS NOT DISTINCT FROM h.inode
+                  AND replicas.change_token IS NOT DISTINCT FROM h.change_token
+                  AND replicas.content_hash IS NULL""", columns)
+
     def replicas(self, location_id: str | None = None) -> list[Replica]:
         """Every replica (of one location, if given), loaded in bulk."""
         sql = f"SELECT {', '.join(_REPLICA_COLUMNS)} FROM replicas"
@@ -486,18 +509,24 @@ class Catalog:
             params.append(location_id)
         return [Replica(*row) for row in self._query(sql + " ORDER BY logical_path", params)]
 
-    def replica_index(self, location_id: str, object_store: bool) -> ReplicaIndex:
+    def replica_index(self, location_id: str, object_store: bool,
+                      trust_unhashed_objects: bool = False) -> ReplicaIndex:
         """What a rescan compares a listing against, loaded in bulk as plain tuples because it
-        covers every file of the location on every scan."""
+        covers every file of the location on every scan. With `trust_unhashed_objects`, an
+        object cataloged without a hash is unchanged while its size and version are (its
+        hash is computed when needed, alicefs.lazy_hash); otherwise, and for local files,
+        a replica without a hash is read again."""
         compared = "size, change_token" if object_store else "size, mtime_ns, inode"
+        hashed = ("(content_hash IS NOT NULL OR change_token IS NOT NULL)"
+                  if object_store and trust_unhashed_objects else "content_hash IS NOT NULL")
         with self._lock:
             trusted = {row[0]: row[1:] for row in self._con.execute(
                 f"SELECT logical_path, {compared} FROM replicas WHERE location_id = ? "
-                "AND content_hash IS NOT NULL", [location_id]).fetchall()}
+                f"AND {hashed}", [location_id]).fetchall()}
             # Special files are never listed: left out, so a scan does not miss them.
             unhashed = {row[0] for row in self._con.execute(
                 "SELECT logical_path FROM replicas WHERE location_id = ? "
-                "AND content_hash IS NULL AND logical_path NOT IN "
+                f"AND NOT {hashed} AND logical_path NOT IN "
                 "(SELECT logical_path FROM file_attrs WHERE rdev IS NOT NULL)",
                 [location_id]).fetchall()}
             missing = {row[0] for row in self._con.execute(
@@ -712,11 +741,14 @@ class Catalog:
                         [[getattr(b, c) for b in unique] for c in cols])
 
     def settle_sync_bases(self, logical_paths: Sequence[str] | None = None) -> None:
-        """Make the base of every file (or of `logical_paths`) whose replicas all are present
-        and hashed alike that content, and forget the bases of files without replicas. One
-        statement each, so it can run after every scan. A file with a missing, stale or
-        unhashed replica keeps its base: a copy that comes back with old content is then
-        seen as old, not as a newer version."""
+        """Make the base of every file (or of `logical_paths`) whose replicas — two or more —
+        all are present and hashed alike that content, and forget the bases of files without
+        replicas. One statement each, so it can run after every scan. A file with a missing,
+        stale or unhashed replica keeps its base: a copy that comes back with old content is
+        then seen as old, not as a newer version. One replica agrees with nothing: a file
+        found in a second location with other content before any two agreed (two locations
+        filled apart, or scanned one after the other) is a conflict, not an update of the
+        first one found."""
         only = "WHERE logical_path IN (SELECT unnest($2))" if logical_paths is not None else ""
         params: list[Any] = [time.time()]
         if logical_paths is not None:
@@ -728,7 +760,7 @@ class Catalog:
                     SELECT logical_path, any_value(content_hash) AS content_hash,
                            any_value(size) AS size FROM replicas {only}
                     GROUP BY logical_path
-                    HAVING count(*) = count(*) FILTER (
+                    HAVING count(*) >= 2 AND count(*) = count(*) FILTER (
                                WHERE state = 'present' AND content_hash IS NOT NULL)
                        AND count(DISTINCT content_hash) = 1) a
                 LEFT JOIN sync_base b ON b.logical_path = a.logical_path

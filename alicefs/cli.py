@@ -374,6 +374,7 @@ def _scan_report(ctx: Context, results: Sequence[ScanStats], *, skip_unreachable
 def cmd_discover(ctx: Context) -> int:
     scanner = _scanner(ctx)
     stats = ctx.run_async(partial(scanner.discover_all_assets, force_scan=ctx.args.force,
+                                  hash_content=ctx.args.hash,
                                   show_progress=_show_progress(ctx)))
     if not stats.locations:
         ctx.out.result([], "no locations to scan: `alicefs-ctl from-config` registers them")
@@ -385,7 +386,8 @@ def cmd_scan(ctx: Context) -> int:
     scanner = _scanner(ctx)
     location = ctx.registry.get_location(ctx.args.location)
     stats = ctx.run_async(partial(scanner.scan_location, location,
-                                  force_scan=ctx.args.force, show_progress=_show_progress(ctx)))
+                                  force_scan=ctx.args.force, hash_content=ctx.args.hash,
+                                  show_progress=_show_progress(ctx)))
     return _scan_report(ctx, [stats])
 
 
@@ -476,14 +478,15 @@ def cmd_migrate(ctx: Context) -> int:
     service = _migration_service(ctx, args.dry_run)
     return _carry_out(ctx, service, partial(
         service.plan, move=args.move, project=args.project, limit_files=args.limit_files,
-        limit_bytes=args.limit_bytes))
+        limit_bytes=args.limit_bytes, record_hashes=not args.dry_run))
 
 
 def cmd_consolidate(ctx: Context) -> int:
     args = ctx.args
     service = _migration_service(ctx, args.dry_run)
     return _carry_out(ctx, service, partial(service.consolidation_plan, args.project,
-                                            args.target, move=args.move))
+                                            args.target, move=args.move,
+                                            record_hashes=not args.dry_run))
 
 
 def cmd_find_project(ctx: Context) -> int:
@@ -586,6 +589,9 @@ def cmd_stats(ctx: Context) -> int:
 
 
 def cmd_duplicates(ctx: Context) -> int:
+    # Objects cataloged from their listing alone are hashed first where their size says
+    # they could be one of a group.
+    ctx.run_async(_migration_service(ctx, True).hash_possible_duplicates)
     groups = ctx.catalog.duplicate_groups()
     names = {loc.location_id: loc.name for loc in ctx.registry.list_locations()}
     lines = []
@@ -876,6 +882,10 @@ def build_parser(prog: str = "alicefs-ctl") -> argparse.ArgumentParser:
     def scan_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--force", action="store_true",
                        help="re-read every file, not only new and changed ones")
+        p.add_argument("--hash", action="store_true",
+                       help="also download and hash the S3/GCS objects whose hash is not "
+                            "known yet (by default they are hashed when something compares "
+                            "them)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     scan_options(command("discover", cmd_discover,

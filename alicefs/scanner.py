@@ -5,6 +5,11 @@ signatures as it arrives, and reads only new and changed files — hashing them,
 type when the name says nothing, and picking up embedded XMP in the same pass — in parallel
 worker threads under the location's capacity limiter. Results are written to the catalog in
 batches, so an interrupted scan keeps what it finished. Locations are scanned concurrently.
+
+Object-store objects are not downloaded: each is known by its listing (size, ETag or
+generation) and, when alicefs wrote it, by the hash in its metadata. Objects other tools wrote
+are hashed later, when something must compare them (alicefs.lazy_hash), or when a scan is
+asked to (`hash_content`, `discover --hash`).
 """
 
 from __future__ import annotations
@@ -129,19 +134,21 @@ class Examined:
 # Blocking work, run in worker threads
 
 
-def examine(backend: Backend, info: ObjectInfo, force: bool) -> Examined:
-    """Hash a file and learn its type and embedded XMP, reading its content once."""
+def examine(backend: Backend, info: ObjectInfo, force: bool, hash_content: bool = False
+            ) -> Examined:
+    """Hash a file and learn its type and embedded XMP, reading its content once. An object
+    is read only when `force`, or when `hash_content` and its metadata has no hash."""
     media = classify_name(info.key)
     want_xmp = media.category in XMP_CATEGORIES or media.mime_type == UNKNOWN_MIME
     if backend.location.type is not LocationType.LOCAL and not force:
-        if info.content_hash is None:
-            # Object listings carry no metadata: the stat has the stored hash and the
+        if info.content_hash is None and not backend.lists_metadata:
+            # An S3 listing carries no metadata: the stat has the stored hash and the
             # original modification time (the listing's is the upload time).
             info = backend.stat(info.key)
         known = info.content_hash
-        if known is not None:
-            # Written by alicefs: the hash is in the object's metadata; read nothing but
-            # (for nameless types) the signature bytes.
+        if known is not None or not hash_content:
+            # Read nothing but (for nameless types) the signature bytes: written by alicefs,
+            # the hash is in the object's metadata; else it is computed when needed.
             read = 0
             if media.mime_type == UNKNOWN_MIME:
                 head = backend.read(info.key, 0, SNIFF_BYTES)
@@ -181,14 +188,14 @@ def examine(backend: Backend, info: ObjectInfo, force: bool) -> Examined:
     return Examined(info, content_hash, media, embedded, read)
 
 
-def examine_batch(backend: Backend, infos: Sequence[ObjectInfo], force: bool
-                  ) -> list[Examined]:
+def examine_batch(backend: Backend, infos: Sequence[ObjectInfo], force: bool,
+                  hash_content: bool) -> list[Examined]:
     """examine() for several small files in one worker-thread hop; files deleted since they
     were listed are left out (the next scan sees them gone)."""
     results = []
     for info in infos:
         try:
-            results.append(examine(backend, info, force))
+            results.append(examine(backend, info, force, hash_content))
         except FileNotFoundError:
             continue
     return results
@@ -264,46 +271,53 @@ class MultiPathScanner:
 
     async def discover_all_assets(self, force_scan: bool = False, show_progress: bool = False,
                                   progress_callback: ProgressCallback | None = None, *,
+                                  hash_content: bool = False,
                                   progress_sink: Callable[[ScanProgress], None] | None = None,
                                   ) -> DiscoverStats:
-        """Scan every location that is not offline, concurrently."""
+        """Scan every location that is not offline, concurrently. `force_scan` re-reads
+        every file; `hash_content` also reads the objects of object stores whose hash is not
+        known yet (otherwise they are hashed when something needs to compare them)."""
         locations = [loc for loc in await self._db(self.registry.list_locations)
                      if loc.status is not LocationStatus.OFFLINE]
         return await self.scan_locations(locations, force_scan, show_progress,
-                                         progress_callback, progress_sink=progress_sink)
+                                         progress_callback, hash_content=hash_content,
+                                         progress_sink=progress_sink)
 
     async def scan_locations(self, locations: Sequence[StorageLocation],
                              force_scan: bool = False, show_progress: bool = False,
                              progress_callback: ProgressCallback | None = None, *,
+                             hash_content: bool = False,
                              progress_sink: Callable[[ScanProgress], None] | None = None,
                              ) -> DiscoverStats:
         """Scan these locations, concurrently."""
         return DiscoverStats(tuple(await self._scan_many(
-            locations, force_scan, show_progress, progress_callback, progress_sink)))
+            locations, _Reading(force_scan, hash_content), show_progress, progress_callback,
+            progress_sink)))
 
     async def scan_location(self, location: StorageLocation | str, force_scan: bool = False,
                             show_progress: bool = False,
                             progress_callback: ProgressCallback | None = None, *,
+                            hash_content: bool = False,
                             progress_sink: Callable[[ScanProgress], None] | None = None,
                             ) -> ScanStats:
         """Scan one location, given as a StorageLocation or by id or name."""
         if isinstance(location, str):
             location = await self._db(self.registry.get_location, location)
-        [stats] = await self._scan_many([location], force_scan, show_progress,
-                                        progress_callback, progress_sink)
+        [stats] = await self._scan_many([location], _Reading(force_scan, hash_content),
+                                        show_progress, progress_callback, progress_sink)
         return stats
 
-    async def _scan_many(self, locations: Sequence[StorageLocation], force: bool,
+    async def _scan_many(self, locations: Sequence[StorageLocation], reading: _Reading,
                          show_progress: bool, callback: ProgressCallback | None,
                          sink: Callable[[ScanProgress], None] | None) -> list[ScanStats]:
         if show_progress and sink is None:
             with scan_progress_display() as display:
-                return await self._scan_many(locations, force, False, callback, display)
+                return await self._scan_many(locations, reading, False, callback, display)
         emitter = _ProgressEmitter(callback, sink)
         results: dict[str, ScanStats] = {}
 
         async def run(location: StorageLocation) -> None:
-            results[location.location_id] = await self._scan_one(location, force, emitter)
+            results[location.location_id] = await self._scan_one(location, reading, emitter)
 
         with _fewer_gc_passes():
             async with trio.open_nursery() as nursery:
@@ -311,7 +325,7 @@ class MultiPathScanner:
                     nursery.start_soon(run, location)
         return [results[loc.location_id] for loc in locations]
 
-    async def _scan_one(self, location: StorageLocation, force: bool,
+    async def _scan_one(self, location: StorageLocation, reading: _Reading,
                         emitter: _ProgressEmitter) -> ScanStats:
         started = time.time()
         shared = self.backends.get(location.location_id)
@@ -321,7 +335,7 @@ class MultiPathScanner:
                                                               skip_hidden=self.skip_hidden))
             except LookupError as exc:
                 return ScanStats(location.location_id, location.name, error=str(exc))
-        scan = _LocationScan(self, shared, force, emitter)
+        scan = _LocationScan(self, shared, reading, emitter)
         try:
             stats = await scan.run()
         except LocationUnavailableError as exc:
@@ -365,13 +379,21 @@ def _fallback_meta(path: str) -> FileMeta:
     return FileMeta(path, media.category, media.mime_type)
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """What a scan reads besides new and changed files."""
+
+    force: bool  # every file, again
+    hash_content: bool  # objects of object stores whose hash is not known yet
+
+
 @dataclass
 class _LocationScan:
     """One scan of one location."""
 
     scanner: MultiPathScanner
     backend: ThreadedBackend
-    force: bool
+    reading: _Reading
     emitter: _ProgressEmitter
     comparer: ListingComparer = field(
         default_factory=lambda: ListingComparer(ReplicaIndex({}, set(), set())))
@@ -386,6 +408,10 @@ class _LocationScan:
     @property
     def location(self) -> StorageLocation:
         return self.backend.location
+
+    @property
+    def force(self) -> bool:
+        return self.reading.force
 
     def progress(self, phase: str) -> ScanProgress:
         c = self.comparer
@@ -434,7 +460,8 @@ class _LocationScan:
         """List in a worker thread, handing batches back to trio as they fill."""
         object_store = self.location.type is not LocationType.LOCAL
         index = await self.scanner._db(self.scanner.catalog.replica_index,
-                                       self.location.location_id, object_store)
+                                       self.location.location_id, object_store,
+                                       not self.reading.hash_content)
         self.comparer = ListingComparer(index, self.force, object_store)
         await self.emitter.emit(self.progress("listing"), force=True)
         send_batch, receive_batch = trio.open_memory_channel[list[ObjectInfo]](LIST_BUFFER)
@@ -475,7 +502,7 @@ class _LocationScan:
         async with receive:
             async for work in receive:
                 results = await self.backend.run(examine_batch, self.backend.backend, work,
-                                                 self.force)
+                                                 self.force, self.reading.hash_content)
                 now = time.time()
                 for result in results:
                     info = result.info

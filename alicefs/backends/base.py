@@ -137,6 +137,9 @@ class Backend(ABC):
     #: Where the invisible partial uploads this backend starts are noted, so those a crash
     #: leaves behind are aborted at the next start (set by whoever owns the journal).
     partial_uploads: PartialUploads | None = None
+    #: Whether list() describes a file as fully as stat() (the stored hash, the original
+    #: mtime); when not, a scan stats what it has to look at.
+    lists_metadata = True
 
     #: Parallel calls allowed when `config.max_concurrent` is not set.
     default_max_concurrent = 8

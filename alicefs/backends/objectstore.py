@@ -27,6 +27,7 @@ from alicefs.backends.base import (
     Backend,
     IntegrityError,
     LocationUnavailableError,
+    ObjectInfo,
     RetriesExhaustedError,
     UnsafeKeyError,
     WriteResult,
@@ -435,9 +436,13 @@ class ObjectStoreBackend(Backend):
         return self._get_range(key, offset, length, change_token=None)
 
     def open_read(self, key: str) -> BinaryIO:
-        info = self.stat(key)
+        return self.open_version(self.stat(key))
+
+    def open_version(self, info: ObjectInfo) -> BinaryIO:
+        """A stream of exactly the version `info` describes (its change token): reads fail
+        with ESTALE once the object has changed."""
         return open_ranged(lambda offset, length: self._get_range(
-            key, offset, length, change_token=info.change_token), info.size)
+            info.key, offset, length, change_token=info.change_token), info.size)
 
     @abstractmethod
     def write_atomic(self, key: str, data: BinaryIO | Iterable[bytes], *,

@@ -105,6 +105,7 @@ class S3Backend(ObjectStoreBackend):
     reports LastModified and no hash; `stat()` reports both from metadata.
     """
 
+    lists_metadata = False
     default_multipart_threshold = 64 * MiB
     default_multipart_chunksize = 16 * MiB
     min_part_size = 5 * MiB  # the S3 minimum for every part but the last

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import trio
 
+from alicefs import lazy_hash
 from alicefs.backends import open_backend
 from alicefs.backends.base import LocationUnavailableError
 from alicefs.backends.threaded import ThreadedBackend
@@ -117,24 +118,53 @@ class AutoMigrationService:
         return locations, space, frozenset(usable)
 
     async def plan(self, *, move: bool = False, project: str | None = None,
-                   limit_files: int | None = None, limit_bytes: int | None = None
-                   ) -> MigrationPlan:
+                   limit_files: int | None = None, limit_bytes: int | None = None,
+                   record_hashes: bool = True) -> MigrationPlan:
+        """What a migration would do now. Replicas whose hash is not known yet are hashed
+        first where a file has several (alicefs.lazy_hash), and recorded when
+        `record_hashes`."""
         locations, space, usable = await self.reachable()
-        files = await trio.to_thread.run_sync(load_files, self.catalog)
+        files = await self.compared_files(usable, record_hashes)
         return plan_migration(files, locations, space, time.time(), move=move,
                               project=project, limit_files=limit_files,
                               limit_bytes=limit_bytes, usable=usable)
 
-    async def consolidation_plan(self, project: str, target: str, *, move: bool = False
-                                 ) -> MigrationPlan:
+    async def consolidation_plan(self, project: str, target: str, *, move: bool = False,
+                                 record_hashes: bool = True) -> MigrationPlan:
         """The plan that gathers `project` into the location `target` (id or name)."""
         destination = await trio.to_thread.run_sync(self.registry.get_location, target)
         _, space, usable = await self.reachable()
         if destination.location_id not in usable:
             raise LocationUnavailableError(f"{destination.name} is not reachable now")
-        files = await trio.to_thread.run_sync(load_files, self.catalog)
+        files = await self.compared_files(usable, record_hashes)
         return plan_consolidation(files, project, destination, space, move=move,
                                   usable=usable)
+
+    async def compared_files(self, usable: frozenset[str], record_hashes: bool,
+                             files: list[CatalogFile] | None = None) -> list[CatalogFile]:
+        """`files` (default: every cataloged file with content), with the hashes their
+        replicas need to be compared: without them, two replicas of one size could pass for
+        the same content."""
+        if files is None:
+            files = await trio.to_thread.run_sync(load_files, self.catalog)
+        hashed = await lazy_hash.hash_replicas(lazy_hash.to_compare(files, usable),
+                                               self.backends)
+        if record_hashes:
+            await lazy_hash.record(self.catalog, hashed)
+        return lazy_hash.with_hashes(files, hashed)
+
+    async def hash_possible_duplicates(self) -> int:
+        """Hash the replicas that could hold a content stored elsewhere too (those without a
+        hash whose size another replica has, on reachable locations) and record what was
+        found, so the catalog's duplicate groups are complete. Returns how many."""
+        _, _, usable = await self.reachable()
+        contentless = await trio.to_thread.run_sync(self.catalog.contentless_paths)
+        replicas = [r for r in await trio.to_thread.run_sync(self.catalog.replicas)
+                    if r.logical_path not in contentless]
+        hashed = await lazy_hash.hash_replicas(
+            lazy_hash.duplicate_candidates(replicas, usable), self.backends)
+        await lazy_hash.record(self.catalog, hashed)
+        return len(hashed)
 
     async def carry_out(self, plan: MigrationPlan, *, max_concurrent: int = 4,
                         progress: ProgressSink | None = None, bandwidth: int | None = None
@@ -161,7 +191,7 @@ class AutoMigrationService:
         """Plan, and unless `dry_run` carry the plan out (nothing is written for a dry
         run, not even to the catalog)."""
         plan = await self.plan(move=move, project=project, limit_files=limit_files,
-                               limit_bytes=limit_bytes)
+                               limit_bytes=limit_bytes, record_hashes=not dry_run)
         if dry_run:
             return MigrationResult(plan, (), True)
         return await self.carry_out(plan, max_concurrent=max_concurrent, progress=progress,
@@ -172,7 +202,8 @@ class AutoMigrationService:
                           progress: ProgressSink | None = None,
                           bandwidth: int | None = None) -> MigrationResult:
         """Gather `project` into the location `target` (id or name)."""
-        plan = await self.consolidation_plan(project, target, move=move)
+        plan = await self.consolidation_plan(project, target, move=move,
+                                             record_hashes=not dry_run)
         if dry_run:
             return MigrationResult(plan, (), True)
         return await self.carry_out(plan, max_concurrent=max_concurrent, progress=progress,

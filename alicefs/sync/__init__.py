@@ -10,11 +10,10 @@ through the journaled, verified replacement of `transfer.replace`.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import trio
@@ -41,10 +40,8 @@ from alicefs.sync.plan import (
 )
 from alicefs.sync.run import SyncOutcome, run_updates
 from alicefs.sync.state import FileSync, ReplicaSync, SyncState, classify
-from alicefs.transfer.copy import content_hash_of
 from alicefs.transfer.journal import COPY, MOVE
 from alicefs.transfer.pace import Pacer
-from alicefs.transfer.replace import info_of, still_there
 
 __all__ = ["Decision", "FileSync", "ReplicaSync", "ResolutionResult", "Strategy",
            "SyncOutcome", "SyncPlan", "SyncReport", "SyncResult", "SyncState", "SyncTracker",
@@ -138,40 +135,11 @@ class SyncTracker:
         known (on reachable locations): what sync acts on must not rest on a guess. The
         hashes found go to the catalog when `record`."""
         files, bases, uploading = await trio.to_thread.run_sync(self._load, project)
-        hashed: list[Replica] = []
-        for index, file in enumerate(files):
-            if len(file.replicas) < 2:
-                continue
-            replicas = list(file.replicas)
-            for position, replica in enumerate(replicas):
-                if (replica.content_hash is None and replica.state == "present"
-                        and replica.location_id in usable):
-                    found = await self._hash(replica)
-                    if found is not None:
-                        hashed.append(found)
-                        replicas[position] = found
-            files[index] = replace(file, replicas=tuple(replicas))
-        if hashed and record:
-            await trio.to_thread.run_sync(
-                functools.partial(self.catalog.put_replicas, hashed, found_by_scan=True))
-            await trio.to_thread.run_sync(self.catalog.settle_sync_bases,
-                                          [r.logical_path for r in hashed])
-            files, bases, uploading = await trio.to_thread.run_sync(self._load, project)
+        files = await self.migration.compared_files(usable, record, files)
+        if record:
+            # Bases settled by the hashes just recorded.
+            bases = await trio.to_thread.run_sync(self.catalog.sync_bases)
         return _classified(files, bases, uploading)
-
-    async def _hash(self, replica: Replica) -> Replica | None:
-        tb = self.migration.backends[replica.location_id]
-
-        def read() -> str | None:
-            if not still_there(tb.backend, replica.logical_path, info_of(replica)):
-                return None  # changed since cataloged: the next scan hashes it
-            return content_hash_of(tb.backend, replica.logical_path)
-
-        try:
-            found = await tb.run(read)
-        except OSError:
-            return None
-        return None if found is None else replace(replica, content_hash=found)
 
     # -- the queue -------------------------------------------------------------------------
 

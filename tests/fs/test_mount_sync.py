@@ -94,7 +94,7 @@ def test_a_write_during_sync_keeps_both_versions_in_order(mount_factory):
     again = fs.ctl("sync-process", "--json")
     assert json.loads(again.stdout)["counts"] == {"updated": 1}
     assert (fs.roots["hdd"] / "p" / "big.bin").read_bytes() == third
-    assert _state(fs, "p/big.bin") == b"synced"
+    assert _state(fs, "p/big.bin") == b"synced", fs.ctl("sync-status", "--json").stdout
 
 
 def test_a_conflict_resolved_by_the_mount_shows_the_kept_version(mount_factory):
