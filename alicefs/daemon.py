@@ -307,10 +307,19 @@ class Mount:
         """Periodic incremental scans, so files added or changed directly in a location show
         in the mount; the first one right away."""
         while True:
+            ended = False
             try:
                 await self._scan_once(state, ops, scanner)
+                ended = True
             except Exception:  # one failed scan must not end the mount; the next one retries
+                ended = True
                 log.exception("scan failed")
+            finally:
+                if not ended:
+                    # Cancelled (trio delivers it wrapped in its nurseries' exception
+                    # groups): unmounting does not wait for a scan, and what this one did
+                    # not write is found again by the next.
+                    log.info("scan interrupted by the unmount; the next scan covers the rest")
             await trio.sleep(self.settings.scan_interval)
 
     async def _scan_once(self, state: MountState, ops: AliceOperations,

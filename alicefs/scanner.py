@@ -190,10 +190,12 @@ def examine(backend: Backend, info: ObjectInfo, force: bool, hash_content: bool 
 
 def examine_batch(backend: Backend, infos: Sequence[ObjectInfo], force: bool,
                   hash_content: bool) -> list[Examined]:
-    """examine() for several small files in one worker-thread hop; files deleted since they
-    were listed are left out (the next scan sees them gone)."""
+    """examine() for several small files in one worker-thread hop (run by trio.to_thread);
+    files deleted since they were listed are left out (the next scan sees them gone). A scan
+    cancelled meanwhile (an unmount) stops between files."""
     results = []
     for info in infos:
+        trio.from_thread.check_cancelled()
         try:
             results.append(examine(backend, info, force, hash_content))
         except FileNotFoundError:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.conftest import BIN_DIR
 from tests.fs.conftest import wait_for
 from tests.servers import S3_REGION
 
@@ -244,3 +247,31 @@ def test_an_object_unlinked_while_its_store_is_offline_goes_when_it_is_back(clou
     assert fs.ctl("update", "--location-id", "s3", "--status", "active").returncode == 0
     wait_for(lambda: s3_object(fs, "o/c.mp4") is None)
     assert os.listdir(fs.projects / "o") == []
+
+
+def test_umount_does_not_wait_for_the_start_up_scan(mount_factory, s3_server, s3_bucket):
+    """The first scan of a bucket of 2,000 objects other tools wrote is still going when the
+    user unmounts: it is cancelled, not waited for, and the next scan catalogs every object."""
+    prefix = f"scan-{uuid.uuid4().hex[:8]}/"
+    client = s3_server.client()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: client.put_object(Bucket=s3_bucket, Key=f"{prefix}p/{i}.mp4",
+                                                  Body=b"v" * (i + 1)), range(2000)))
+    s3 = (f"type: s3, path: {s3_bucket}, priority: 50, config: {{endpoint_url: "
+          f"'{s3_server.endpoint_url}', region: {S3_REGION}, prefix: {prefix}, "
+          f"aws_access_key_id: {s3_server.access_key}, "
+          f"aws_secret_access_key: {s3_server.secret_key}}}")
+    fs = mount_factory({"ssd": "priority: 100"}, cloud={"s3": s3}, start=False)
+    alicefs = str(BIN_DIR / "alicefs")
+    mounted = subprocess.run([alicefs, "mount", "--config", str(fs.config),
+                              str(fs.mountpoint)], capture_output=True, text=True, timeout=60)
+    assert mounted.returncode == 0, mounted.stderr
+    unmounted = subprocess.run([alicefs, "umount", str(fs.mountpoint)], capture_output=True,
+                               text=True, timeout=120)
+    assert unmounted.returncode == 0, unmounted.stderr
+    assert not os.path.ismount(fs.mountpoint)
+    log = (fs.config.parent / "state" / "alicefs.log").read_text()
+    assert "scan interrupted by the unmount" in log
+    assert "scan: " not in log  # the scan never finished
+    found = json.loads(fs.ctl("discover", "--no-progress", "--json").stdout)
+    assert {s["name"]: s["files"] for s in found} == {"ssd": 0, "s3": 2000}
