@@ -438,6 +438,17 @@ class ObjectStoreBackend(Backend):
     def open_read(self, key: str) -> BinaryIO:
         return self.open_version(self.stat(key))
 
+    def open_stream(self, key: str, offset: int, size: int, change_token: str | None
+                    ) -> BinaryIO:
+        """The object of `size` bytes from `offset` on, for one sequential reader, in the
+        version `change_token` names (reads fail with ESTALE once it changed): here large
+        ranged reads; a store that can stream a whole range in one request does so. A
+        failure while reading is not retried: the reader falls back to ranged reads."""
+        stream = open_ranged(lambda at, length: self._get_range(
+            key, at, length, change_token=change_token), size)
+        stream.seek(offset)
+        return stream
+
     def open_version(self, info: ObjectInfo) -> BinaryIO:
         """A stream of exactly the version `info` describes (its change token): reads fail
         with ESTALE once the object has changed."""

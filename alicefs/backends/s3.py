@@ -11,6 +11,7 @@ import base64
 import contextlib
 import errno
 import hashlib
+import io
 import logging
 import math
 import threading
@@ -293,30 +294,42 @@ class S3Backend(ObjectStoreBackend):
     def stat(self, key: str) -> ObjectInfo:
         return self._info(key, self._head(key))
 
-    def _get_range(self, key: str, offset: int, length: int, change_token: str | None) -> bytes:
-        full = self.object_key(key)
+    def _get_body(self, key: str, byte_range: str, change_token: str | None) -> Any:
+        """The body of a GET of `byte_range` ("bytes=A-B" or "bytes=A-"), or None when it
+        starts at or past the end; ESTALE when the object is no longer `change_token`."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self.object_key(key),
+                                "Range": byte_range}
+        if change_token is not None:
+            args["IfMatch"] = change_token
+        try:
+            return self.client.get_object(**args)["Body"]
+        except bexc.ClientError as exc:
+            code = error_code(exc)[0]
+            if code == "InvalidRange":
+                return None
+            if change_token is not None and code in _PRECONDITION_CODES:
+                raise OSError(errno.ESTALE, f"{key!r} in {self.where} changed while it "
+                                            "was being read") from None
+            raise
 
+    def _get_range(self, key: str, offset: int, length: int, change_token: str | None) -> bytes:
         def fetch() -> bytes:
-            args: dict[str, Any] = {"Bucket": self.bucket, "Key": full,
-                                    "Range": f"bytes={offset}-{offset + length - 1}"}
-            if change_token is not None:
-                args["IfMatch"] = change_token
-            try:
-                response = self.client.get_object(**args)
-            except bexc.ClientError as exc:
-                code = error_code(exc)[0]
-                if code == "InvalidRange":
-                    return b""  # offset at or past the end
-                if change_token is not None and code in _PRECONDITION_CODES:
-                    raise OSError(errno.ESTALE, f"{key!r} in {self.where} changed while it "
-                                                "was being read") from None
-                raise
+            body = self._get_body(key, f"bytes={offset}-{offset + length - 1}", change_token)
+            if body is None:
+                return b""  # offset at or past the end
             # Reading the body is inside the retried call: a connection lost mid-body
             # re-requests the same range.
-            with contextlib.closing(response["Body"]) as body:
+            with contextlib.closing(body):
                 return body.read()
 
         return self._call(f"read {key!r}", fetch, key=key)
+
+    def open_stream(self, key: str, offset: int, size: int, change_token: str | None
+                    ) -> BinaryIO:
+        """One GET from `offset` to the end (the request is retried, the body is not)."""
+        body = self._call(f"read {key!r}",
+                          lambda: self._get_body(key, f"bytes={offset}-", change_token), key=key)
+        return body if body is not None else io.BytesIO()
 
     def write_atomic(self, key: str, data: BinaryIO | Iterable[bytes], *,
                      expected_hash: str | None = None, overwrite: bool = False,

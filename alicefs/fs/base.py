@@ -96,7 +96,9 @@ class Handle:
     # since, this stat is older than what the namespace shows)
     last_stat: tuple[int, int, int] | None = None
     stat_version: int = -1
-    next_offset: int = 0  # where a sequential reader reads next: read-ahead when it does
+    next_offset: int = -1  # where a sequential reader reads next (-1: nothing read yet)
+    run_start: int = 0  # where its reads began to follow each other
+    stream: Any = None  # the ObjectStream its sequential object-store reads come from
     node: FileNode | None = None  # the file itself, whatever it is called now
     # False once the backing filesystem refused a non-blocking read (RWF_NOWAIT): every
     # read of this handle then goes to a worker thread
@@ -118,7 +120,8 @@ class OperationsBase(pyfuse3.Operations):
     # staging files being opened (a worker-thread hop away from having a handle): an upload
     # ending meanwhile must not let them go
     _pinned: Counter[Path] = field(default_factory=Counter)
-    _prefetching: set[str] = field(default_factory=set)
+    # sequential readers' streams of object-store files, by (location id, key, version)
+    _streams: dict[tuple[str, str, str], Any] = field(default_factory=dict)
     _dir_listings: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
     _next_dir_fh: int = 1
     # one lock per file while its staged upload, rename or unlink runs (id(node) -> lock)
@@ -137,13 +140,12 @@ class OperationsBase(pyfuse3.Operations):
         super().__init__()
         self.relocations: trio.MemorySendChannel[str] | None = None
         self.closer: trio.MemorySendChannel[tuple[str | None, int]] | None = None
-        self.prefetch: trio.MemorySendChannel[tuple[str, str, str, int]] | None = None
+        # where sequential readers' streams run (run_background's nursery)
+        self._stream_nursery: trio.Nursery | None = None
         if self.background:
             self.relocations, self._relocation_queue = trio.open_memory_channel[str](10_000)
             self.closer, self._close_queue = trio.open_memory_channel[
                 tuple[str | None, int]](100_000)
-            self.prefetch, self._prefetch_queue = trio.open_memory_channel[
-                tuple[str, str, str, int]](1_000)
         self.staging = Staging(self.state.settings.cache_dir / "staging")
         # Staged S3/GCS files waiting for upload; its workers run in the mount's nursery.
         self.uploads = UploadQueue(UPLOAD_WORKERS, self.state.usable)

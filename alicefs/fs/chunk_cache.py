@@ -1,15 +1,17 @@
 """An on-disk cache of object-store data in `cache_dir/chunks`, bounded by `cache_size`.
 
-Reads of S3/GCS replicas go through it in 1 MiB chunks: a chunk is fetched with one ranged GET,
-kept as a file, and reused by every later read until it is evicted (least recently used
-first). Chunks are keyed by the object's version (content hash or change token), so a changed
-object never serves stale bytes. cachetools' LRUCache keeps the order and the byte count; its
-eviction deletes the chunk file. The index is rebuilt from the directory at start-up, so the
-cache survives remounts.
+Reads of S3/GCS replicas go through it in 1 MiB chunks: a chunk is fetched with one ranged GET
+or arrives from a sequential reader's stream (alicefs.fs.streams), is kept as a file, and
+serves every later read of it until it is evicted (least recently used first); a read takes
+only the bytes it asked for from the chunk's file. Chunks are keyed by the object's version
+(content hash or change token), so a changed object never serves stale bytes. cachetools'
+LRUCache keeps the order and the byte count; its eviction deletes the chunk file. The index
+is rebuilt from the directory at start-up, so the cache survives remounts.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -37,6 +39,7 @@ class ChunkCache:
     def __init__(self, directory: Path, max_bytes: int):
         self.directory = directory
         self._lock = threading.Lock()
+        self._nowait = True  # False once the cache's filesystem refused RWF_NOWAIT
         self._index = _ChunkIndex(directory, max(max_bytes, CHUNK_SIZE))
         if directory.is_dir():
             entries = sorted(os.scandir(directory), key=lambda e: e.stat().st_atime_ns)
@@ -51,20 +54,46 @@ class ChunkCache:
         raw = f"{location_id}\0{key}\0{version}\0{index}".encode()
         return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
-    def get(self, name: str) -> bytes | None:
-        """The chunk, or None when it is not cached (blocking: reads a file)."""
+    def contains(self, name: str) -> bool:
         with self._lock:
-            if name not in self._index:
+            return name in self._index
+
+    def read(self, name: str, start: int, length: int, *, wait: bool = True) -> bytes | None:
+        """`length` bytes from `start` of the chunk (fewer at its end), or None when it is not
+        cached. With `wait=False` (for the trio thread) the bytes come only from the page
+        cache, without blocking: None also when any of them would have to come from the
+        disk, or when the filesystem cannot tell."""
+        with self._lock:
+            size = self._index.get(name)
+            if size is None:
                 return None
-            self._index[name] = self._index[name]  # mark as recently used
+            self._index[name] = size  # mark as recently used
+        if not wait and not self._nowait:
+            return None
         try:
-            return (self.directory / name).read_bytes()
+            fd = os.open(self.directory / name, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             with self._lock:
                 self._index.pop(name, None)
             return None
+        try:
+            if wait:
+                return os.pread(fd, length, start)
+            buffer = bytearray(max(0, min(length, size - start)))
+            try:
+                count = os.preadv(fd, [buffer], start, os.RWF_NOWAIT)
+            except BlockingIOError:
+                return None
+            except OSError as exc:
+                if exc.errno != errno.EOPNOTSUPP:
+                    raise
+                self._nowait = False
+                return None
+            return bytes(buffer) if count == len(buffer) else None
+        finally:
+            os.close(fd)
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
         """Keep a chunk, evicting old ones beyond the size limit (blocking: writes a file)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         temp = self.directory / f"{name}.{threading.get_ident()}.tmp"

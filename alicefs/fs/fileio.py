@@ -20,12 +20,11 @@ from alicefs.backends.base import LocationUnavailableError, RetriesExhaustedErro
 from alicefs.fs.base import Handle, OperationsBase, fuse_error, fuse_errors
 from alicefs.fs.chunk_cache import CHUNK_SIZE, ChunkCache
 from alicefs.fs.namespace import STATUS_VIEW, FileNode, Replica
+from alicefs.fs.streams import STREAM_AFTER, ObjectStream, sequential, window_for
 from alicefs.rules import SpaceInfo
 from alicefs.transfer.journal import HANDOVER
 
 log = logging.getLogger(__name__)
-
-READ_AHEAD_CHUNKS = 4
 
 
 class FileIO(OperationsBase):
@@ -133,7 +132,8 @@ class FileIO(OperationsBase):
 
     async def _read_object(self, handle: Handle, node: FileNode, off: int, size: int
                            ) -> bytes:
-        """An object-store read, through the chunk cache, fetching ahead when sequential."""
+        """An object-store read, through the chunk cache; a sequential reader's chunks come
+        from its stream (alicefs.fs.streams), others' from ranged GETs."""
         location_id = handle.location_id
         replica = node.replicas.get(location_id)
         if replica is None:
@@ -144,40 +144,104 @@ class FileIO(OperationsBase):
             return b""
         version = replica.content_hash or f"{replica.size}:{replica.mtime_ns}"
         first, last = off // CHUNK_SIZE, (end - 1) // CHUNK_SIZE
-        parts = [await self.fetch_chunk(location_id, node.logical_path, version, index)
-                 for index in range(first, last + 1)]
-        if off == handle.next_offset and self.prefetch is not None:
-            for index in range(last + 1, last + 1 + READ_AHEAD_CHUNKS):
-                name = ChunkCache.name(location_id, node.logical_path, version, index)
-                if index * CHUNK_SIZE < replica.size and name not in self._prefetching:
-                    try:
-                        self.prefetch.send_nowait((location_id, node.logical_path, version,
-                                                   index))
-                    except trio.WouldBlock:
-                        break  # read-ahead is saturated: this read does not wait for it
-                    self._prefetching.add(name)
+        if handle.next_offset < 0 or not sequential(handle.next_offset, off):
+            handle.run_start = off
         handle.next_offset = end
-        start = off - first * CHUNK_SIZE
-        return b"".join(parts)[start:start + end - off]
+        stream = self._stream(handle, node.logical_path, replica, version, end, first)
+        parts = []
+        for index in range(first, last + 1):
+            base = index * CHUNK_SIZE
+            parts.append(await self._chunk_part(location_id, node.logical_path, version, index,
+                                                max(off, base) - base,
+                                                min(end, base + CHUNK_SIZE) - base, stream))
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def fetch_chunk(self, location_id: str, key: str, version: str, index: int) -> bytes:
+    async def _chunk_part(self, location_id: str, key: str, version: str, index: int,
+                          start: int, stop: int, stream: ObjectStream | None) -> bytes:
+        """Bytes `start` to `stop` of chunk `index`: from the cache (without a thread hop
+        when the page cache holds them), after waiting for the stream that is bringing it,
+        else fetched."""
+        if stream is not None and stream.serves(index):
+            stream.want(index)
+            await stream.arrival(index)
         cache = self.state.chunks
         name = ChunkCache.name(location_id, key, version, index)
-        data = await trio.to_thread.run_sync(cache.get, name) if cache else None
-        if data is None:
-            if not self.state.usable(location_id):
-                # Known to be down: fail now rather than wait out the retry deadline again.
-                raise OSError(errno.EIO, f"{self.state.location(location_id).name} is "
-                                         f"unreachable ({self.state.unavailable.get(location_id)})")
-            try:
-                data = await self._thread(location_id, self.state.backend(location_id).read,
-                                          key, index * CHUNK_SIZE, CHUNK_SIZE)
-            except (LocationUnavailableError, RetriesExhaustedError) as exc:
-                self.unreachable(location_id, exc)
-                raise
-            if cache is not None:
-                await trio.to_thread.run_sync(cache.put, name, data)
-        self._prefetching.discard(name)
+        if cache is not None and cache.contains(name):
+            data = cache.read(name, start, stop - start, wait=False)
+            if data is None:
+                data = await trio.to_thread.run_sync(cache.read, name, start, stop - start)
+            if data is not None:
+                return data
+        return (await self.fetch_chunk(location_id, key, version, index))[start:stop]
+
+    def _stream(self, handle: Handle, key: str, replica: Replica, version: str, end: int,
+                first: int) -> ObjectStream | None:
+        """The stream serving a read from chunk `first` to `end`: the handle's, or once the
+        handle has read STREAM_AFTER bytes in a row, one another handle started on the same
+        version or a new one from the first chunk not cached."""
+        current = handle.stream
+        if current is not None and current.near(first):
+            return current
+        cache = self.state.chunks
+        if (self._stream_nursery is None or cache is None
+                or end - handle.run_start < STREAM_AFTER):
+            return None
+        location_id = handle.location_id
+        assert location_id is not None
+        position = first
+        while (position * CHUNK_SIZE < replica.size
+               and cache.contains(ChunkCache.name(location_id, key, version, position))):
+            position += 1
+        if position * CHUNK_SIZE >= replica.size:
+            return None  # the rest is cached
+        stream = self._streams.get((location_id, key, version))
+        if stream is None or not stream.near(position):
+            stream = ObjectStream(location_id, key, version, replica.change_token, replica.size,
+                                  position, window_for(self.state.settings.cache_size))
+            self._streams[(location_id, key, version)] = stream
+            self._stream_nursery.start_soon(self._run_stream, stream)
+            log.debug("streaming %s from chunk %d", key, position)
+        if handle.stream is not stream:
+            self._leave_stream(handle)
+            stream.users += 1
+            handle.stream = stream
+        return stream
+
+    async def _run_stream(self, stream: ObjectStream) -> None:
+        tb = self.state.backends[stream.location_id]
+        chunks = self.state.chunks
+        assert chunks is not None
+        try:
+            await stream.run(tb.backend.open_stream, chunks, tb.limiter)
+        finally:
+            key = (stream.location_id, stream.key, stream.version)
+            if self._streams.get(key) is stream:
+                del self._streams[key]
+
+    def _leave_stream(self, handle: Handle) -> None:
+        """The handle no longer reads through its stream; the last one to leave ends it."""
+        stream, handle.stream = handle.stream, None
+        if stream is not None:
+            stream.users -= 1
+            if stream.users == 0:
+                stream.close()
+
+    async def fetch_chunk(self, location_id: str, key: str, version: str, index: int) -> bytes:
+        """Chunk `index` by one ranged GET, kept in the cache."""
+        if not self.state.usable(location_id):
+            # Known to be down: fail now rather than wait out the retry deadline again.
+            raise OSError(errno.EIO, f"{self.state.location(location_id).name} is "
+                                     f"unreachable ({self.state.unavailable.get(location_id)})")
+        try:
+            data = await self._thread(location_id, self.state.backend(location_id).read,
+                                      key, index * CHUNK_SIZE, CHUNK_SIZE)
+        except (LocationUnavailableError, RetriesExhaustedError) as exc:
+            self.unreachable(location_id, exc)
+            raise
+        cache = self.state.chunks
+        if cache is not None:
+            await trio.to_thread.run_sync(cache.put,
+                                          ChunkCache.name(location_id, key, version, index), data)
         return data
 
     @fuse_errors
@@ -302,6 +366,7 @@ class FileIO(OperationsBase):
     @fuse_errors
     async def release(self, fh: int) -> None:
         handle = self._handles.pop(fh)
+        self._leave_stream(handle)
         st: tuple[int, int, int] | None = None
         stale = False
         if handle.fd is not None:
@@ -364,15 +429,6 @@ class FileIO(OperationsBase):
                 await trio.to_thread.run_sync(os.close, fd, limiter=limiter)
             except Exception as exc:  # one failing close must never stop the service
                 log.warning("closing a file of %s: %s", location_id, exc)
-
-    async def read_ahead(self) -> None:
-        """Fetch the chunks sequential readers of object stores will ask for next."""
-        async with self._prefetch_queue.clone() as receive:
-            async for location_id, key, version, index in receive:
-                try:
-                    await self.fetch_chunk(location_id, key, version, index)
-                except Exception as exc:  # the read itself will retry, and report
-                    log.debug("read-ahead of %s: %s", key, exc)
 
 
 def read_cached(fd: int, size: int, off: int) -> memoryview:

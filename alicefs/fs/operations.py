@@ -23,8 +23,6 @@ from alicefs.fs.removing import Removing
 from alicefs.fs.renaming import Renaming
 from alicefs.fs.uploading import Uploading
 
-READ_AHEAD_WORKERS = 4
-
 
 class AliceOperations(DirectoryTimes, Lookups, FileIO, Uploading, Placement, Creating,
                       Removing, Renaming, Attributes, Metadata):
@@ -32,10 +30,10 @@ class AliceOperations(DirectoryTimes, Lookups, FileIO, Uploading, Placement, Cre
 
     async def run_background(self) -> None:
         """The workers of the filesystem's own queues, until cancelled: staged uploads,
-        re-placement of new files, closing descriptors, read-ahead (needs `background`)."""
+        re-placement of new files, closing descriptors, sequential readers' streams (needs
+        `background`)."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.uploads.run, self.upload_staged)
             nursery.start_soon(self.place_new_files)
             nursery.start_soon(self.close_descriptors)
-            for _ in range(READ_AHEAD_WORKERS):
-                nursery.start_soon(self.read_ahead)
+            self._stream_nursery = nursery

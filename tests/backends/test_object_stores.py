@@ -231,6 +231,26 @@ def test_s3_reader_refuses_an_object_replaced_while_it_is_read(s3_backend):
     assert info.value.errno == errno.ESTALE
 
 
+def test_a_stream_reads_one_version_from_an_offset_to_the_end(cloud):
+    """What a sequential reader of the mount is served by: S3 one GET, GCS large ranges."""
+    old, new = bytes(range(256)) * (40 * 1024), b"n" * (10 * MiB)
+    info = put(cloud.backend, "p/clip.mov", old).info
+    with cloud.backend.open_stream("p/clip.mov", 3 * MiB + 5, info.size,
+                                   info.change_token) as stream:
+        assert stream.read(MiB) == old[3 * MiB + 5:4 * MiB + 5]
+        rest = bytearray()
+        while chunk := stream.read(MiB):
+            rest += chunk
+    assert bytes(rest) == old[4 * MiB + 5:]
+    if cloud.kind == "gcs":
+        return  # the emulator ignores generation preconditions on reads (real GCS does not)
+    put(cloud.backend, "p/clip.mov", new, overwrite=True)
+    with pytest.raises(OSError) as refused, cloud.backend.open_stream(
+            "p/clip.mov", 0, info.size, info.change_token) as stream:
+        stream.read(MiB)
+    assert refused.value.errno == errno.ESTALE
+
+
 def test_s3_storage_class_is_applied(s3_server, s3_bucket):
     backend = S3Backend(s3_location(s3_server, s3_bucket, prefix=unique_prefix(),
                                     storage_class="STANDARD_IA"))
