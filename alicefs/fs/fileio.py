@@ -262,7 +262,8 @@ class FileIO(OperationsBase):
             handle.last_stat = None
         if handle.hasher is not None:
             if off == handle.hashed_upto:
-                handle.hasher.update(buf[:written])
+                # A view, not a slice: a slice would copy every write once more.
+                handle.hasher.update(memoryview(buf)[:written])
                 handle.hashed_upto += written
             else:
                 handle.hasher = None
