@@ -190,6 +190,10 @@ _MIGRATIONS: dict[int, list[str]] = {
             "value here) have no content: scans, which list regular files, leave their "
             "replicas alone and migrations do not move them.")),
     ],
+    8: _add_column("file_attrs", (
+        "atime_ns", "BIGINT",
+        "Access time as last set through the mount (utimensat), nanoseconds since the "
+        "epoch; NULL: shown as the modification time (the mount is noatime).")),
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -232,6 +236,7 @@ class PosixAttrs:
     gid: int
     symlink_target: bytes | None = None
     rdev: int | None = None  # set for special files (FIFO, socket, device) only
+    atime_ns: int | None = None  # as last set (utimensat); None: shown as the mtime
 
 
 @dataclass(frozen=True)
@@ -295,7 +300,7 @@ class JournalStart:
 
 _REPLICA_COLUMNS = ("location_id", "logical_path", "size", "mtime_ns", "content_hash", "inode",
                     "change_token", "state", "seen_at")
-_ATTR_COLUMNS = ("logical_path", "mode", "uid", "gid", "symlink_target", "rdev",
+_ATTR_COLUMNS = ("logical_path", "mode", "uid", "gid", "symlink_target", "rdev", "atime_ns",
                  "updated_at")
 _META_COLUMNS = ("logical_path", "category", "mime_type", "tags", "tags_source", "quality",
                  "quality_source", "tags_origin", "quality_origin", "updated_at")

@@ -126,8 +126,10 @@ def test_migration_from_schema_version_1_keeps_data(tmp_path):
         old._query("INSERT INTO replicas VALUES (?, 'p/a.png', 3, 4, 5, 'ff', 'present', 6.0)",
                    [loc.location_id])
     with Catalog(path) as new:
-        assert new.schema_version == SCHEMA_VERSION == 7
+        assert new.schema_version == SCHEMA_VERSION == 8
         assert new.all_posix_attrs() == {}
+        new.put_posix_attrs([PosixAttrs("p/a.png", 0o100600, 1, 2, atime_ns=7)])
+        assert new.all_posix_attrs()["p/a.png"].atime_ns == 7
         assert new.last_scans() == {}
         [replica] = new.replicas()
         assert replica == Replica(loc.location_id, "p/a.png", 3, 4, "ff", 5, None, "present", 6.0)

@@ -99,7 +99,7 @@ class Attributes(OperationsBase):
             node.mode = (node.mode & ~0o7777) | mode
         if owner is not None:
             node.uid, node.gid = owner
-        if mode is not None or owner is not None:
+        if mode is not None or owner is not None or fields.update_atime:
             self._record_attrs(node)
         if times is not None and primary is not None:
             if self.state.local(primary) is None and not node.is_special:

@@ -344,7 +344,7 @@ class OperationsBase(pyfuse3.Operations):
         special = node.is_special and not node.is_symlink
         self.state.queue.put_attrs(PosixAttrs(node.logical_path, node.mode, node.uid, node.gid,
                                               node.symlink_target,
-                                              node.rdev if special else None))
+                                              node.rdev if special else None, node.atime_ns))
 
     def record(self, node: FileNode, location_id: str, *, inode: int | None = None) -> None:
         replica = node.replicas[location_id]

@@ -192,6 +192,7 @@ def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
         node.mode, node.uid, node.gid = kind | stat.S_IMODE(attrs.mode), attrs.uid, attrs.gid
         node.symlink_target = attrs.symlink_target
         node.rdev = attrs.rdev or 0
+        node.atime_ns = attrs.atime_ns
         if attrs.rdev is not None:
             node.category, node.mime_type = "other", "inode/special"
         if attrs.symlink_target is not None:

@@ -617,6 +617,26 @@ def test_modes_owners_and_symbolic_links_survive_a_remount(mount_factory):
     assert os.stat(fs.projects / "k" / "renamed.png").st_mode & 0o7777 == 0o600
 
 
+def test_an_access_time_set_through_the_mount_survives_renames_and_remounts(mount_factory):
+    """The mount is noatime: an atime is what utimensat last set, kept in the catalog (an
+    object store has nowhere else to keep it, and a disk's own atime moves with scans)."""
+    fs = mount_factory(TIERS)
+    (fs.projects / "t").mkdir()
+    (fs.projects / "t" / "shot.png").write_bytes(b"png")
+    atime, mtime = 1_600_000_000_123_456_789, 1_700_000_000_987_654_321
+    os.utime(fs.projects / "t" / "shot.png", ns=(atime, mtime))
+    (fs.projects / "t" / "later.png").write_bytes(b"png")
+    os.utime(fs.projects / "t" / "later.png", ns=(atime, mtime))
+    os.utime(fs.projects / "t" / "later.png", ns=(mtime, mtime))  # atime set again
+    fs.restart()
+    st = os.stat(fs.projects / "t" / "shot.png")
+    assert (st.st_atime_ns, st.st_mtime_ns) == (atime, mtime)
+    assert os.stat(fs.projects / "t" / "later.png").st_atime_ns == mtime
+    os.rename(fs.projects / "t" / "shot.png", fs.projects / "t" / "moved.png")
+    fs.restart()
+    assert os.stat(fs.projects / "t" / "moved.png").st_atime_ns == atime
+
+
 def test_locations_added_and_removed_while_mounted_show_at_once(mount_factory, tmp_path):
     fs = mount_factory(TIERS)
     archive = tmp_path / "archive"
