@@ -25,7 +25,7 @@ from alicefs.backends.objectstore import ObjectStoreBackend
 from alicefs.backends.threaded import ThreadedBackend
 from alicefs.catalog import Catalog, Replica
 from alicefs.hashing import hash_fd, hash_stream
-from alicefs.transfer.replace import info_of, still_there
+from alicefs.transfer.replace import info_of
 
 if TYPE_CHECKING:
     from alicefs.migrate.plan import CatalogFile
@@ -44,9 +44,12 @@ def hash_as_cataloged(backend: Backend, replica: Replica) -> str | None:
             if exc.errno == errno.ESTALE or isinstance(exc, FileNotFoundError):
                 return None
             raise
-    if not still_there(backend, replica.logical_path, info_of(replica)):
+    try:
+        stream = backend.open_read(replica.logical_path)
+    except FileNotFoundError:
         return None
-    with backend.open_read(replica.logical_path) as stream:
+    with stream:
+        # The file opened must be the one cataloged, unchanged while it was read.
         before = os.fstat(stream.fileno())
         found = hash_fd(stream.fileno())
         after = os.fstat(stream.fileno())

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from alicefs.control import socket_address
 from tests.fs.conftest import MountedFS
 
 LONG = "n" * 256  # one byte over NAME_MAX
@@ -209,14 +210,10 @@ def _kind(path: Path) -> str:
 
 
 def _bind(path: Path) -> None:
-    """Bind a Unix socket at `path`, named relative to its directory: a test's temporary
-    directory can be deeper than AF_UNIX's 108-byte addresses allow."""
-    directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
-    try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.bind(f"/proc/self/fd/{directory}/{path.name}")
-    finally:
-        os.close(directory)
+    """Bind a Unix socket at `path` (a test's temporary directory can be deeper than
+    AF_UNIX's 108-byte addresses allow: the address the mount's control socket uses)."""
+    with socket.socket(socket.AF_UNIX) as sock, socket_address(path) as address:
+        sock.bind(address)
 
 
 def _fifo_round_trip(path: Path) -> str:
