@@ -638,6 +638,21 @@ class Catalog:
                            "WHERE symlink_target IS NOT NULL OR rdev IS NOT NULL")
         return {row[0] for row in rows}
 
+    def hard_link_groups(self) -> list[tuple[str, int, list[str]]]:
+        """(location id, inode, logical paths) of the files several cataloged paths of a
+        local location share: hard links, or rows a scan has not yet corrected after an
+        inode number was reused (callers check the disk before they rely on it)."""
+        rows = self._query("""
+            SELECT location_id, inode, list(logical_path ORDER BY logical_path) FROM replicas
+            WHERE inode IS NOT NULL
+            GROUP BY location_id, inode HAVING count(*) > 1""")
+        return [(row[0], row[1], list(row[2])) for row in rows]
+
+    def hard_linked_paths(self) -> set[str]:
+        """Logical paths that share their file with another path on some location: hard
+        links, which migration leaves where they are (moving one name would split them)."""
+        return {path for _, _, paths in self.hard_link_groups() for path in paths}
+
     def all_posix_attrs(self) -> dict[str, PosixAttrs]:
         rows = self._query(f"SELECT {', '.join(_ATTR_COLUMNS[:-1])} FROM file_attrs")
         return {row[0]: PosixAttrs(*row) for row in rows}

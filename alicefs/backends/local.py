@@ -502,6 +502,26 @@ class LocalBackend(Backend):
         finally:
             os.close(old_fd)
 
+    def link(self, key: str, new_key: str) -> int:
+        """A hard link at `new_key` (parents as needed) to the file, link or special file at
+        `key` itself (never what a symbolic link points to); returns its st_ino.
+        FileExistsError if the name is taken."""
+        with self._in_parent(key, create=False) as (old_fd, old_name), \
+                self._in_parent(new_key, create=True) as (new_fd, new_name):
+            os.link(old_name, new_name, src_dir_fd=old_fd, dst_dir_fd=new_fd,
+                    follow_symlinks=False)
+            return os.stat(new_name, dir_fd=new_fd, follow_symlinks=False).st_ino
+
+    def linked_inode(self, key: str) -> int | None:
+        """The st_ino of what is at `key` itself (not followed), when it has several hard
+        links; None otherwise or when nothing is there."""
+        try:
+            with self._in_parent(key, create=False) as (dir_fd, name):
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return st.st_ino if st.st_nlink > 1 and not stat_mod.S_ISDIR(st.st_mode) else None
+
     @contextlib.contextmanager
     def _in_parent(self, key: str, create: bool) -> Iterator[tuple[int, str]]:
         """(checked descriptor of key's parent directory, key's last component)."""

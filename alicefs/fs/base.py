@@ -4,6 +4,7 @@ helpers that resolve inodes to files and record changes."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import logging
@@ -28,6 +29,7 @@ from alicefs.fs.namespace import (
     STATUS_VIEW,
     FileNode,
     location_view,
+    logical_path_of,
     type_view,
     view_path,
 )
@@ -261,7 +263,7 @@ class OperationsBase(pyfuse3.Operations):
             primary = self.state.primary(node)
             replica = node.replicas[primary] if primary else next(iter(node.replicas.values()))
         attr.st_mode = node.mode & ~0o222 if read_only and not node.is_special else node.mode
-        attr.st_nlink = 1
+        attr.st_nlink = self.ns.link_count(entry.vpath)
         attr.st_uid, attr.st_gid = node.uid, node.gid
         attr.st_rdev = node.rdev
         attr.st_size = len(node.symlink_target) if node.is_symlink else replica.size
@@ -342,27 +344,64 @@ class OperationsBase(pyfuse3.Operations):
 
     def _record_attrs(self, node: FileNode) -> None:
         special = node.is_special and not node.is_symlink
-        self.state.queue.put_attrs(PosixAttrs(node.logical_path, node.mode, node.uid, node.gid,
-                                              node.symlink_target,
-                                              node.rdev if special else None, node.atime_ns))
+        for path in self._names_synced(node):
+            self.state.queue.put_attrs(PosixAttrs(path, node.mode, node.uid, node.gid,
+                                                  node.symlink_target,
+                                                  node.rdev if special else None,
+                                                  node.atime_ns))
 
     def record(self, node: FileNode, location_id: str, *, inode: int | None = None) -> None:
+        names = self._names_synced(node)
         replica = node.replicas[location_id]
         now = time.time()
         state = "stale" if replica.state == "stale" else "present"
-        self.state.queue.put_replica(CatalogReplica(
-            location_id, node.logical_path, replica.size, replica.mtime_ns,
-            replica.content_hash, inode, replica.change_token, state, now))
+        if inode is None and len(names) > 1:
+            inode = self.ns.link_group(view_path(node.logical_path)).backing.get(location_id)
+        for path in names:
+            self.state.queue.put_replica(CatalogReplica(
+                location_id, path, replica.size, replica.mtime_ns, replica.content_hash,
+                inode, replica.change_token, state, now))
         # Older versions elsewhere stay in the catalog as they are: the sync process compares
         # hashes and brings them level (DESIGN.md §6).
 
     def _record_metadata(self, node: FileNode) -> None:
         """What the user set through xattrs is theirs: marked `user`, never overwritten by a
-        scan, and kept by migrations (metadata belongs to the logical path)."""
-        self.state.queue.put_metadata(FileMeta(
-            node.logical_path, node.category, node.mime_type, node.tags, "user",
-            node.quality, "user" if node.quality is not None else None))
+        scan, and kept by migrations (metadata belongs to the logical path; xattrs to the
+        file, so every hard link of it gets them)."""
         node.ctime_ns = time.time_ns()
+        for path in self._names_synced(node):
+            named = self.ns.files[view_path(path)]
+            self.state.queue.put_metadata(FileMeta(
+                path, named.category, named.mime_type, node.tags, "user", node.quality,
+                "user" if node.quality is not None else None))
+
+    def _linked(self, node: FileNode) -> bool:
+        """Whether the file has other hard links (names) in the mount."""
+        vpath = self._current_vpath(node)
+        return vpath is not None and self.ns.link_count(vpath) > 1
+
+    def _names_synced(self, node: FileNode) -> list[str]:
+        """The logical paths of `node` and of its other hard links, if any, whose in-memory
+        state is first made that of the name its inode stands for (operations through the
+        inode change only that name's node)."""
+        vpath = self._current_vpath(node)
+        group = self.ns.link_group(vpath) if vpath is not None else None
+        if group is None:
+            return [node.logical_path]
+        source = self.ns.files[self.ns.entry(self.ns.inode_of(PROJECTS_VIEW, vpath)).vpath]
+        for name in group.names:
+            twin = self.ns.files[name]
+            if twin is source:
+                continue
+            before = self.ns.views_of(name)
+            twin.replicas = {lid: dataclasses.replace(r) for lid, r in source.replicas.items()}
+            twin.mode, twin.uid, twin.gid, twin.rdev = (source.mode, source.uid, source.gid,
+                                                        source.rdev)
+            twin.ctime_ns, twin.atime_ns, twin.version = (source.ctime_ns, source.atime_ns,
+                                                          source.version)
+            twin.tags, twin.quality = source.tags, source.quality
+            self.ns.reindex(name, before)
+        return [logical_path_of(name) for name in sorted(group.names)]
 
     async def _db(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await trio.to_thread.run_sync(functools.partial(func, *args, **kwargs))

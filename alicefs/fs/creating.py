@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
 import os
 import stat
@@ -196,6 +198,73 @@ class Creating(OperationsBase):
         self.record(node, location_id)
         self._record_attrs(node)
         return self._attrs(self.ns.inode_of(PROJECTS_VIEW, vpath))
+
+    @fuse_errors
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        """Another name for a file whose copies are all in local locations: linked in each
+        of them, and the same inode in `projects/` (EXDEV when a copy is in S3/GCS or on a
+        location offline now, as between filesystems that cannot link)."""
+        async with self.tree_lock.shared():
+            return await self._link(inode, new_parent_inode, new_name)
+
+    async def _link(self, inode: int, new_parent_inode: int, new_name: bytes
+                    ) -> pyfuse3.EntryAttributes:
+        view, vpath, node = self._file(inode)
+        new_view, _ = self._child(new_parent_inode, new_name)
+        self._writable_view(new_view)
+        if view != PROJECTS_VIEW:
+            raise fuse_error(errno.EXDEV)
+        new_vpath = self._new_file_name(new_parent_inode, new_name)
+        holders = [lid for lid, r in node.replicas.items() if r.state != "missing"]
+        if not holders or any(self.state.local(lid) is None or not self.state.usable(lid)
+                              or node.replicas[lid].staged is not None for lid in holders):
+            raise fuse_error(errno.EXDEV)
+        new_logical = logical_path_of(new_vpath)
+        async with self.lock_for(node):
+            if self._current_vpath(node) != vpath:
+                raise fuse_error(errno.ENOENT)  # renamed or removed while it waited
+            if self._exists(PROJECTS_VIEW, new_vpath) is not None:
+                raise fuse_error(errno.EEXIST)
+            backing: dict[str, int] = {}
+            try:
+                for location_id in holders:
+                    backing[location_id] = await self._thread(
+                        location_id, self.state.local(location_id).link, node.logical_path,
+                        new_logical)
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    for location_id in backing:
+                        await self._thread(location_id, _remove_name,
+                                           self.state.local(location_id), new_logical,
+                                           node.is_special)
+                raise
+            now = time.time_ns()
+            if stat.S_ISREG(node.mode):
+                media = classify_name(new_logical)
+                category, mime_type = media.category, media.mime_type
+            else:
+                category, mime_type = node.category, node.mime_type
+            twin = FileNode(new_logical, {lid: dataclasses.replace(node.replicas[lid])
+                                          for lid in holders},
+                            category, mime_type, node.tags, node.quality, node.mode, node.uid,
+                            node.gid, now, node.symlink_target, node.rdev, node.atime_ns,
+                            node.version)
+            node.ctime_ns = now  # its link count changed
+            self.ns.add_file(twin)
+            self.ns.add_link(vpath, new_vpath, backing)
+            for location_id in holders:
+                self.record(node, location_id)
+            self._record_attrs(node)
+            if node.tags or node.quality is not None:
+                self._record_metadata(node)
+        return self._attrs(inode)
+
+
+def _remove_name(local: Any, key: str, special: bool) -> None:
+    """Undo a hard link just made at `key` (the file keeps its other names)."""
+    with contextlib.suppress(FileNotFoundError):
+        (local.remove_special if special else local.delete)(key)
 
 
 def _owner_if_root(ctx: pyfuse3.RequestContext) -> tuple[int, int] | None:

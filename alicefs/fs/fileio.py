@@ -256,8 +256,9 @@ class FileIO(OperationsBase):
             written, handle.last_stat = await self._thread(handle.location_id, _pwrite_stat,
                                                            handle.fd, buf, off)
         except OSError as exc:
-            if exc.errno != errno.ENOSPC or handle.staged is not None:
-                raise
+            if exc.errno != errno.ENOSPC or handle.staged is not None or \
+                    self._linked(node):
+                raise  # a hard-linked file cannot move without its other names
             written = await self._write_elsewhere(handle, node, off, buf)
             handle.last_stat = None
         if handle.hasher is not None:

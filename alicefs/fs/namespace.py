@@ -117,6 +117,15 @@ class Entry:
 
 
 @dataclass
+class LinkGroup:
+    """The names of a file with several hard links: projects paths that share one inode
+    number (in `projects/`), and the inode the file has on each local location holding it."""
+
+    names: set[str]
+    backing: dict[str, int]  # location id -> st_ino there
+
+
+@dataclass
 class DirNode:
     children: set[str] = field(default_factory=set)
     explicit: bool = False  # made with mkdir: kept when empty
@@ -138,6 +147,7 @@ class Namespace:
         self.dirs: dict[str, dict[str, DirNode]] = {}  # view -> vpath -> directory
         self._inodes: dict[tuple[str, str], int] = {}
         self._entries: dict[int, Entry] = {}
+        self._links: dict[int, LinkGroup] = {}  # projects-view inode -> its names, if several
         self._next_inode = ROOT_INODE
         self._fixed: dict[str, list[str]] = {}
         self.inode_of("", "")  # ROOT_INODE
@@ -173,10 +183,66 @@ class Namespace:
             target = new + vp[len(old):]
             del self._inodes[(view, vp)]
             stale = self._inodes.pop((view, target), None)
-            if stale is not None:
+            if stale is not None and not self._drop_name(view, stale, target):
                 del self._entries[stale]
             self._inodes[(view, target)] = inode
+            group = self._links.get(inode) if view == PROJECTS_VIEW else None
+            if group is not None:
+                group.names.discard(vp)
+                group.names.add(target)
+                if self._entries[inode].vpath != vp:
+                    continue  # the inode stands for another of its names
             self._entries[inode] = Entry(view, target)
+
+    # -- hard links ---------------------------------------------------------------------
+
+    def add_link(self, vpath: str, new_vpath: str, backing: dict[str, int]) -> None:
+        """`new_vpath` (a file already added) is another name of the file at `vpath`: from
+        now on both have its projects inode. `backing`: the file's st_ino per location."""
+        inode = self.inode_of(PROJECTS_VIEW, vpath)
+        own = self._inodes.pop((PROJECTS_VIEW, new_vpath), None)
+        if own is not None and own != inode and not self._drop_name(PROJECTS_VIEW, own,
+                                                                     new_vpath):
+            del self._entries[own]
+        self._inodes[(PROJECTS_VIEW, new_vpath)] = inode
+        group = self._links.setdefault(inode, LinkGroup({vpath}, {}))
+        group.names.add(new_vpath)
+        group.backing.update(backing)
+
+    def link_group(self, vpath: str) -> LinkGroup | None:
+        inode = self._inodes.get((PROJECTS_VIEW, vpath))
+        return None if inode is None else self._links.get(inode)
+
+    def link_count(self, vpath: str) -> int:
+        group = self.link_group(vpath)
+        return 1 if group is None else len(group.names)
+
+    def other_names(self, vpath: str) -> list[str]:
+        group = self.link_group(vpath)
+        return [] if group is None else sorted(group.names - {vpath})
+
+    def split_link(self, vpath: str) -> None:
+        """`vpath` is no longer a hard link of the others (replaced behind the mount's
+        back): it gets an inode of its own."""
+        inode = self._inodes.get((PROJECTS_VIEW, vpath))
+        if inode is None or inode not in self._links:
+            return
+        self._drop_name(PROJECTS_VIEW, inode, vpath)
+        del self._inodes[(PROJECTS_VIEW, vpath)]
+        self.inode_of(PROJECTS_VIEW, vpath)
+
+    def _drop_name(self, view: str, inode: int, vpath: str) -> bool:
+        """`vpath` no longer names the linked file `inode`: its inode stands for another of
+        the names (True), or nothing links it (False: the caller drops the inode)."""
+        group = self._links.get(inode) if view == PROJECTS_VIEW else None
+        if group is None:
+            return False
+        group.names.discard(vpath)
+        if self._entries[inode].vpath == vpath:
+            self._entries[inode] = Entry(view, min(group.names))
+        if len(group.names) < 2:
+            del self._links[inode]
+        return True
 
     # -- views --------------------------------------------------------------------------
 
@@ -271,7 +337,7 @@ class Namespace:
             self._unlink_from(view, vpath)
             if not keep_inode:
                 inode = self._inodes.pop((view, vpath), None)
-                if inode is not None:
+                if inode is not None and not self._drop_name(view, inode, vpath):
                     del self._entries[inode]
         return node
 

@@ -87,8 +87,9 @@ class Placement(OperationsBase):
         known (applications write `name.tmp` and rename it; rules on type and size need the
         final name). Moving it is cheap: it was just written."""
         node = self.ns.files.get(vpath)
-        if node is None or node.created_here is None or node.is_special:
-            return
+        if node is None or node.created_here is None or node.is_special or \
+                self._linked(node):
+            return  # hard links stay together where they are
         if self.open_for_writing(node):
             return  # still being written: looked at again on release
         current = node.created_here

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import logging
 import stat
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -50,8 +51,22 @@ class Removing(OperationsBase):
         self.forgotten.add(vpath)
         holders = replica_holders(node)
         reachable = [lid for lid in holders if self.state.usable(lid)]
+        linked = self.ns.link_count(vpath) > 1
+        if linked:
+            self._names_synced(node)  # the names left get what this one showed
+        inode = self.ns.inode_of(PROJECTS_VIEW, vpath)
         with self._owing(lid for lid in holders if lid not in reachable):
             await self._unlink_replicas(view, vpath, node, holders, reachable)
+        if linked:
+            # Another name of the file: its inode (and open handles) now stand for that one.
+            entry = self.ns.entry(inode)
+            if entry is not None and entry.vpath in self.ns.files:
+                source = self.ns.files[entry.vpath]
+                source.ctime_ns = time.time_ns()
+                self._names_synced(source)
+                for handle in self._handles.values():
+                    if handle.node is node:
+                        handle.node, handle.vpath = source, entry.vpath
 
     async def _unlink_replicas(self, view: str, vpath: str, node: FileNode,
                                holders: list[str], reachable: list[str]) -> None:

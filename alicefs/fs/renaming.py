@@ -58,6 +58,9 @@ class Renaming(OperationsBase):
             raise fuse_error(errno.EEXIST)
         if old == new:
             return
+        group = self.ns.link_group(old) if old_view == PROJECTS_VIEW else None
+        if group is not None and new in group.names:
+            return  # two names of one file: rename(2) does nothing
         if kind == "file" and "/" not in new:
             raise fuse_error(errno.EPERM)  # projects/ itself holds only projects (see create)
         if kind == "dir":

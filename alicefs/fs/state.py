@@ -115,6 +115,8 @@ def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> 
     namespace = Namespace({loc.location_id: loc.name for loc in locations}, uid, gid,
                           time.time_ns())
     load_namespace(namespace, catalog)
+    local = {lid: b for lid, b in reachable.items() if isinstance(b, LocalBackend)}
+    link_names(namespace, catalog.hard_link_groups(), local)
     state = MountState(settings, catalog, locations, backends, namespace,
                        CatalogQueue(catalog), options, unavailable,
                        chunks=ChunkCache(settings.cache_dir / "chunks", settings.cache_size),
@@ -201,6 +203,35 @@ def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
         namespace.add_file(node)
 
 
+def link_names(namespace: Namespace, groups: list[tuple[str, int, list[str]]],
+               local: dict[str, LocalBackend]) -> None:
+    """Give the names of each hard-linked file one inode again (catalog rows that share a
+    local location's inode, `Catalog.hard_link_groups`). Only what the disk confirms: every
+    name has its copies in the same locations, and in each of them all the names are one
+    file. Anything else shows as separate files (blocking: one lstat per name)."""
+    confirmed: dict[str, dict[str, int]] = {}  # logical path -> location id -> inode
+    for location_id, inode, paths in groups:
+        backend = local.get(location_id)
+        if backend is None:
+            continue
+        for path in paths:
+            if backend.linked_inode(path) == inode:
+                confirmed.setdefault(path, {})[location_id] = inode
+    by_file: dict[tuple[tuple[str, int], ...], list[str]] = {}
+    for path, inodes in confirmed.items():
+        by_file.setdefault(tuple(sorted(inodes.items())), []).append(path)
+    for file, paths in by_file.items():
+        backing = dict(file)
+        nodes = [namespace.files.get(view_path(path)) for path in paths]
+        if len(paths) < 2 or any(
+                node is None or {lid for lid, r in node.replicas.items()
+                                 if r.state != "missing"} != set(backing) for node in nodes):
+            continue
+        first, *others = sorted(paths)
+        for other in others:
+            namespace.add_link(view_path(first), view_path(other), backing)
+
+
 def refresh_free_space(state: MountState) -> None:
     """Free space of every usable location (blocking: statvfs; run in a worker thread)."""
     for loc in state.locations:
@@ -239,6 +270,7 @@ def apply_catalog_view(state: MountState, view: CatalogView, busy: set[str]) -> 
     Returns the number of changes."""
     namespace = state.namespace
     changes = 0
+    linked_changes: list[str] = []  # hard links whose replicas changed
     for logical, replicas in view.replicas.items():
         vpath = view_path(logical)
         if vpath in busy:
@@ -257,6 +289,7 @@ def apply_catalog_view(state: MountState, view: CatalogView, busy: set[str]) -> 
         if any(r.staged is not None for r in node.replicas.values()):
             continue  # newer content waits in a staging file: the catalog is behind
         before = namespace.views_of(vpath)
+        changed = False
         for location_id, replica in replicas.items():
             known = node.replicas.get(location_id)
             if known is None or (known.state != "stale" and (
@@ -266,5 +299,18 @@ def apply_catalog_view(state: MountState, view: CatalogView, busy: set[str]) -> 
                 node.version += 1
                 node.ctime_ns = max(node.ctime_ns, time.time_ns())  # changed on disk
                 changes += 1
+                changed = True
         namespace.reindex(vpath, before)
+        if changed and namespace.link_count(vpath) > 1:
+            linked_changes.append(vpath)
+    for vpath in linked_changes:
+        others = namespace.other_names(vpath)
+        if not busy.intersection(others) and any(
+                _versions(namespace.files[other].replicas)
+                != _versions(namespace.files[vpath].replicas) for other in others):
+            namespace.split_link(vpath)  # changed on disk unlike its other names: replaced
     return changes
+
+
+def _versions(replicas: dict[str, Replica]) -> dict[str, tuple[int, int]]:
+    return {lid: (r.size, r.mtime_ns) for lid, r in replicas.items() if r.state != "missing"}

@@ -8,6 +8,7 @@ Python API over both, awaited under trio.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -56,10 +57,13 @@ class MigrationResult:
         return tuple(o for o in self.outcomes if o.result == "failed")
 
 
-def load_files(catalog: Catalog) -> list[CatalogFile]:
+def load_files(catalog: Catalog, *, hard_links: bool = True) -> list[CatalogFile]:
     """Every cataloged file with content, with its replicas and metadata (blocking; bulk
-    reads). Symbolic links and special files made through the mount stay where they are."""
+    reads). Symbolic links and special files made through the mount stay where they are;
+    so do hard links, unless `hard_links` (sync brings their copies level)."""
     contentless = catalog.contentless_paths()
+    if not hard_links:
+        contentless |= catalog.hard_linked_paths()
     by_path: dict[str, list] = {}
     for replica in catalog.replicas():
         if replica.logical_path not in contentless:
@@ -142,11 +146,12 @@ class AutoMigrationService:
 
     async def compared_files(self, usable: frozenset[str], record_hashes: bool,
                              files: list[CatalogFile] | None = None) -> list[CatalogFile]:
-        """`files` (default: every cataloged file with content), with the hashes their
-        replicas need to be compared: without them, two replicas of one size could pass for
-        the same content."""
+        """`files` (default: every cataloged file with content that may move: no hard
+        links), with the hashes their replicas need to be compared: without them, two
+        replicas of one size could pass for the same content."""
         if files is None:
-            files = await trio.to_thread.run_sync(load_files, self.catalog)
+            files = await trio.to_thread.run_sync(
+                functools.partial(load_files, self.catalog, hard_links=False))
         hashed = await lazy_hash.hash_replicas(lazy_hash.to_compare(files, usable),
                                                self.backends)
         if record_hashes:

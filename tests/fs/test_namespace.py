@@ -31,7 +31,12 @@ def check(ns: Namespace) -> None:
                 assert child in tree or child in ns.files, child
     for (view, vpath), inode in ns._inodes.items():
         entry = ns.entry(inode)
-        assert (entry.view, entry.vpath) == (view, vpath)
+        group = ns.link_group(vpath) if view == PROJECTS_VIEW else None
+        if group is None:
+            assert (entry.view, entry.vpath) == (view, vpath)
+        else:  # hard links: the inode stands for one of the names
+            assert entry.view == view and vpath in group.names and entry.vpath in group.names
+            assert all(ns.inode_of(view, name) == inode for name in group.names)
 
 
 def test_view_paths_for_root_files():
@@ -111,4 +116,34 @@ def test_missing_replicas_leave_the_location_view():
     ns.reindex("p/x.png", before)
     assert ns.children(location_view("b"), "p") == []
     assert ns.children(location_view("a"), "p") == ["x.png"]
+    check(ns)
+
+
+def test_hard_links_share_an_inode_through_renames_and_removals():
+    ns = Namespace({"a": "ssd"}, 0, 0, 0)
+    ns.add_file(node("p/x.png"))
+    inode = ns.inode_of(PROJECTS_VIEW, "p/x.png")
+    ns.add_file(node("p/y.txt", "document"))
+    ns.add_link("p/x.png", "p/y.txt", {"a": 42})
+    ns.add_file(node("q/z.png"))
+    ns.add_link("p/x.png", "q/z.png", {"a": 42})
+    assert ns.inode_of(PROJECTS_VIEW, "q/z.png") == inode
+    assert ns.link_count("p/y.txt") == 3 and ns.other_names("p/x.png") == ["p/y.txt", "q/z.png"]
+    check(ns)
+    ns.rename_file("p/x.png", "p/w.png")  # the name the inode stands for moves with it
+    assert ns.entry(inode).vpath == "p/w.png" and ns.link_count("p/w.png") == 3
+    check(ns)
+    ns.remove_file("p/w.png")  # the inode now stands for another name
+    assert ns.entry(inode).vpath in ("p/y.txt", "q/z.png") and ns.link_count("q/z.png") == 2
+    check(ns)
+    ns.add_file(node("p/other.png"))
+    ns.rename_file("p/other.png", "p/y.txt")  # a name replaced by another file
+    assert ns.entry(inode).vpath == "q/z.png" and ns.link_count("q/z.png") == 1
+    assert ns.inode_of(PROJECTS_VIEW, "p/y.txt") != inode
+    check(ns)
+    ns.add_file(node("r/v.png"))
+    ns.add_link("q/z.png", "r/v.png", {"a": 42})
+    ns.split_link("q/z.png")  # replaced behind the mount's back
+    assert ns.link_count("r/v.png") == 1 and ns.entry(inode).vpath == "r/v.png"
+    assert ns.inode_of(PROJECTS_VIEW, "q/z.png") != inode
     check(ns)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from alicefs.control import socket_address
-from tests.fs.conftest import MountedFS
+from tests.fs.conftest import MountedFS, wait_for
 
 LONG = "n" * 256  # one byte over NAME_MAX
 
@@ -290,10 +290,51 @@ def case_permissions(d: Path) -> list[Callable[[], object]]:
             lambda: os.chown(d / "theirs", USER, 0), lambda: _owner(d / "theirs")]
 
 
+def _links(*paths: Path) -> str:
+    """Link counts, and whether the names are one file (one inode number)."""
+    found = [os.stat(p, follow_symlinks=False) for p in paths]
+    same = len({st.st_ino for st in found}) == 1
+    return f"nlink={[st.st_nlink for st in found]} {'one file' if same else 'separate'}"
+
+
+def _append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+def case_hard_links(d: Path) -> list[Callable[[], object]]:
+    seen: list[int] = []
+    a, b, sub = d / "a", d / "b", d / "sub"
+    return [lambda: _create(a, b"first"), lambda: _ctime_moved(a, seen),
+            lambda: os.link(a, b), lambda: _links(a, b), lambda: _ctime_moved(a, seen),
+            lambda: _append(b, b" second"), lambda: a.read_bytes().decode(),
+            lambda: os.chmod(a, 0o600), lambda: _kind(b), lambda: oct(os.stat(b).st_mode),
+            lambda: os.link(a, b), lambda: os.link(d / "missing", d / "c"),
+            lambda: os.link(d, d / "directory"), lambda: os.link(a, d / "missing" / "c"),
+            lambda: os.mkdir(sub), lambda: os.link(a, sub / "c"), lambda: _links(a, b, sub / "c"),
+            lambda: os.rename(a, b), lambda: sorted(os.listdir(d)).__repr__(),
+            lambda: os.rename(b, sub / "moved"), lambda: _links(a, sub / "moved", sub / "c"),
+            lambda: os.unlink(a), lambda: _links(sub / "moved", sub / "c"),
+            lambda: (sub / "moved").read_bytes().decode(),
+            lambda: _create(d / "other", b"other"), lambda: os.rename(d / "other", sub / "c"),
+            lambda: _links(sub / "moved"), lambda: (sub / "c").read_bytes().decode(),
+            lambda: os.truncate(sub / "moved", 3), lambda: _kind(sub / "moved"),
+            lambda: os.link(sub / "moved", d / "again"), lambda: _links(d / "again"),
+            lambda: (d / "again").read_bytes().decode(), lambda: os.unlink(sub / "moved"),
+            lambda: os.unlink(d / "again"), lambda: sorted(os.listdir(sub)).__repr__(),
+            lambda: os.symlink("target", d / "sym"),
+            lambda: os.link(d / "sym", d / "sym2", follow_symlinks=False),
+            lambda: _kind(d / "sym2"), lambda: _links(d / "sym", d / "sym2"),
+            lambda: os.readlink(d / "sym2"), lambda: os.mkfifo(d / "fifo"),
+            lambda: os.link(d / "fifo", d / "fifo2"), lambda: _links(d / "fifo", d / "fifo2"),
+            lambda: os.unlink(d / "fifo"), lambda: _kind(d / "fifo2"),
+            lambda: sorted(os.listdir(d)).__repr__()]
+
+
 CASES = [case_existing_names, case_paths_through_a_file, case_names_too_long, case_removing,
          case_renaming, case_open_flags, case_times, case_directory_owner_and_mode,
          case_directory_times_follow_entries, case_special_files,
-         case_ctime, case_permissions]
+         case_ctime, case_hard_links, case_permissions]
 
 
 @pytest.fixture(scope="module")
@@ -399,7 +440,7 @@ def test_same_results_when_files_live_in_an_object_store(cloud, tmp_path):
     mounted_root.mkdir()
     differences = {}
     for case in CASES:
-        if case is case_permissions:
+        if case in (case_permissions, case_hard_links):
             continue
         results = {}
         for name, root in (("native", native_root), ("mount", mounted_root)):
@@ -411,6 +452,47 @@ def test_same_results_when_files_live_in_an_object_store(cloud, tmp_path):
                 (i, n, m) for i, (n, m) in enumerate(zip(results["native"], results["mount"],
                                                          strict=True)) if n != m]
     assert differences == {}
+    # A file in S3/GCS cannot be linked, as between filesystems; what lives in the local
+    # location (a FIFO here) can.
+    (mounted_root / "data").write_bytes(b"in the store")
+    with pytest.raises(OSError) as refused:
+        os.link(mounted_root / "data", mounted_root / "data2")
+    assert refused.value.errno == errno.EXDEV
+    os.mkfifo(mounted_root / "fifo")
+    os.link(mounted_root / "fifo", mounted_root / "fifo2")
+    assert os.stat(mounted_root / "fifo2").st_nlink == 2
+
+
+def test_hard_links_last_and_stay_where_they_are(mount_factory):
+    """A link is made in every location holding the file; the names are one file (one
+    inode, writes through one seen through the other) after a remount too; migration
+    leaves them where they are (moving one name would split them); unlink drops a name."""
+    fs = mount_factory({"ssd": "priority: 100, rules: [{max_age_days: 30}]",
+                        "hdd": "priority: 50"})
+    k = fs.projects / "k"
+    k.mkdir()
+    (k / "a.png").write_bytes(b"image " * 1000)
+    (k / "single.png").write_bytes(b"alone " * 1000)
+    os.link(k / "a.png", k / "b.png")
+    old = time.time() - 40 * 86_400
+    for name in ("a.png", "single.png"):
+        os.utime(k / name, (old, old))
+    assert fs.ctl("migrate", "--move", "--no-progress").returncode == 0
+    assert sorted(os.listdir(fs.roots["hdd"] / "k")) == ["single.png"]
+    ssd = [os.stat(fs.roots["ssd"] / "k" / name) for name in ("a.png", "b.png")]
+    assert ssd[0].st_ino == ssd[1].st_ino and ssd[0].st_nlink == 2
+    fs.restart()
+    assert _links(k / "a.png", k / "b.png") == "nlink=[2, 2] one file"
+    _append(k / "b.png", b"more")
+    assert (k / "a.png").read_bytes() == b"image " * 1000 + b"more"
+    os.chmod(k / "b.png", 0o640)
+    assert stat.S_IMODE(os.stat(k / "a.png").st_mode) == 0o640
+    os.unlink(k / "a.png")
+    assert _links(k / "b.png") == "nlink=[1] one file"
+    assert sorted(os.listdir(fs.roots["ssd"] / "k")) == ["b.png"]
+    fs.restart()
+    assert (k / "b.png").read_bytes() == b"image " * 1000 + b"more"
+    assert stat.S_IMODE(os.stat(k / "b.png").st_mode) == 0o640
 
 
 def _deep_tree(top: Path) -> str:
@@ -445,3 +527,25 @@ def test_paths_longer_than_path_max(two_roots):
         (root / "deep").mkdir()
     assert _deep_tree(native / "deep") == "deep"
     assert _deep_tree(mounted / "deep") == "deep"
+
+
+def test_hard_links_made_or_broken_in_a_location(mount_factory):
+    """Links made on the disk show as one file from the next mount on (when the disk
+    confirms them); a name replaced on the disk behind the mount's back is a file of its
+    own as soon as a scan sees it, never a window onto its former twin."""
+    fs = mount_factory({"ssd": "priority: 100", "hdd": "priority: 50"})
+    k = fs.projects / "k"
+    k.mkdir()
+    (k / "a.png").write_bytes(b"shared")
+    disk = fs.roots["ssd"] / "k"
+    os.link(disk / "a.png", disk / "c.png")
+    assert fs.ctl("discover", "--no-progress").returncode == 0
+    fs.restart()
+    assert _links(k / "a.png", k / "c.png") == "nlink=[2, 2] one file"
+    (disk / "c.new").write_bytes(b"replaced on disk")
+    os.rename(disk / "c.new", disk / "c.png")
+    assert fs.ctl("discover", "--no-progress").returncode == 0
+    # The kernel keeps what a lookup told it for the entry timeout (1 s).
+    wait_for(lambda: (k / "c.png").read_bytes() == b"replaced on disk", timeout=5)
+    assert (k / "a.png").read_bytes() == b"shared"
+    assert _links(k / "a.png", k / "c.png") == "nlink=[1, 1] separate"
