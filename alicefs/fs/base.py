@@ -355,8 +355,12 @@ class OperationsBase(pyfuse3.Operations):
         replica = node.replicas[location_id]
         now = time.time()
         state = "stale" if replica.state == "stale" else "present"
-        if inode is None and len(names) > 1:
-            inode = self.ns.link_group(view_path(node.logical_path)).backing.get(location_id)
+        if len(names) > 1:
+            backing = self.ns.link_group(view_path(node.logical_path)).backing
+            if location_id in backing:
+                inode = backing[location_id] if inode is None else inode
+            else:  # a copy of this name only (an older version a rename brought along)
+                names = [node.logical_path]
         for path in names:
             self.state.queue.put_replica(CatalogReplica(
                 location_id, path, replica.size, replica.mtime_ns, replica.content_hash,
@@ -383,7 +387,8 @@ class OperationsBase(pyfuse3.Operations):
     def _names_synced(self, node: FileNode) -> list[str]:
         """The logical paths of `node` and of its other hard links, if any, whose in-memory
         state is first made that of the name its inode stands for (operations through the
-        inode change only that name's node)."""
+        inode change only that name's node): attributes, and the copies in the locations
+        where the names are linked (a name may have copies of its own elsewhere)."""
         vpath = self._current_vpath(node)
         group = self.ns.link_group(vpath) if vpath is not None else None
         if group is None:
@@ -394,7 +399,10 @@ class OperationsBase(pyfuse3.Operations):
             if twin is source:
                 continue
             before = self.ns.views_of(name)
-            twin.replicas = {lid: dataclasses.replace(r) for lid, r in source.replicas.items()}
+            for location_id in group.backing:
+                if location_id in source.replicas:
+                    twin.replicas[location_id] = dataclasses.replace(
+                        source.replicas[location_id])
             twin.mode, twin.uid, twin.gid, twin.rdev = (source.mode, source.uid, source.gid,
                                                         source.rdev)
             twin.ctime_ns, twin.atime_ns, twin.version = (source.ctime_ns, source.atime_ns,

@@ -216,16 +216,18 @@ class Creating(OperationsBase):
         if view != PROJECTS_VIEW:
             raise fuse_error(errno.EXDEV)
         new_vpath = self._new_file_name(new_parent_inode, new_name)
-        holders = [lid for lid, r in node.replicas.items() if r.state != "missing"]
-        if not holders or any(self.state.local(lid) is None or not self.state.usable(lid)
-                              or node.replicas[lid].staged is not None for lid in holders):
-            raise fuse_error(errno.EXDEV)
         new_logical = logical_path_of(new_vpath)
+        # Under the file's lock: a move of it (migration, re-placement) finishes first.
         async with self.lock_for(node):
             if self._current_vpath(node) != vpath:
                 raise fuse_error(errno.ENOENT)  # renamed or removed while it waited
             if self._exists(PROJECTS_VIEW, new_vpath) is not None:
                 raise fuse_error(errno.EEXIST)
+            holders = [lid for lid, r in node.replicas.items() if r.state != "missing"]
+            if not holders or any(self.state.local(lid) is None or not self.state.usable(lid)
+                                  or node.replicas[lid].staged is not None
+                                  for lid in holders):
+                raise fuse_error(errno.EXDEV)
             backing: dict[str, int] = {}
             try:
                 for location_id in holders:

@@ -69,6 +69,8 @@ class MountCoordinator(Coordinator):
             return "renamed or removed since it was planned"
         if self.ops.open_for_writing(node):
             return "open for writing: moved at the next run"
+        if self.ops.ns.link_count(view_path(entry.logical_path)) > 1:
+            return "hard-linked: stays where it is with its other names"
         if view_path(entry.logical_path) in self.ops.uploads.paths():
             return "waiting for its upload: moved at the next run"
         planned = [(entry.source_location_id, entry.size, entry.mtime_ns)]

@@ -175,12 +175,17 @@ class Removing(OperationsBase):
         """The file a rename replaced, where the renamed one has no copy: a regular file
         replaced by a regular file now holds an older version of the new name (stale,
         brought level by sync); anything else (a link or special file, or a file replaced by
-        one) is deleted, now or, for offline locations, when they are back (returned)."""
+        one, or a copy hard-linked to other names, which keep it) is deleted, now or, for
+        offline locations, when they are back (returned)."""
         offline = []
+        vpath = self._current_vpath(replaced)
+        group = self.ns.link_group(vpath) if vpath is not None else None
+        shared = group.backing if group is not None else {}
         for location_id, replica in replaced.replicas.items():
             if location_id in node.replicas or replica.state == "missing":
                 continue
-            if stat.S_ISREG(replaced.mode) and stat.S_ISREG(node.mode):
+            if stat.S_ISREG(replaced.mode) and stat.S_ISREG(node.mode) and \
+                    location_id not in shared:
                 if replica.state in ("present", "stale"):  # stale: older still, still there
                     node.replicas[location_id] = Replica(replica.size, replica.mtime_ns,
                                                          replica.content_hash, "stale",

@@ -1,8 +1,8 @@
-"""Several processes doing random namespace and data operations at once in one tree of a
-mount over two local locations, for a fixed time, 20 runs in a row: no operation fails
-with anything but the errors the races allow (ENOENT, EEXIST, ENOTEMPTY, ...), each
-process reads back what it wrote, a remount shows the same tree as before the unmount,
-and `rm -rf` then succeeds and leaves nothing on any location."""
+"""Several processes doing random namespace and data operations (hard links included) at
+once in one tree of a mount over two local locations, for a fixed time, 20 runs in a row:
+no operation fails with anything but the errors the races allow (ENOENT, EEXIST,
+ENOTEMPTY, ...), each process reads back what it wrote, a remount shows the same tree as
+before the unmount, and `rm -rf` then succeeds and leaves nothing on any location."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _work(top: Path, worker: int, seed: int, until: float) -> list[str]:
     while time.monotonic() < until:
         counter += 1
         op = rng.choice(["mkdir", "mkdir", "write", "write", "read", "unlink", "rename_dir",
-                         "rename_file", "rmdir", "truncate"])
+                         "rename_file", "rmdir", "truncate", "link"])
         directory = _random_dir(rng, top, 1 if op in ("rename_dir", "rmdir") else 0)
         name = f"w{worker}-{rng.choice(['x.png', 'y.txt', 'z.mp4'])}"
         try:
@@ -70,6 +70,9 @@ def _work(top: Path, worker: int, seed: int, until: float) -> list[str]:
                 os.rename(directory / name, target)
             elif op == "truncate":
                 os.truncate(directory / name, 0)
+            elif op == "link":
+                target = _random_dir(rng, top) / f"w{worker}-{rng.choice(['x.png', 'q.mp4'])}"
+                os.link(directory / name, target)
             else:
                 directory.rmdir()
         except OSError as exc:

@@ -549,3 +549,25 @@ def test_hard_links_made_or_broken_in_a_location(mount_factory):
     wait_for(lambda: (k / "c.png").read_bytes() == b"replaced on disk", timeout=5)
     assert (k / "a.png").read_bytes() == b"shared"
     assert _links(k / "a.png", k / "c.png") == "nlink=[1, 1] separate"
+
+
+def test_a_name_of_a_linked_file_replaced_by_a_rename(mount_factory):
+    """A file renamed over one name of a linked file, from another location: the name now
+    holds the renamed file everywhere, and the copy the old name had where the renamed
+    file has none is not kept as an older version of it (it is the other names' file,
+    and a write through them would change it)."""
+    fs = mount_factory({"ssd": "priority: 100", "hdd": "priority: 50"}, start=False)
+    (fs.roots["hdd"] / "k").mkdir()
+    (fs.roots["hdd"] / "k" / "a.mp4").write_bytes(b"renamed over")
+    fs.start()
+    k = fs.projects / "k"
+    (k / "one.png").write_bytes(b"linked")
+    os.link(k / "one.png", k / "two.png")
+    os.rename(k / "a.mp4", k / "two.png")
+    _append(k / "one.png", b" and written")
+    assert (k / "two.png").read_bytes() == b"renamed over"
+    assert _links(k / "one.png") == "nlink=[1] one file"
+    assert fs.ctl("discover", "--no-progress").returncode == 0
+    fs.restart()
+    assert (k / "two.png").read_bytes() == b"renamed over"
+    assert (k / "one.png").read_bytes() == b"linked and written"
