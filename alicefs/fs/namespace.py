@@ -210,6 +210,8 @@ class Namespace:
         group.backing.update(backing)
 
     def link_group(self, vpath: str) -> LinkGroup | None:
+        if not self._links:
+            return None  # the usual case, asked on every getattr and record
         inode = self._inodes.get((PROJECTS_VIEW, vpath))
         return None if inode is None else self._links.get(inode)
 
