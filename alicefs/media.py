@@ -105,9 +105,13 @@ def extension_of(name: str) -> str:
     return ext.lower() if ext != base else ""
 
 
+_MAJOR_CATEGORIES = {name: name for name in ("image", "video", "audio", "text")}
+
+
 def category_of(mime_type: str) -> str:
-    major = mime_type.split("/", 1)[0]
-    if major in ("image", "video", "audio", "text"):
+    # The constant, not the split's new string: every file in memory holds its category.
+    major = _MAJOR_CATEGORIES.get(mime_type.split("/", 1)[0])
+    if major is not None:
         return major
     if mime_type in _TEXT_LIKE:
         return "text"

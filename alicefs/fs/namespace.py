@@ -56,7 +56,7 @@ def logical_path_of(vpath: str) -> str:
     return vpath
 
 
-@dataclass
+@dataclass(slots=True)
 class Replica:
     """One location's copy, as the mount knows it."""
 
@@ -77,7 +77,7 @@ class Replica:
     unsent: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class FileNode:
     """A logical file: its replicas and what the views and xattrs show of it."""
 
@@ -108,7 +108,7 @@ class FileNode:
         return not stat.S_ISREG(self.mode)
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """What an inode stands for."""
 
@@ -116,7 +116,7 @@ class Entry:
     vpath: str  # "" for the root of a view
 
 
-@dataclass
+@dataclass(slots=True)
 class LinkGroup:
     """The names of a file with several hard links: projects paths that share one inode
     number (in `projects/`), and the inode the file has on each local location holding it."""
@@ -125,7 +125,7 @@ class LinkGroup:
     backing: dict[str, int]  # location id -> st_ino there
 
 
-@dataclass
+@dataclass(slots=True)
 class DirNode:
     children: set[str] = field(default_factory=set)
     explicit: bool = False  # made with mkdir: kept when empty
@@ -145,7 +145,9 @@ class Namespace:
         self.now_ns = now_ns
         self.files: dict[str, FileNode] = {}  # projects-view path -> file
         self.dirs: dict[str, dict[str, DirNode]] = {}  # view -> vpath -> directory
-        self._inodes: dict[tuple[str, str], int] = {}
+        # view -> view path -> inode (per view, not keyed by (view, path) tuples: a tuple per
+        # entry costs more than the entry at library scale)
+        self._inodes: dict[str, dict[str, int]] = {}
         self._entries: dict[int, Entry] = {}
         self._links: dict[int, LinkGroup] = {}  # projects-view inode -> its names, if several
         self._next_inode = ROOT_INODE
@@ -157,14 +159,17 @@ class Namespace:
     # -- inodes -----------------------------------------------------------------------
 
     def inode_of(self, view: str, vpath: str) -> int:
-        key = (view, vpath)
-        inode = self._inodes.get(key)
+        table = self._inodes.setdefault(view, {})
+        inode = table.get(vpath)
         if inode is None:
             inode = self._next_inode
             self._next_inode += 1
-            self._inodes[key] = inode
+            table[vpath] = inode
             self._entries[inode] = Entry(view, vpath)
         return inode
+
+    def _inode_table(self, view: str) -> dict[str, int]:
+        return self._inodes.setdefault(view, {})
 
     def entry(self, inode: int) -> Entry | None:
         return self._entries.get(inode)
@@ -172,20 +177,21 @@ class Namespace:
     def _move_inode(self, view: str, old: str, new: str, is_dir: bool) -> None:
         """The file or directory at `old` is now at `new`: it keeps its inode (and so do the
         entries below a directory; only that case scans the inode table)."""
+        table = self._inode_table(view)
         if is_dir:
             prefix = old + "/"
-            moves = [(vp, ino) for (v, vp), ino in self._inodes.items()
-                     if v == view and (vp == old or vp.startswith(prefix))]
+            moves = [(vp, ino) for vp, ino in table.items()
+                     if vp == old or vp.startswith(prefix)]
         else:
-            inode = self._inodes.get((view, old))
+            inode = table.get(old)
             moves = [] if inode is None else [(old, inode)]
         for vp, inode in moves:
             target = new + vp[len(old):]
-            del self._inodes[(view, vp)]
-            stale = self._inodes.pop((view, target), None)
+            del table[vp]
+            stale = table.pop(target, None)
             if stale is not None and not self._drop_name(view, stale, target):
                 del self._entries[stale]
-            self._inodes[(view, target)] = inode
+            table[target] = inode
             group = self._links.get(inode) if view == PROJECTS_VIEW else None
             if group is not None:
                 group.names.discard(vp)
@@ -200,11 +206,12 @@ class Namespace:
         """`new_vpath` (a file already added) is another name of the file at `vpath`: from
         now on both have its projects inode. `backing`: the file's st_ino per location."""
         inode = self.inode_of(PROJECTS_VIEW, vpath)
-        own = self._inodes.pop((PROJECTS_VIEW, new_vpath), None)
+        table = self._inode_table(PROJECTS_VIEW)
+        own = table.pop(new_vpath, None)
         if own is not None and own != inode and not self._drop_name(PROJECTS_VIEW, own,
                                                                      new_vpath):
             del self._entries[own]
-        self._inodes[(PROJECTS_VIEW, new_vpath)] = inode
+        table[new_vpath] = inode
         group = self._links.setdefault(inode, LinkGroup({vpath}, {}))
         group.names.add(new_vpath)
         group.backing.update(backing)
@@ -212,7 +219,7 @@ class Namespace:
     def link_group(self, vpath: str) -> LinkGroup | None:
         if not self._links:
             return None  # the usual case, asked on every getattr and record
-        inode = self._inodes.get((PROJECTS_VIEW, vpath))
+        inode = self._inode_table(PROJECTS_VIEW).get(vpath)
         return None if inode is None else self._links.get(inode)
 
     def link_count(self, vpath: str) -> int:
@@ -226,11 +233,12 @@ class Namespace:
     def split_link(self, vpath: str) -> None:
         """`vpath` is no longer a hard link of the others (replaced behind the mount's
         back): it gets an inode of its own."""
-        inode = self._inodes.get((PROJECTS_VIEW, vpath))
+        table = self._inode_table(PROJECTS_VIEW)
+        inode = table.get(vpath)
         if inode is None or inode not in self._links:
             return
         self._drop_name(PROJECTS_VIEW, inode, vpath)
-        del self._inodes[(PROJECTS_VIEW, vpath)]
+        del table[vpath]
         self.inode_of(PROJECTS_VIEW, vpath)
 
     def _drop_name(self, view: str, inode: int, vpath: str) -> bool:
@@ -326,8 +334,8 @@ class Namespace:
         if vpath in self.files:
             self.remove_file(vpath, keep_inode=True)
         self.files[vpath] = node
+        parent, name = _split(vpath)  # one string for the name in every view
         for view in self._views_of(vpath, node):
-            parent, name = _split(vpath)
             self._dir(view, parent).children.add(name)
         return vpath
 
@@ -338,7 +346,7 @@ class Namespace:
         for view in self._views_of(vpath, node):
             self._unlink_from(view, vpath)
             if not keep_inode:
-                inode = self._inodes.pop((view, vpath), None)
+                inode = self._inode_table(view).pop(vpath, None)
                 if inode is not None and not self._drop_name(view, inode, vpath):
                     del self._entries[inode]
         return node
@@ -373,8 +381,8 @@ class Namespace:
         if media is not None:
             node.category, node.mime_type = media
         self.files[new] = node
+        parent, name = _split(new)
         for view in self._views_of(new, node):
-            parent, name = _split(new)
             self._dir(view, parent).children.add(name)
         del replaced
 
@@ -429,7 +437,7 @@ class Namespace:
         if vpath in tree:
             del tree[vpath]
             self._unlink_from(view, vpath)
-        inode = self._inodes.pop((view, vpath), None)
+        inode = self._inode_table(view).pop(vpath, None)
         if inode is not None:
             del self._entries[inode]
 

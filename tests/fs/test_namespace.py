@@ -29,7 +29,8 @@ def check(ns: Namespace) -> None:
             for name in directory.children:
                 child = f"{vpath}/{name}" if vpath else name
                 assert child in tree or child in ns.files, child
-    for (view, vpath), inode in ns._inodes.items():
+    for view, vpath, inode in ((v, vp, i) for v, table in ns._inodes.items()
+                               for vp, i in table.items()):
         entry = ns.entry(inode)
         group = ns.link_group(vpath) if view == PROJECTS_VIEW else None
         if group is None:
