@@ -514,6 +514,19 @@ class Catalog:
             params.append(location_id)
         return [Replica(*row) for row in self._query(sql + " ORDER BY logical_path", params)]
 
+    def namespace_rows(self) -> tuple[list[tuple[Any, ...]], dict[str, tuple[Any, ...]]]:
+        """What the mount's namespace is built from, as plain rows (no object per row):
+        (location_id, logical_path, size, mtime_ns, content_hash, state, change_token) of
+        every replica, and logical path -> (category, mime_type, tags, quality)."""
+        with self._lock:
+            replicas = self._con.execute(
+                "SELECT location_id, logical_path, size, mtime_ns, content_hash, state, "
+                "change_token FROM replicas").fetchall()
+            metadata = {row[0]: row[1:] for row in self._con.execute(
+                "SELECT logical_path, category, mime_type, tags, quality FROM file_meta"
+            ).fetchall()}
+        return replicas, metadata
+
     def replica_index(self, location_id: str, object_store: bool,
                       trust_unhashed_objects: bool = False) -> ReplicaIndex:
         """What a rescan compares a listing against, loaded in bulk as plain tuples because it

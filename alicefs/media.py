@@ -7,6 +7,7 @@ photo formats, EXR, HEIC, AVIF); anything else falls back to `mimetypes`.
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import posixpath
 from dataclasses import dataclass
@@ -120,7 +121,12 @@ def category_of(mime_type: str) -> str:
 
 def classify_name(name: str) -> MediaType:
     """The media type a file's name implies; `other` with an octet-stream MIME when unknown."""
-    ext = extension_of(name)
+    return _media_of_extension(extension_of(name))
+
+
+@functools.lru_cache(maxsize=1024)
+def _media_of_extension(ext: str) -> MediaType:
+    # Cached: one MediaType (and one MIME string) per extension, however many files.
     mime = _MEDIA_EXTENSIONS.get(ext)
     if mime is None and ext:
         mime = mimetypes.types_map.get(ext) or mimetypes.common_types.get(ext)

@@ -339,6 +339,33 @@ class Namespace:
             self._dir(view, parent).children.add(name)
         return vpath
 
+    def add_files(self, nodes: Iterable[FileNode]) -> None:
+        """Add many files (a mount's start): as add_file, with each directory's sets looked
+        up once."""
+        type_views = {category: type_view(category) for category in CATEGORIES}
+        location_views = {lid: location_view(lid) for lid in self.locations}
+        sets: dict[str, dict[str, set[str]]] = {}  # parent -> view -> its children there
+        for node in nodes:
+            logical = node.logical_path
+            vpath = logical if "/" in logical else view_path(logical)
+            cut = vpath.rfind("/")
+            parent, name = vpath[:cut], vpath[cut + 1:]
+            if vpath in self.files:
+                self.remove_file(vpath, keep_inode=True)
+                sets.pop(parent, None)  # the removal may have pruned the directory
+            self.files[vpath] = node
+            children = sets.get(parent)
+            if children is None:
+                children = sets[parent] = {}
+            views = [PROJECTS_VIEW, type_views.get(node.category) or type_view(node.category)]
+            views += [location_views[lid] for lid, r in node.replicas.items()
+                      if r.state != "missing" and lid in location_views]
+            for view in views:
+                names = children.get(view)
+                if names is None:
+                    names = children[view] = self._dir(view, parent).children
+                names.add(name)
+
     def remove_file(self, vpath: str, keep_inode: bool = False) -> FileNode | None:
         node = self.files.pop(vpath, None)
         if node is None:

@@ -170,21 +170,31 @@ def forget_location(state: MountState, location_id: str) -> None:
 
 
 def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
-    metadata = catalog.all_metadata()
+    """Every cataloged file, from plain rows in bulk. Strings that repeat from row to row
+    (location ids, states, categories, MIME types) are kept once: each row brings its own
+    copy, and the namespace holds them for every file."""
+    rows, metadata = catalog.namespace_rows()
+    shared: dict[str, str] = {}
     nodes: dict[str, FileNode] = {}
-    for r in catalog.replicas():
-        node = nodes.get(r.logical_path)
+    for location_id, path, size, mtime_ns, content_hash, state, change_token in rows:
+        node = nodes.get(path)
         if node is None:
-            meta = metadata.get(r.logical_path)
-            media = classify_name(r.logical_path)
-            node = nodes[r.logical_path] = FileNode(
-                r.logical_path, {}, meta.category if meta else media.category,
-                meta.mime_type if meta else media.mime_type,
-                meta.tags if meta else (), meta.quality if meta else None,
-                stat.S_IFREG | 0o644, namespace.uid, namespace.gid, r.mtime_ns)
-        node.replicas[r.location_id] = Replica(r.size, r.mtime_ns, r.content_hash, r.state,
-                                               change_token=r.change_token)
-        node.ctime_ns = max(node.ctime_ns, r.mtime_ns)
+            meta = metadata.get(path)
+            if meta is None:
+                media = classify_name(path)
+                category, mime_type, tags, quality = media.category, media.mime_type, (), None
+            else:
+                category, mime_type, tags, quality = meta
+                category = shared.setdefault(category, category)
+                mime_type = shared.setdefault(mime_type, mime_type)
+            node = nodes[path] = FileNode(path, {}, category, mime_type, tuple(tags or ()), quality,
+                                          stat.S_IFREG | 0o644, namespace.uid, namespace.gid,
+                                          mtime_ns)
+        node.replicas[shared.setdefault(location_id, location_id)] = Replica(
+            size, mtime_ns, content_hash, shared.setdefault(state, state),
+            change_token=change_token)
+        node.ctime_ns = max(node.ctime_ns, mtime_ns)
+    del rows, metadata
     for path, attrs in catalog.all_posix_attrs().items():
         node = nodes.get(path)
         if node is None:
@@ -199,8 +209,7 @@ def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
             node.category, node.mime_type = "other", "inode/special"
         if attrs.symlink_target is not None:
             node.category, node.mime_type = "other", "inode/symlink"
-    for node in nodes.values():
-        namespace.add_file(node)
+    namespace.add_files(nodes.values())
 
 
 def link_names(namespace: Namespace, groups: list[tuple[str, int, list[str]]],

@@ -148,3 +148,22 @@ def test_hard_links_share_an_inode_through_renames_and_removals():
     assert ns.link_count("r/v.png") == 1 and ns.entry(inode).vpath == "r/v.png"
     assert ns.inode_of(PROJECTS_VIEW, "q/z.png") != inode
     check(ns)
+
+
+def test_adding_files_in_bulk_builds_what_adding_them_one_by_one_does():
+    def nodes() -> list[FileNode]:
+        return [node("p/a/x.png"), node("p/b/y.txt", "text", ("a", "b")), node("root.png"),
+                node("q/z.mp4", "video", ("b",)), node("p/a/w.png", "image", ("a", "gone")),
+                node("p/a/x.png", "image", ("b",)),  # a path again: replaces the first
+                node("q/z.mp4", "video", ("a",))]  # alone in its directory
+    one_by_one = Namespace({"a": "ssd", "b": "hdd"}, 0, 0, 0)
+    for n in nodes():
+        one_by_one.add_file(n)
+    bulk = Namespace({"a": "ssd", "b": "hdd"}, 0, 0, 0)
+    bulk.add_files(nodes())
+    check(bulk)
+    assert sorted(bulk.files) == sorted(one_by_one.files)
+    assert {view: {vp: sorted(d.children) for vp, d in tree.items()}
+            for view, tree in bulk.dirs.items()} == \
+        {view: {vp: sorted(d.children) for vp, d in tree.items()}
+         for view, tree in one_by_one.dirs.items()}
