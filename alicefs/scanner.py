@@ -404,7 +404,9 @@ class _LocationScan:
     bytes_to_read: int = 0
     files_read: int = 0
     bytes_read: int = 0
-    examined: list[Examined] = field(default_factory=list)
+    # key -> (media type, embedded XMP) of every file read: all _finish_metadata needs of
+    # it, kept small (a first discover reads every file of the location)
+    examined: dict[str, tuple[MediaType, XmpMetadata | None]] = field(default_factory=dict)
     pending_replicas: list[Replica] = field(default_factory=list)
 
     @property
@@ -508,7 +510,7 @@ class _LocationScan:
                 now = time.time()
                 for result in results:
                     info = result.info
-                    self.examined.append(result)
+                    self.examined[info.key] = (result.media, result.embedded)
                     self.files_read += 1
                     self.bytes_read += result.bytes_read
                     self.pending_replicas.append(Replica(
@@ -526,7 +528,7 @@ class _LocationScan:
     async def _finish_metadata(self, vanished: list[str]) -> None:
         """Media type, tags and quality of every file read, and of every file whose sidecar
         appeared, changed or vanished."""
-        examined = {e.info.key: e for e in self.examined}
+        examined = self.examined
         sidecars_changed = [k for k in examined if is_sidecar(k)]
         sidecars_changed += [k for k in vanished if is_sidecar(k)]
         if not examined and not sidecars_changed:
@@ -541,7 +543,7 @@ class _LocationScan:
                     break
             result = examined.get(key)
             if result is not None:
-                found.append((key, result.media, sidecar, result.embedded))
+                found.append((key, result[0], sidecar, result[1]))
                 continue
             embedded = None
             if (classify_name(key).category in XMP_CATEGORIES
