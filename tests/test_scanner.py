@@ -296,3 +296,19 @@ async def test_a_scan_uses_the_processes_open_backends_and_their_limits(library)
                                    backends=opened).discover_all_assets()
     assert stats.errors == {} and stats.files == 9
     assert calls["ssd"] > 0 and calls["hdd"] > 0
+
+
+async def test_metadata_is_stored_in_batches_with_nothing_left_out(library, monkeypatch):
+    """A first discover stores metadata a batch at a time (DuckDB keeps a transaction's rows
+    in memory): every file still gets its type, tags and ratings, sidecars included."""
+    monkeypatch.setattr("alicefs.scanner.WRITE_BATCH", 2)
+    catalog, registry, ssd, _ = library
+    write(ssd, "Sunset Project/renders/Final Shot.xmp", xmp(["stem-sidecar"], 5))
+    await scanner_for(catalog, registry).discover_all_assets()
+    meta = catalog.all_metadata()
+    assert set(meta) == {r.logical_path for r in catalog.replicas()
+                         if not r.logical_path.endswith(".xmp")}  # sidecars have none
+    assert meta["Sunset Project/renders/noext"].mime_type == "image/png"
+    assert meta["Sunset Project/clips/intro.mp4"].tags == ("intro",)
+    assert (meta["Sunset Project/renders/Final Shot.PNG"].tags,
+            meta["Sunset Project/renders/Final Shot.PNG"].quality) == (("stem-sidecar",), 5)
