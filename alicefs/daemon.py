@@ -335,8 +335,14 @@ class Mount:
             if result.error:
                 log.warning("scan of %s: %s", result.name, result.error)
         scanned = {s.location_id for s in stats.locations if not s.error}
-        view = await trio.to_thread.run_sync(read_catalog_view, state.catalog, scanned)
-        changes = apply_catalog_view(state, view, ops.busy_paths())
+        # Reading back the catalog walks every file: only where the scan changed something
+        # (the mount shows its own changes already).
+        changed = {s.location_id for s in stats.locations if not s.error and (
+            s.new_files or s.changed_files or s.missing_files or s.reappeared_files)}
+        changes = 0
+        if changed:
+            view = await trio.to_thread.run_sync(read_catalog_view, state.catalog, changed)
+            changes = apply_catalog_view(state, view, ops.busy_paths())
         for location_id in scanned:
             local = state.local(location_id)
             if local is not None:

@@ -75,6 +75,7 @@ class ScanStats:
     changed_files: int = 0
     unchanged_files: int = 0
     missing_files: int = 0
+    reappeared_files: int = 0  # cataloged as missing, listed again
     files_read: int = 0
     bytes_read: int = 0  # content bytes read: 0 on a rescan of an unchanged location
     seconds: float = 0.0
@@ -457,8 +458,8 @@ class _LocationScan:
             c.changed_files, len(vanished), self.bytes_read, self.force))
         await self.emitter.emit(self.progress("done"), force=True)
         return ScanStats(location.location_id, location.name, c.files, c.bytes, c.new_files,
-                         c.changed_files, c.unchanged_files, len(vanished), self.files_read,
-                         self.bytes_read)
+                         c.changed_files, c.unchanged_files, len(vanished),
+                         len(c.reappeared), self.files_read, self.bytes_read)
 
     async def _list(self, send_work: trio.MemorySendChannel[list[ObjectInfo]]) -> None:
         """List in a worker thread, handing batches back to trio as they fill."""

@@ -842,3 +842,33 @@ def test_older_copies_of_a_name_follow_it_through_renames_and_remounts(fs):
     assert (p / "c.mp4").read_bytes() == b"image two"
     assert (p / "a.mp4").read_bytes() == b"video v2"
     assert sorted(os.listdir(p)) == ["a.mp4", "c.mp4"]
+
+
+def test_a_file_back_on_disk_is_served_again_after_the_scan(mount_factory, tmp_path):
+    """A file that went missing and is back unchanged changes nothing but its state: the
+    scan at mount time still brings the mount level with it (a scan that changed nothing
+    else is not read back from the catalog)."""
+    fs = mount_factory({"ssd": ""}, start=False)
+    on_disk = fs.roots["ssd"] / "p" / "a.png"
+    on_disk.parent.mkdir()
+    on_disk.write_bytes(b"back again")
+    (on_disk.parent / "stays.png").write_bytes(b"an empty disk looks unplugged")
+    fs.start()
+    assert (fs.projects / "p" / "a.png").read_bytes() == b"back again"
+    fs.stop()
+    away = tmp_path / "away.png"
+    os.rename(on_disk, away)
+    fs.start()
+    wait_for(lambda: _scans(fs) == 2)  # the one at this mount marks it missing
+    with pytest.raises(OSError):
+        (fs.projects / "p" / "a.png").read_bytes()
+    fs.stop()
+    os.rename(away, on_disk)  # the same file: size, mtime and inode as cataloged
+    fs.start()
+    wait_for(lambda: _scans(fs) == 3)
+    assert (fs.projects / "p" / "a.png").read_bytes() == b"back again"
+
+
+def _scans(fs) -> int:
+    """Scans the mount finished, as its log tells."""
+    return fs.log.read_text().count(" INFO alicefs.daemon: scan: ")
