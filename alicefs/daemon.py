@@ -348,6 +348,7 @@ class Mount:
             if local is not None:
                 dirs = await trio.to_thread.run_sync(local.list_dirs)
                 state.namespace.add_existing_dirs(location_id, dirs)
+        await trio.to_thread.run_sync(state.catalog.release_memory)
         log.info("scan: %d files in %.1fs, %d changes shown", stats.files,
                  time.monotonic() - started, changes)
 

@@ -260,3 +260,27 @@ def test_a_scan_finding_the_older_version_of_a_stale_replica_keeps_it_stale(cata
     assert states == {"p/a.png": "stale", "p/b.png": "present"}
     catalog.put_replicas([rescanned])  # the mount writing the current version there
     assert {r.logical_path: r.state for r in catalog.replicas()}["p/a.png"] == "present"
+
+
+def test_namespace_rows_come_in_chunks_joined_with_metadata(tmp_path):
+    with Catalog(tmp_path / "c.duckdb") as catalog:
+        catalog.put_replicas([Replica("loc", f"p/{i}.png", i, i, None) for i in range(5)])
+        catalog.put_metadata([FileMeta("p/1.png", "image", "image/png", ("tagged",), "user", 4,
+                                       "user")])
+        chunks = list(catalog.namespace_rows(chunk=2))
+        assert [len(rows) for rows in chunks] == [2, 2, 1]
+        rows = {row[1]: row for rows in chunks for row in rows}
+        assert rows["p/1.png"][7:] == ("image", "image/png", ["tagged"], 4)
+        assert rows["p/0.png"][7:] == (None, None, None, None)
+
+
+def test_released_memory_leaves_the_catalog_working_and_its_limit_as_it_was(tmp_path):
+    with Catalog(tmp_path / "c.duckdb") as catalog:
+        limit = catalog._con.execute("SELECT current_setting('memory_limit')").fetchone()
+        catalog.put_replicas([Replica("loc", f"p/{i}.png", i, i, None) for i in range(1000)])
+        assert sum(len(rows) for rows in catalog.namespace_rows()) == 1000
+        catalog.release_memory()
+        assert catalog._con.execute("SELECT current_setting('memory_limit')").fetchone() == \
+            limit
+        catalog.put_replicas([Replica("loc", "p/after.png", 1, 1, None)])
+        assert len(catalog.replicas()) == 1001

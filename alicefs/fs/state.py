@@ -117,6 +117,7 @@ def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> 
     load_namespace(namespace, catalog)
     local = {lid: b for lid, b in reachable.items() if isinstance(b, LocalBackend)}
     link_names(namespace, catalog.hard_link_groups(), local)
+    catalog.release_memory()
     state = MountState(settings, catalog, locations, backends, namespace,
                        CatalogQueue(catalog), options, unavailable,
                        chunks=ChunkCache(settings.cache_dir / "chunks", settings.cache_size),
@@ -173,28 +174,26 @@ def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
     """Every cataloged file, from plain rows in bulk. Strings that repeat from row to row
     (location ids, states, categories, MIME types) are kept once: each row brings its own
     copy, and the namespace holds them for every file."""
-    rows, metadata = catalog.namespace_rows()
     shared: dict[str, str] = {}
     nodes: dict[str, FileNode] = {}
-    for location_id, path, size, mtime_ns, content_hash, state, change_token in rows:
-        node = nodes.get(path)
-        if node is None:
-            meta = metadata.get(path)
-            if meta is None:
-                media = classify_name(path)
-                category, mime_type, tags, quality = media.category, media.mime_type, (), None
-            else:
-                category, mime_type, tags, quality = meta
-                category = shared.setdefault(category, category)
-                mime_type = shared.setdefault(mime_type, mime_type)
-            node = nodes[path] = FileNode(path, {}, category, mime_type, tuple(tags or ()), quality,
-                                          stat.S_IFREG | 0o644, namespace.uid, namespace.gid,
-                                          mtime_ns)
-        node.replicas[shared.setdefault(location_id, location_id)] = Replica(
-            size, mtime_ns, content_hash, shared.setdefault(state, state),
-            change_token=change_token)
-        node.ctime_ns = max(node.ctime_ns, mtime_ns)
-    del rows, metadata
+    for rows in catalog.namespace_rows():
+        for (location_id, path, size, mtime_ns, content_hash, state, change_token, category,
+             mime_type, tags, quality) in rows:
+            node = nodes.get(path)
+            if node is None:
+                if category is None:
+                    media = classify_name(path)
+                    category, mime_type = media.category, media.mime_type
+                else:
+                    category = shared.setdefault(category, category)
+                    mime_type = shared.setdefault(mime_type, mime_type)
+                node = nodes[path] = FileNode(path, {}, category, mime_type, tuple(tags or ()),
+                                              quality, stat.S_IFREG | 0o644, namespace.uid,
+                                              namespace.gid, mtime_ns)
+            node.replicas[shared.setdefault(location_id, location_id)] = Replica(
+                size, mtime_ns, content_hash, shared.setdefault(state, state),
+                change_token=change_token)
+            node.ctime_ns = max(node.ctime_ns, mtime_ns)
     for path, attrs in catalog.all_posix_attrs().items():
         node = nodes.get(path)
         if node is None:
