@@ -54,7 +54,7 @@ class Removing(OperationsBase):
         linked = self.ns.link_count(vpath) > 1
         if linked:
             self._names_synced(node)  # the names left get what this one showed
-        inode = self.ns.inode_of(PROJECTS_VIEW, vpath)
+            inode = self.ns.inode_of(PROJECTS_VIEW, vpath)
         with self._owing(lid for lid in holders if lid not in reachable):
             await self._unlink_replicas(view, vpath, node, holders, reachable)
         if linked:

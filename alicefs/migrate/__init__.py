@@ -61,12 +61,12 @@ def load_files(catalog: Catalog, *, hard_links: bool = True) -> list[CatalogFile
     """Every cataloged file with content, with its replicas and metadata (blocking; bulk
     reads). Symbolic links and special files made through the mount stay where they are;
     so do hard links, unless `hard_links` (sync brings their copies level)."""
-    contentless = catalog.contentless_paths()
+    staying = catalog.contentless_paths()
     if not hard_links:
-        contentless |= catalog.hard_linked_paths()
+        staying |= catalog.hard_linked_paths()
     by_path: dict[str, list] = {}
     for replica in catalog.replicas():
-        if replica.logical_path not in contentless:
+        if replica.logical_path not in staying:
             by_path.setdefault(replica.logical_path, []).append(replica)
     meta = catalog.all_metadata()
     return [CatalogFile(path, tuple(replicas), meta.get(path))
