@@ -23,6 +23,7 @@ from alicefs import cli, control
 from alicefs.catalog import Catalog
 from alicefs.config import Settings
 from alicefs.errors import UsageError
+from alicefs.fs.kernel_cache import KernelCache
 from alicefs.fs.namespace import view_path
 from alicefs.fs.operations import AliceOperations
 from alicefs.fs.state import (
@@ -141,6 +142,10 @@ class Mount:
             unmounted_by_us = False
             try:
                 async with trio.open_nursery() as nursery:
+                    # Only once the session exists: invalidations are written to it.
+                    self.kernel_cache = KernelCache(state.namespace)
+                    state.namespace.observer = ops.kernel_cache = self.kernel_cache
+                    nursery.start_soon(self.kernel_cache.run)
                     nursery.start_soon(self._serve, nursery)
                     await trio.to_thread.run_sync(tune_readahead, self.mountpoint)
                     nursery.start_soon(self._flush_loop, state)
@@ -167,6 +172,7 @@ class Mount:
                     unmounted_by_us = await self._wait_for_signal_or_unmount(nursery, ready,
                                                                              ops)
             finally:
+                state.namespace.observer = ops.kernel_cache = None
                 await trio.to_thread.run_sync(state.queue.flush)
                 pyfuse3.close(unmount=unmounted_by_us)
         finally:
@@ -349,6 +355,7 @@ class Mount:
                 dirs = await trio.to_thread.run_sync(local.list_dirs)
                 state.namespace.add_existing_dirs(location_id, dirs)
         await trio.to_thread.run_sync(state.catalog.release_memory)
+        await self.kernel_cache.settled()
         log.info("scan: %d files in %.1fs, %d changes shown", stats.files,
                  time.monotonic() - started, changes)
 
@@ -362,6 +369,7 @@ class Mount:
             try:
                 await trio.to_thread.run_sync(state.queue.flush)
                 result = await run()
+                await self.kernel_cache.settled()
             except Exception:
                 log.exception("scheduled %s failed", what)
                 continue
@@ -416,6 +424,7 @@ class Mount:
                     cli.run, argv, stdout=stdout, stderr=stderr, cwd=cwd,
                     settings=self.settings, host=host))
                 await self._after_command(state, ops)
+                await self.kernel_cache.settled()
             except Exception:
                 log.exception("control command %s failed", argv)
                 code = cli.EXIT_INTERNAL
@@ -442,14 +451,14 @@ class Mount:
                     state.backends[location_id] = backend
                 if why is not None:
                     state.unavailable[location_id] = why
-                state.locations.append(loc)
+                state.set_locations([*state.locations, loc])
             log.info("location %s added", loc.name)
         for location_id in known - set(locations):
             if location_id in state.namespace.locations:
                 forget_location(state, location_id)
                 log.info("location %s removed", state.location(location_id).name)
         current = [locations.get(loc.location_id, loc) for loc in state.locations]
-        state.locations[:] = by_preference(current)
+        state.set_locations(by_preference(current))
         for loc in state.locations:
             if loc.location_id in locations:
                 state.namespace.add_location(loc.location_id, loc.name)

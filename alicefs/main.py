@@ -27,7 +27,7 @@ from alicefs import __version__
 from alicefs.config import default_config_path, load_settings
 from alicefs.daemon import Mount, check_mountpoint, configure_logging, pid_file
 from alicefs.errors import EXIT_USAGE, AliceError, ConfigError, UsageError
-from alicefs.fs.state import MountOptions
+from alicefs.fs.state import CACHE_TIMEOUT, MountOptions
 from alicefs.humanize import human_bytes
 
 log = logging.getLogger("alicefs")
@@ -59,8 +59,8 @@ def parse_mount_options(text: list[str]) -> tuple[MountOptions, dict[str, str]]:
                          "entry_timeout=SECONDS, attr_timeout=SECONDS, config=PATH)")
     try:
         options = MountOptions(
-            entry_timeout=float(values.get("entry_timeout", 1.0)),
-            attr_timeout=float(values.get("attr_timeout", 1.0)),
+            entry_timeout=float(values.get("entry_timeout", CACHE_TIMEOUT)),
+            attr_timeout=float(values.get("attr_timeout", CACHE_TIMEOUT)),
             xattrs="noxattr" not in values,
             allow_other="allow_other" in values,
         )

@@ -23,6 +23,7 @@ import trio
 from alicefs.backends.base import MAX_NAME_BYTES
 from alicefs.catalog import FileMeta, PosixAttrs
 from alicefs.catalog import Replica as CatalogReplica
+from alicefs.fs.kernel_cache import KernelCache
 from alicefs.fs.migration import MountCoordinator
 from alicefs.fs.namespace import (
     PROJECTS_VIEW,
@@ -54,9 +55,9 @@ def fuse_errors(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[
     """Let only FUSEErrors out of a handler (DESIGN.md §3)."""
 
     @functools.wraps(method)
-    async def wrapper(*args: Any, **kwargs: Any) -> T:
+    async def wrapper(self: OperationsBase, *args: Any, **kwargs: Any) -> T:
         try:
-            return await method(*args, **kwargs)
+            return await method(self, *args, **kwargs)
         except pyfuse3.FUSEError:
             raise
         except OSError as exc:
@@ -69,6 +70,9 @@ def fuse_errors(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[
         except Exception:
             log.exception("%s failed unexpectedly", method.__name__)
             raise pyfuse3.FUSEError(errno.EIO) from None
+        finally:
+            if self.kernel_cache is not None:
+                await self.kernel_cache.request_done()
 
     return wrapper
 
@@ -140,6 +144,8 @@ class OperationsBase(pyfuse3.Operations):
 
     def __post_init__(self) -> None:
         super().__init__()
+        # Set while the kernel is served: told of what changes behind its back.
+        self.kernel_cache: KernelCache | None = None
         self.relocations: trio.MemorySendChannel[str] | None = None
         self.closer: trio.MemorySendChannel[tuple[str | None, int]] | None = None
         # where sequential readers' streams run (run_background's nursery)
@@ -225,53 +231,76 @@ class OperationsBase(pyfuse3.Operations):
         return entry.view, entry.vpath, node
 
     def _attrs(self, inode: int) -> pyfuse3.EntryAttributes:
-        entry = self.ns.entry(inode)
+        attr = pyfuse3.EntryAttributes()
+        self._fill_attrs(attr, inode)
+        return attr
+
+    def _fill_attrs(self, attr: pyfuse3.EntryAttributes, inode: int) -> None:
+        """Every field of `attr` for `inode` (readdir fills one object over and over: at
+        library scale it is the cost of each entry listed)."""
+        ns = self.ns
+        entry = ns.entry(inode)
         if entry is None:
             raise fuse_error(errno.ENOENT)
-        kind = self._exists(entry.view, entry.vpath)
-        if kind is None:
-            raise fuse_error(errno.ENOENT)
-        attr = pyfuse3.EntryAttributes()
+        view, vpath = entry.view, entry.vpath
+        options = self.state.options
         attr.st_ino = inode
-        attr.entry_timeout = self.state.options.entry_timeout
-        attr.attr_timeout = self.state.options.attr_timeout
-        attr.st_uid, attr.st_gid = self.ns.uid, self.ns.gid
+        attr.entry_timeout = options.entry_timeout
+        attr.attr_timeout = options.attr_timeout
         attr.st_blksize = 128 * 1024
-        read_only = entry.view.startswith("l:") or entry.view in ("", STATUS_VIEW)
-        if kind == "dir":
-            node = self.ns.dirs.get(entry.view, {}).get(entry.vpath)
-            if node is not None and node.owner is not None:
-                attr.st_uid, attr.st_gid = node.owner
-            mode = node.mode if node else stat.S_IFDIR | 0o755
+        attr.st_rdev = 0
+        read_only = view == "" or view[0] in "ls"  # locations/, status and the fixed top
+        directory = ns.dirs.get(view, {}).get(vpath) if view else None
+        if directory is not None or view == "" or (view == STATUS_VIEW and vpath == ""):
+            owner = directory.owner if directory is not None else None
+            attr.st_uid, attr.st_gid = owner if owner is not None else (ns.uid, ns.gid)
+            mode = directory.mode if directory is not None else stat.S_IFDIR | 0o755
             attr.st_mode = mode & ~0o222 if read_only else mode
             attr.st_nlink = 2
             attr.st_size = 4096
-            mtime = node.mtime_ns if node else self.ns.now_ns
+            attr.st_blocks = 8
+            mtime = directory.mtime_ns if directory is not None else ns.now_ns
             attr.st_mtime_ns = attr.st_ctime_ns = mtime
-            attr.st_atime_ns = node.atime_ns if node and node.atime_ns is not None else mtime
-            return attr
-        if entry.view == STATUS_VIEW:
+            atime = directory.atime_ns if directory is not None else None
+            attr.st_atime_ns = mtime if atime is None else atime
+            return
+        if view == STATUS_VIEW:
+            if vpath not in STATUS_FILES:
+                raise fuse_error(errno.ENOENT)
+            # Their content changes all the time: never cached.
+            attr.entry_timeout = attr.attr_timeout = 0
+            attr.st_uid, attr.st_gid = ns.uid, ns.gid
             attr.st_mode = stat.S_IFREG | 0o444
             attr.st_nlink = 1
-            attr.st_size = len(self._status(entry.vpath))
+            attr.st_size = len(self._status(vpath))
+            attr.st_blocks = (attr.st_size + 511) // 512
             attr.st_mtime_ns = attr.st_ctime_ns = attr.st_atime_ns = time.time_ns()
-            return attr
-        node = self.ns.files[entry.vpath]
-        if entry.view.startswith("l:"):
-            replica = node.replicas[entry.view[2:]]
+            return
+        node = ns.files.get(vpath)
+        if node is None:
+            raise fuse_error(errno.ENOENT)
+        if view == PROJECTS_VIEW or view[0] == "t":
+            if view != PROJECTS_VIEW and view != type_view(node.category):
+                raise fuse_error(errno.ENOENT)
+            replicas = node.replicas
+            primary = self.state.primary(node) if len(replicas) > 1 else None
+            # With one copy (most files), it is the one shown, usable or not.
+            replica = replicas[primary] if primary else next(iter(replicas.values()))
         else:
-            primary = self.state.primary(node)
-            replica = node.replicas[primary] if primary else next(iter(node.replicas.values()))
-        attr.st_mode = node.mode & ~0o222 if read_only and not node.is_special else node.mode
-        attr.st_nlink = self.ns.link_count(entry.vpath)
+            replica = node.replicas.get(view[2:])
+            if replica is None or replica.state == "missing":
+                raise fuse_error(errno.ENOENT)
+        regular = stat.S_ISREG(node.mode)
+        attr.st_mode = node.mode & ~0o222 if read_only and regular else node.mode
+        attr.st_nlink = ns.link_count(vpath)
         attr.st_uid, attr.st_gid = node.uid, node.gid
         attr.st_rdev = node.rdev
-        attr.st_size = len(node.symlink_target) if node.is_symlink else replica.size
-        attr.st_blocks = (attr.st_size + 511) // 512
+        size = replica.size if node.symlink_target is None else len(node.symlink_target)
+        attr.st_size = size
+        attr.st_blocks = (size + 511) // 512
         attr.st_mtime_ns = replica.mtime_ns
-        attr.st_atime_ns = node.atime_ns if node.atime_ns is not None else replica.mtime_ns
+        attr.st_atime_ns = replica.mtime_ns if node.atime_ns is None else node.atime_ns
         attr.st_ctime_ns = node.ctime_ns
-        return attr
 
     def _current_vpath(self, node: FileNode) -> str | None:
         """The file's projects path, or None once it was unlinked or replaced."""
@@ -335,6 +364,9 @@ class OperationsBase(pyfuse3.Operations):
             if other_id != location_id and other.state == "present":
                 other.state = "stale"
                 self.state.queue.mark_stale(other_id, node.logical_path)
+        vpath = self._current_vpath(node)
+        if vpath is not None:  # through projects/: the kernel knows what it wrote there
+            self.ns.file_changed(vpath, but=PROJECTS_VIEW)
 
     def _new_handle(self, handle: Handle) -> int:
         fh = self._next_fh
@@ -342,9 +374,16 @@ class OperationsBase(pyfuse3.Operations):
         self._handles[fh] = handle
         return fh
 
+    def _shown_changed(self, paths: list[str]) -> None:
+        """The files at these logical paths show something new (see KernelCache)."""
+        for path in paths:
+            self.ns.file_changed(view_path(path))
+
     def _record_attrs(self, node: FileNode) -> None:
         special = node.is_special and not node.is_symlink
-        for path in self._names_synced(node):
+        names = self._names_synced(node)
+        self._shown_changed(names)
+        for path in names:
             self.state.queue.put_attrs(PosixAttrs(path, node.mode, node.uid, node.gid,
                                                   node.symlink_target,
                                                   node.rdev if special else None,
@@ -361,6 +400,7 @@ class OperationsBase(pyfuse3.Operations):
                 inode = backing[location_id] if inode is None else inode
             else:  # a copy of this name only (an older version a rename brought along)
                 names = [node.logical_path]
+        self._shown_changed(names)
         for path in names:
             self.state.queue.put_replica(CatalogReplica(
                 location_id, path, replica.size, replica.mtime_ns, replica.content_hash,
@@ -373,7 +413,9 @@ class OperationsBase(pyfuse3.Operations):
         scan, and kept by migrations (metadata belongs to the logical path; xattrs to the
         file, so every hard link of it gets them)."""
         node.ctime_ns = time.time_ns()
-        for path in self._names_synced(node):
+        names = self._names_synced(node)
+        self._shown_changed(names)
+        for path in names:
             named = self.ns.files[view_path(path)]
             self.state.queue.put_metadata(FileMeta(
                 path, named.category, named.mime_type, node.tags, "user", node.quality,

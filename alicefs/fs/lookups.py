@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-import os
+import sys
 
 import pyfuse3
 
@@ -11,6 +11,8 @@ from alicefs.backends.base import MAX_NAME_BYTES
 from alicefs.fs.base import STATUS_FILES, OperationsBase, fuse_error, fuse_errors
 from alicefs.fs.namespace import PROJECTS_VIEW, ROOT_INODE, STATUS_VIEW, location_view, type_view
 from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES
+
+FS_ENCODING = sys.getfilesystemencoding()  # as os.fsencode, without its call per name
 
 
 class Lookups(OperationsBase):
@@ -88,13 +90,15 @@ class Lookups(OperationsBase):
         entries = self._dir_listings.get(fh)
         if entries is None:
             raise fuse_error(errno.EBADF)
+        attr = pyfuse3.EntryAttributes()  # readdir_reply copies it: one for every entry
+        fill, reply = self._fill_attrs, pyfuse3.readdir_reply
         for index in range(start_id, len(entries)):
             name, inode = entries[index]
             try:
-                attr = self._attrs(inode)
+                fill(attr, inode)
             except pyfuse3.FUSEError:
                 continue  # removed while listing
-            if not pyfuse3.readdir_reply(token, os.fsencode(name), attr, index + 1):
+            if not reply(token, name.encode(FS_ENCODING, "surrogateescape"), attr, index + 1):
                 return
 
     @fuse_errors

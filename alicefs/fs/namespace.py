@@ -20,6 +20,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from alicefs.backends.base import DirInfo
 from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES
@@ -135,6 +136,21 @@ class DirNode:
     owner: tuple[int, int] | None = None  # (uid, gid) when made through the mount
 
 
+class KernelObserver(Protocol):
+    """Told of every change the kernel may hold a cached answer for (entries and
+    attributes are cached for long: see alicefs.fs.kernel_cache). Only for inodes the
+    kernel was given (those the namespace numbered): nothing else can be in its cache."""
+
+    def name_gone(self, view: str, vpath: str, parent_inode: int, inode: int) -> None:
+        """`vpath` in `view` (its last component, in the directory `parent_inode`) no
+        longer stands for `inode`, or went away. Called amid a change that may bring it
+        back as it was (a rename within a directory empties it for a moment): whether it
+        is really gone is for the observer to ask (`shows`) once the change is done."""
+
+    def attrs_changed(self, inode: int) -> None:
+        """What `inode` shows (size, times, mode, owner, links) changed."""
+
+
 class Namespace:
     """Directories and files of every view, and inode numbers for them."""
 
@@ -152,6 +168,7 @@ class Namespace:
         self._links: dict[int, LinkGroup] = {}  # projects-view inode -> its names, if several
         self._next_inode = ROOT_INODE
         self._fixed: dict[str, list[str]] = {}
+        self.observer: KernelObserver | None = None  # set while the kernel is served
         self.inode_of("", "")  # ROOT_INODE
         for view in self._all_views():
             self._dir(view, "")
@@ -173,6 +190,36 @@ class Namespace:
 
     def entry(self, inode: int) -> Entry | None:
         return self._entries.get(inode)
+
+    def _name_gone(self, view: str, parent: str, name: str) -> None:
+        """Tell the observer that `name` in `parent` lost its inode or went away."""
+        table = self._inodes.get(view)
+        if self.observer is None or table is None:
+            return
+        parent_inode = table.get(parent)
+        child = f"{parent}/{name}" if parent else name
+        inode = table.get(child)
+        if parent_inode is not None and inode is not None:
+            self.observer.name_gone(view, child, parent_inode, inode)
+
+    def shows(self, view: str, vpath: str, inode: int) -> bool:
+        """Whether `vpath` is in `view` as `inode`."""
+        if self._inodes.get(view, {}).get(vpath) != inode:
+            return False
+        parent, name = _split(vpath)
+        directory = self.dirs.get(view, {}).get(parent)
+        return directory is not None and name in directory.children
+
+    def file_changed(self, vpath: str, *, but: str | None = None) -> None:
+        """What the file at `vpath` shows changed: the observer hears of its inode in every
+        view it is in (but `but`, a view the kernel itself changed it through)."""
+        node = self.files.get(vpath)
+        if self.observer is None or node is None:
+            return
+        for view in self._views_of(vpath, node):
+            inode = self._inodes.get(view, {}).get(vpath) if view != but else None
+            if inode is not None:
+                self.observer.attrs_changed(inode)
 
     def _move_inode(self, view: str, old: str, new: str, is_dir: bool) -> None:
         """The file or directory at `old` is now at `new`: it keeps its inode (and so do the
@@ -207,6 +254,8 @@ class Namespace:
         now on both have its projects inode. `backing`: the file's st_ino per location."""
         inode = self.inode_of(PROJECTS_VIEW, vpath)
         table = self._inode_table(PROJECTS_VIEW)
+        if table.get(new_vpath, inode) != inode:
+            self._name_gone(PROJECTS_VIEW, *_split(new_vpath))
         own = table.pop(new_vpath, None)
         if own is not None and own != inode and not self._drop_name(PROJECTS_VIEW, own,
                                                                      new_vpath):
@@ -223,6 +272,8 @@ class Namespace:
         return None if inode is None else self._links.get(inode)
 
     def link_count(self, vpath: str) -> int:
+        if not self._links:
+            return 1  # asked for every file listed
         group = self.link_group(vpath)
         return 1 if group is None else len(group.names)
 
@@ -237,6 +288,7 @@ class Namespace:
         inode = table.get(vpath)
         if inode is None or inode not in self._links:
             return
+        self._name_gone(PROJECTS_VIEW, *_split(vpath))
         self._drop_name(PROJECTS_VIEW, inode, vpath)
         del table[vpath]
         self.inode_of(PROJECTS_VIEW, vpath)
@@ -252,6 +304,8 @@ class Namespace:
             self._entries[inode] = Entry(view, min(group.names))
         if len(group.names) < 2:
             del self._links[inode]
+        for name in group.names:  # one link fewer, in each of their views
+            self.file_changed(name)
         return True
 
     # -- views --------------------------------------------------------------------------
@@ -275,13 +329,25 @@ class Namespace:
 
     def add_location(self, location_id: str, name: str) -> None:
         """A location added (or renamed) while mounted: `locations/<name>/` shows it."""
+        old = self.locations.get(location_id)
+        if old is not None and old != name:
+            self._location_gone(location_id, old)
         self.locations[location_id] = name
         self._dir(location_view(location_id), "")
 
     def remove_location(self, location_id: str) -> None:
         """A location removed while mounted (its files already removed or re-indexed)."""
-        self.locations.pop(location_id, None)
+        name = self.locations.pop(location_id, None)
+        if name is not None:
+            self._location_gone(location_id, name)
         self.dirs.pop(location_view(location_id), None)
+
+    def _location_gone(self, location_id: str, name: str) -> None:
+        """`locations/<name>` no longer leads to the location's view."""
+        parent_inode = self._inode_table("").get(LOCATIONS)
+        inode = self._inode_table(location_view(location_id)).get("")
+        if self.observer is not None and parent_inode is not None and inode is not None:
+            self.observer.name_gone("", f"{LOCATIONS}/{name}", parent_inode, inode)
 
     def location_id_named(self, name: str) -> str | None:
         return next((lid for lid, n in self.locations.items() if n == name), None)
@@ -307,7 +373,9 @@ class Namespace:
             node = tree.get(parent)
             if node is None:
                 return
-            node.children.discard(name)
+            if name in node.children:
+                node.children.discard(name)
+                self._name_gone(view, parent, name)
             if node.children or node.explicit or parent == "":
                 return
             del tree[parent]
@@ -331,12 +399,15 @@ class Namespace:
     def add_file(self, node: FileNode) -> str:
         """Add (or replace) a file; returns its projects-view path."""
         vpath = view_path(node.logical_path)
-        if vpath in self.files:
+        replacing = vpath in self.files
+        if replacing:
             self.remove_file(vpath, keep_inode=True)
         self.files[vpath] = node
         parent, name = _split(vpath)  # one string for the name in every view
         for view in self._views_of(vpath, node):
             self._dir(view, parent).children.add(name)
+        if replacing:
+            self.file_changed(vpath)
         return vpath
 
     def add_files(self, nodes: Iterable[FileNode]) -> None:
@@ -390,6 +461,7 @@ class Namespace:
         for view in after:
             if view not in before:
                 self._dir(view, parent).children.add(name)
+        self.file_changed(vpath)
 
     def views_of(self, vpath: str) -> list[str]:
         return self._views_of(vpath, self.files[vpath])
@@ -446,10 +518,15 @@ class Namespace:
                 # disk too: it must outlive its last file, and rmdir must find it.
                 if known is None or not known.explicit:
                     node = self._dir(view, info.key)
+                    shown = (node.mode, node.owner, node.mtime_ns)
                     node.explicit = True
                     node.mode = stat.S_IFDIR | stat.S_IMODE(info.mode)
                     node.owner = (info.uid, info.gid)
                     node.mtime_ns = info.mtime_ns
+                    inode = self._inode_table(view).get(info.key)
+                    if (self.observer is not None and inode is not None
+                            and shown != (node.mode, node.owner, node.mtime_ns)):
+                        self.observer.attrs_changed(inode)
 
     def make_dir(self, view: str, vpath: str, mode: int,
                  owner: tuple[int, int] | None = None) -> DirNode:

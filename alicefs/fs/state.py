@@ -20,11 +20,15 @@ from alicefs.rules import LocationStatus, SpaceInfo, by_preference
 from alicefs.transfer.journal import JournaledPartialUploads
 from alicefs.transfer.recovery import recover, unfinished
 
+# How long the kernel keeps names and attributes: long, because the mount tells it of every
+# change it did not make itself (alicefs.fs.kernel_cache); as long as s3ql's.
+CACHE_TIMEOUT = 300.0
+
 
 @dataclass(frozen=True)
 class MountOptions:
-    entry_timeout: float = 1.0
-    attr_timeout: float = 1.0
+    entry_timeout: float = CACHE_TIMEOUT
+    attr_timeout: float = CACHE_TIMEOUT
     xattrs: bool = True  # -o noxattr switches them off for pure listing speed
     allow_other: bool = False
 
@@ -50,8 +54,18 @@ class MountState:
     # when this mount began: journal entries begun before are a dead process's to recover
     started_at: float = field(default_factory=time.time)
 
+    def __post_init__(self) -> None:
+        self.set_locations(self.locations)
+
+    def set_locations(self, locations: list[StorageLocation]) -> None:
+        """The locations, highest priority first (their order and index are asked for on
+        every getattr: kept up to date here, not looked up each time)."""
+        self.locations[:] = locations
+        self._by_id = {loc.location_id: loc for loc in self.locations}
+        self._rank = {loc.location_id: rank for rank, loc in enumerate(self.locations)}
+
     def location(self, location_id: str) -> StorageLocation:
-        return next(loc for loc in self.locations if loc.location_id == location_id)
+        return self._by_id[location_id]
 
     def backend(self, location_id: str) -> Backend:
         return self.backends[location_id].backend
@@ -81,12 +95,13 @@ class MountState:
     def primary(self, node: FileNode) -> str | None:
         """The replica reads and writes go to: the highest-priority usable location holding
         the current version."""
-        holders = [lid for lid, r in node.replicas.items() if r.state == "present"
-                   and self.serves(lid, r)]
-        if not holders:
-            return None
-        order = {loc.location_id: i for i, loc in enumerate(self.locations)}
-        return min(holders, key=lambda lid: order.get(lid, len(order)))
+        best, best_rank = None, len(self._rank)
+        for location_id, replica in node.replicas.items():
+            if replica.state == "present" and self.serves(location_id, replica):
+                rank = self._rank.get(location_id, len(self._rank))
+                if best is None or rank < best_rank:
+                    best, best_rank = location_id, rank
+        return best
 
 
 def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> MountState:
@@ -153,9 +168,9 @@ def forget_location(state: MountState, location_id: str) -> None:
     (files only it held disappear from the views; nothing on disk is touched). It stays in
     `state` as offline, for descriptors still open on it."""
     state.unavailable[location_id] = "removed from the registry"
-    state.locations[:] = [replace(loc, status=LocationStatus.OFFLINE)
-                          if loc.location_id == location_id else loc
-                          for loc in state.locations]
+    state.set_locations([replace(loc, status=LocationStatus.OFFLINE)
+                         if loc.location_id == location_id else loc
+                         for loc in state.locations])
     namespace = state.namespace
     for vpath, node in list(namespace.files.items()):
         if location_id not in node.replicas:
@@ -308,9 +323,10 @@ def apply_catalog_view(state: MountState, view: CatalogView, busy: set[str]) -> 
                 node.ctime_ns = max(node.ctime_ns, time.time_ns())  # changed on disk
                 changes += 1
                 changed = True
-        namespace.reindex(vpath, before)
-        if changed and namespace.link_count(vpath) > 1:
-            linked_changes.append(vpath)
+        if changed:
+            namespace.reindex(vpath, before)
+            if namespace.link_count(vpath) > 1:
+                linked_changes.append(vpath)
     for vpath in linked_changes:
         others = namespace.other_names(vpath)
         if not busy.intersection(others) and any(

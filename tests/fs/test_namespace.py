@@ -167,3 +167,73 @@ def test_adding_files_in_bulk_builds_what_adding_them_one_by_one_does():
             for view, tree in bulk.dirs.items()} == \
         {view: {vp: sorted(d.children) for vp, d in tree.items()}
          for view, tree in one_by_one.dirs.items()}
+
+
+class Recorder:
+    """An observer that keeps what the kernel would be told."""
+
+    def __init__(self, ns: Namespace) -> None:
+        self.ns = ns
+        self.names: list[tuple[str, str, int]] = []  # (view, path, inode)
+        self.attrs: list[tuple[str, str]] = []  # (view, path)
+
+    def name_gone(self, view: str, vpath: str, parent_inode: int, inode: int) -> None:
+        parent, _, _ = vpath.rpartition("/")
+        assert self.ns.inode_of(view, parent) == parent_inode
+        self.names.append((view, vpath, inode))
+
+    def attrs_changed(self, inode: int) -> None:
+        entry = self.ns.entry(inode)
+        self.attrs.append((entry.view, entry.vpath))
+
+    def gone(self) -> list[tuple[str, str]]:
+        """The names really gone (as KernelCache tells the kernel), and forget them."""
+        gone = sorted({(view, vpath) for view, vpath, inode in self.names
+                       if not self.ns.shows(view, vpath, inode)})
+        self.names.clear()
+        return gone
+
+
+def test_the_observer_hears_of_what_the_kernel_was_given_and_changed():
+    ns = Namespace({"a": "A", "b": "B"}, 0, 0, 1)
+    ns.add_file(node("p/sub/x.png", locations=("a", "b")))
+    ns.add_file(node("p/y.png"))
+    ns.observer = seen = Recorder(ns)
+    image, video, a, b = (type_view("image"), type_view("video"), location_view("a"),
+                          location_view("b"))
+    # Only what the kernel looked up (what has an inode) can be in its cache.
+    for view in (PROJECTS_VIEW, image, a, b):
+        ns.inode_of(view, "")
+        ns.inode_of(view, "p")
+    for view in (PROJECTS_VIEW, image, b):
+        ns.inode_of(view, "p/sub")
+        ns.inode_of(view, "p/sub/x.png")
+
+    # Within its directory: the directory stays (emptied for a moment only).
+    ns.rename_file("p/sub/x.png", "p/sub/w.png")
+    assert seen.gone() == sorted([(PROJECTS_VIEW, "p/sub/x.png"), (image, "p/sub/x.png"),
+                                  (b, "p/sub/x.png")])  # not in A: never looked up there
+    for view in (PROJECTS_VIEW, image, b):
+        ns.inode_of(view, "p/sub/w.png")
+    ns.inode_of(video, "")
+    ns.rename_file("p/sub/w.png", "p/sub/z.mp4", media=("video", "video/mp4"))
+    assert seen.gone() == sorted([(PROJECTS_VIEW, "p/sub/w.png"), (image, "p/sub"),
+                                  (image, "p/sub/w.png"), (b, "p/sub/w.png")])
+
+    file = ns.files["p/sub/z.mp4"]
+    ns.inode_of(b, "p/sub/z.mp4")
+    before = ns.views_of("p/sub/z.mp4")
+    file.replicas["b"].state = "missing"
+    ns.reindex("p/sub/z.mp4", before)
+    assert seen.gone() == [(b, "p"), (b, "p/sub"), (b, "p/sub/z.mp4")]  # B held no more
+    assert seen.attrs == [(PROJECTS_VIEW, "p/sub/z.mp4")]  # the others have no inode yet
+    seen.attrs.clear()
+    ns.file_changed("p/sub/z.mp4", but=PROJECTS_VIEW)
+    assert seen.attrs == []
+
+    ns.remove_location("b")
+    assert seen.gone() == []  # locations/ itself was never looked up
+    ns.inode_of("", "locations")
+    ns.remove_location("a")
+    assert seen.gone() == [("", "locations/A")]
+    check(ns)
