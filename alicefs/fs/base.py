@@ -203,6 +203,11 @@ class OperationsBase(pyfuse3.Operations):
             return STATUS_VIEW, text
         return entry.view, f"{entry.vpath}/{text}" if entry.vpath else text
 
+    def _removing(self, view: str, vpath: str) -> None:
+        """This request removes or replaces the name (see KernelCache.removing)."""
+        if self.kernel_cache is not None:
+            self.kernel_cache.removing(view, vpath)
+
     def _exists(self, view: str, vpath: str) -> str | None:
         """'dir', 'file' or None."""
         if view == "":

@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 # Where the `locations/` lane stood after the last name the current request handler (a trio
 # task; pyfuse3 runs requests one after another in each) queued there: 0 for none.
 _views_mark: contextvars.ContextVar[int] = contextvars.ContextVar("views_mark", default=0)
+# (view, path) of the names the current request handler's own operation removes or replaces
+# (an unlink's, both of a rename's): the kernel updates its cache for those itself.
+_own_names: contextvars.ContextVar[frozenset[tuple[str, str]]] = contextvars.ContextVar(
+    "own_names", default=frozenset())
 
 
 class _Lane:
@@ -94,7 +98,13 @@ class KernelCache:
         self._tree = _Lane(namespace)  # projects/ and types/
         self._views = _Lane(namespace)  # locations/ and the fixed top
 
+    def removing(self, view: str, vpath: str) -> None:
+        """The current request handler removes or replaces the name `vpath` of `view`."""
+        _own_names.set(_own_names.get() | {(view, vpath)})
+
     def name_gone(self, view: str, vpath: str, parent_inode: int, inode: int) -> None:
+        if (view, vpath) in _own_names.get():
+            return  # as the kernel knows: telling it would only cost a syscall
         if view == PROJECTS_VIEW or view.startswith("t:"):
             self._tree.put(view, vpath, parent_inode, inode)
         else:
@@ -118,6 +128,8 @@ class KernelCache:
         """At the end of a request handler: wait until the kernel has been told of the names
         it made go from `locations/` (only those: see the module's docstring; a handler
         waiting for names others queued could wait for itself)."""
+        if _own_names.get():
+            _own_names.set(frozenset())
         mark = _views_mark.get()
         if mark:
             _views_mark.set(0)

@@ -38,6 +38,7 @@ class Removing(OperationsBase):
         view, vpath = self._child(parent_inode, name)
         if view.startswith("l:") or view in ("", STATUS_VIEW):
             raise fuse_error(errno.EROFS)
+        self._removing(view, vpath)
         if self._exists(view, vpath) != "file":
             raise fuse_error(errno.EISDIR if self._exists(view, vpath) == "dir" else errno.ENOENT)
         node = self.ns.files[vpath]
@@ -113,6 +114,7 @@ class Removing(OperationsBase):
     async def _rmdir(self, parent_inode: int, name: bytes) -> None:
         view, vpath = self._child(parent_inode, name)
         self._writable_view(view)
+        self._removing(view, vpath)
         if self._exists(view, vpath) != "dir":
             raise fuse_error(errno.ENOTDIR if self._exists(view, vpath) else errno.ENOENT)
         if vpath == "" or self.ns.children(view, vpath):

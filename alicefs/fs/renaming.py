@@ -48,6 +48,8 @@ class Renaming(OperationsBase):
             raise fuse_error(errno.EROFS)
         if old_view != new_view:
             raise fuse_error(errno.EXDEV)  # between projects/ and types/, or two types
+        self._removing(old_view, old)
+        self._removing(new_view, new)
         kind = self._exists(old_view, old)
         if kind is None:
             raise fuse_error(errno.ENOENT)
