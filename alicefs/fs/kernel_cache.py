@@ -78,9 +78,10 @@ class _Lane:
             gone = [(parent_inode, os.fsencode(posixpath.basename(vpath)))
                     for view, vpath, parent_inode, inode in batch
                     if not self.namespace.shows(view, vpath, inode)]
-            # Not abandoned on cancellation: the thread must be done before the session
-            # it writes to is closed.
-            await trio.to_thread.run_sync(invalidate_entries, gone)
+            if gone:
+                # Not abandoned on cancellation: the thread must be done before the
+                # session it writes to is closed.
+                await trio.to_thread.run_sync(invalidate_entries, gone)
             self.told += len(batch)
             self._progress.set()
             self._progress = trio.Event()
@@ -90,6 +91,7 @@ class _Lane:
         while self.told < mark:
             progress = self._progress
             await progress.wait()
+
 
 class KernelCache:
     """The namespace's observer while the kernel is served (see Namespace.observer)."""
