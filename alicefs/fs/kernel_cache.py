@@ -73,8 +73,8 @@ class _Lane:
             self._wakeup = trio.Event()
             batch, self.names = self.names, []
             # Only what is really gone: a rename empties a directory for a moment, and
-            # the kernel must not be told its name is gone (a process working in it would
-            # find its working directory deleted).
+            # telling the kernel its name is gone would drop the directory's entry and
+            # everything cached below it, all to be looked up again.
             gone = [(parent_inode, os.fsencode(posixpath.basename(vpath)))
                     for view, vpath, parent_inode, inode in batch
                     if not self.namespace.shows(view, vpath, inode)]
