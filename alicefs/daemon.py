@@ -5,6 +5,7 @@ migration schedule, and alicefs-ctl commands sent over the control socket."""
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import io
 import logging
@@ -115,6 +116,10 @@ class Mount:
         try:
             state = await trio.to_thread.run_sync(build_state, self.settings, catalog,
                                                   self.options)
+            # The namespace lives as long as the mount: out of the collector's generations,
+            # so that no full collection walks its millions of objects again (they are still
+            # freed when their last reference goes; only a cycle among them would stay).
+            gc.freeze()
             for location_id, why in state.unavailable.items():
                 log.warning("location %s unavailable: %s", state.location(location_id).name,
                             why)

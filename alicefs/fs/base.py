@@ -4,7 +4,6 @@ helpers that resolve inodes to files and record changes."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import functools
 import logging
@@ -448,8 +447,7 @@ class OperationsBase(pyfuse3.Operations):
             before = self.ns.views_of(name)
             for location_id in group.backing:
                 if location_id in source.replicas:
-                    twin.replicas[location_id] = dataclasses.replace(
-                        source.replicas[location_id])
+                    twin.replicas[location_id] = source.replicas[location_id].copy()
             twin.mode, twin.uid, twin.gid, twin.rdev = (source.mode, source.uid, source.gid,
                                                         source.rdev)
             twin.ctime_ns, twin.atime_ns, twin.version = (source.ctime_ns, source.atime_ns,

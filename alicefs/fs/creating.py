@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import os
 import stat
@@ -247,7 +246,7 @@ class Creating(OperationsBase):
                 category, mime_type = media.category, media.mime_type
             else:
                 category, mime_type = node.category, node.mime_type
-            twin = FileNode(new_logical, {lid: dataclasses.replace(node.replicas[lid])
+            twin = FileNode(new_logical, {lid: node.replicas[lid].copy()
                                           for lid in holders},
                             category, mime_type, node.tags, node.quality, node.mode, node.uid,
                             node.gid, now, node.symlink_target, node.rdev, node.atime_ns,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import posixpath
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +33,9 @@ ROOT_INODE = 1
 # fixed top-level directories).
 PROJECTS_VIEW = "p"
 STATUS_VIEW = "s"
+# The mode a file without POSIX attributes of its own has: one int object for all of them (a
+# new `S_IFREG | 0o644` per file is 32 bytes each).
+DEFAULT_FILE_MODE = stat.S_IFREG | 0o644
 
 
 def type_view(category: str) -> str:
@@ -57,25 +60,150 @@ def logical_path_of(vpath: str) -> str:
     return vpath
 
 
-@dataclass(slots=True)
 class Replica:
-    """One location's copy, as the mount knows it."""
+    """One location's copy, as the mount knows it. Its hash is held as the number it spells
+    (64 bytes of object, where the hex string takes 113 and bytes 80) and shown as hex."""
 
-    size: int
-    mtime_ns: int
-    content_hash: str | None = None
-    state: str = "present"  # present | missing | stale (an older version than the primary)
-    staged: Path | None = None  # object stores: newer content waiting in a staging file
-    # object stores: the version (ETag, generation) the mount last saw there; an upload
-    # replaces only that version (anything else there is another writer's: a conflict)
-    change_token: str | None = None
-    # object stores: the hash of the last upload tried from the staging file, which may have
-    # been published although its answer was lost (then it is ours to replace)
-    attempted_hash: str | None = None
-    # object stores: the staging file holds content (or an mtime) the store may not have;
-    # cleared only by an upload of the version that is still current. Release, fsync and
-    # discarding the staging file decide by it alone.
-    unsent: bool = False
+    __slots__ = ("_digest", "attempted_hash", "change_token", "mtime_ns", "size", "staged",
+                 "state", "unsent")
+
+    def __init__(self, size: int, mtime_ns: int, content_hash: str | None = None,
+                 state: str = "present", staged: Path | None = None,
+                 change_token: str | None = None, attempted_hash: str | None = None,
+                 unsent: bool = False):
+        self.size = size
+        self.mtime_ns = mtime_ns
+        self._digest = _packed_hash(content_hash)
+        self.state = state  # present | missing | stale (an older version than the primary)
+        self.staged = staged  # object stores: newer content waiting in a staging file
+        # object stores: the version (ETag, generation) the mount last saw there; an upload
+        # replaces only that version (anything else there is another writer's: a conflict)
+        self.change_token = change_token
+        # object stores: the hash of the last upload tried from the staging file, which may
+        # have been published although its answer was lost (then it is ours to replace)
+        self.attempted_hash = attempted_hash
+        # object stores: the staging file holds content (or an mtime) the store may not
+        # have; cleared only by an upload of the version that is still current. Release,
+        # fsync and discarding the staging file decide by it alone.
+        self.unsent = unsent
+
+    @property
+    def content_hash(self) -> str | None:
+        digest = self._digest
+        return format(digest, "064x") if type(digest) is int else digest
+
+    @content_hash.setter
+    def content_hash(self, value: str | None) -> None:
+        self._digest = _packed_hash(value)
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.size, self.mtime_ns, self.content_hash, self.state, self.staged,
+                self.change_token, self.attempted_hash, self.unsent)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Replica:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaces
+
+    def __repr__(self) -> str:
+        names = ("size", "mtime_ns", "content_hash", "state", "staged", "change_token",
+                 "attempted_hash", "unsent")
+        shown = ", ".join(f"{n}={v!r}" for n, v in zip(names, self._fields(), strict=True))
+        return f"Replica({shown})"
+
+    def copy(self) -> Replica:
+        return Replica(*self._fields())  # type: ignore[arg-type]
+
+
+def _packed_hash(content_hash: str | None) -> int | str | None:
+    """A 64-digit hex hash as its number, when that gives it back exactly (anything else
+    stays as given)."""
+    if content_hash is None or len(content_hash) != 64:
+        return content_hash
+    try:
+        digest = int(content_hash, 16)
+    except ValueError:
+        return content_hash
+    return digest if format(digest, "064x") == content_hash else content_hash
+
+
+class Replicas(MutableMapping[str, Replica]):
+    """A file's replicas by location id: a dict, but the one copy that nearly every file of
+    a large library has is held in two slots (56 bytes, where a dict takes 184); a dict only
+    from the second copy on, and back to the slots when one is left."""
+
+    __slots__ = ("_id", "_many", "_replica")
+
+    def __init__(self, replicas: Mapping[str, Replica] | None = None):
+        self._id: str | None = None
+        self._replica: Replica | None = None
+        self._many: dict[str, Replica] | None = None
+        if replicas:
+            self.update(replicas)
+
+    def __getitem__(self, location_id: str) -> Replica:
+        if self._many is not None:
+            return self._many[location_id]
+        if self._id == location_id and self._id is not None:
+            return self._replica  # type: ignore[return-value]
+        raise KeyError(location_id)
+
+    def get(self, location_id: str, default: Replica | None = None) -> Replica | None:
+        if self._many is not None:
+            return self._many.get(location_id, default)
+        return self._replica if self._id == location_id and self._id is not None else default
+
+    def __contains__(self, location_id: object) -> bool:
+        if self._many is not None:
+            return location_id in self._many
+        return self._id == location_id and self._id is not None
+
+    def __setitem__(self, location_id: str, replica: Replica) -> None:
+        if self._many is not None:
+            self._many[location_id] = replica
+        elif self._id is None or self._id == location_id:
+            self._id, self._replica = location_id, replica
+        else:
+            self._many = {self._id: self._replica, location_id: replica}  # type: ignore[dict-item]
+            self._id = self._replica = None
+
+    def __delitem__(self, location_id: str) -> None:
+        many = self._many
+        if many is not None:
+            del many[location_id]
+            if len(many) == 1:
+                (self._id, self._replica), = many.items()
+                self._many = None
+        elif self._id == location_id and self._id is not None:
+            self._id = self._replica = None
+        else:
+            raise KeyError(location_id)
+
+    def __len__(self) -> int:
+        if self._many is not None:
+            return len(self._many)
+        return 0 if self._id is None else 1
+
+    def __iter__(self) -> Iterator[str]:
+        if self._many is not None:
+            return iter(self._many)
+        return iter(() if self._id is None else (self._id,))
+
+    # Snapshots, not live views (what callers iterate; a tuple is the cheapest for one).
+    def items(self) -> Iterable[tuple[str, Replica]]:  # type: ignore[override]
+        if self._many is not None:
+            return tuple(self._many.items())
+        return () if self._id is None else ((self._id, self._replica),)  # type: ignore[return-value]
+
+    def values(self) -> Iterable[Replica]:  # type: ignore[override]
+        if self._many is not None:
+            return tuple(self._many.values())
+        return () if self._id is None else (self._replica,)  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"Replicas({dict(self.items())!r})"
 
 
 @dataclass(slots=True)
@@ -83,12 +211,12 @@ class FileNode:
     """A logical file: its replicas and what the views and xattrs show of it."""
 
     logical_path: str
-    replicas: dict[str, Replica]
+    replicas: Replicas  # a dict given is made one
     category: str
     mime_type: str
     tags: tuple[str, ...] = ()
     quality: int | None = None
-    mode: int = stat.S_IFREG | 0o644
+    mode: int = DEFAULT_FILE_MODE
     uid: int = 0
     gid: int = 0
     ctime_ns: int = 0
@@ -97,6 +225,14 @@ class FileNode:
     atime_ns: int | None = None  # as last set (utimensat); None: shown as the mtime
     version: int = 0  # bumped on every change of content, for the page cache's keep_cache
     created_here: str | None = None  # location id, when created through this mount
+    # Its projects/ inode, once the kernel was given one (held here, not in an inode table:
+    # a table slot per file costs ~50 bytes, this slot nothing, the object's size class
+    # having room for it). The names of a hard-linked file share one.
+    inode: int | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.replicas) is not Replicas:
+            self.replicas = Replicas(self.replicas)
 
     @property
     def is_symlink(self) -> bool:
@@ -162,11 +298,15 @@ class Namespace:
         self.files: dict[str, FileNode] = {}  # projects-view path -> file
         self.dirs: dict[str, dict[str, DirNode]] = {}  # view -> vpath -> directory
         # view -> view path -> inode (per view, not keyed by (view, path) tuples: a tuple per
-        # entry costs more than the entry at library scale)
+        # entry costs more than the entry at library scale); the files of projects/ hold
+        # theirs themselves (`FileNode.inode`)
         self._inodes: dict[str, dict[str, int]] = {}
-        self._entries: dict[int, Entry] = {}
+        # inode -> what it stands for, indexed by the inode number (numbers are handed out in
+        # order and never reused: a list holds one for 8 bytes, a dict for ~50). A file or
+        # directory of projects/ is held as its bare view path (no `Entry` object: most
+        # inodes are there); None where an inode was dropped.
+        self._entries: list[Entry | str | None] = [None]
         self._links: dict[int, LinkGroup] = {}  # projects-view inode -> its names, if several
-        self._next_inode = ROOT_INODE
         self._fixed: dict[str, list[str]] = {}
         self.observer: KernelObserver | None = None  # set while the kernel is served
         self.inode_of("", "")  # ROOT_INODE
@@ -176,20 +316,50 @@ class Namespace:
     # -- inodes -----------------------------------------------------------------------
 
     def inode_of(self, view: str, vpath: str) -> int:
-        table = self._inodes.setdefault(view, {})
+        node = self.files.get(vpath)
+        if node is not None and node.logical_path == vpath:
+            # The file's own path string, not the caller's copy (readdir makes one per entry),
+            # so the table and the entry add no string of their own.
+            vpath = node.logical_path
+        if view == PROJECTS_VIEW and node is not None:
+            inode = node.inode
+            if inode is None:
+                inode = node.inode = len(self._entries)
+                self._entries.append(vpath)
+            return inode
+        table = self._inodes.get(view)
+        if table is None:
+            table = self._inodes[view] = {}
         inode = table.get(vpath)
         if inode is None:
-            inode = self._next_inode
-            self._next_inode += 1
+            inode = len(self._entries)
             table[vpath] = inode
-            self._entries[inode] = Entry(view, vpath)
+            self._entries.append(_entry(view, vpath))
         return inode
+
+    def _known_inode(self, view: str, vpath: str) -> int | None:
+        """The inode `vpath` has in `view`, if it was given one."""
+        if view == PROJECTS_VIEW:
+            node = self.files.get(vpath)
+            if node is not None:
+                return node.inode
+        table = self._inodes.get(view)
+        return None if table is None else table.get(vpath)
 
     def _inode_table(self, view: str) -> dict[str, int]:
         return self._inodes.setdefault(view, {})
 
     def entry(self, inode: int) -> Entry | None:
-        return self._entries.get(inode)
+        try:
+            entry = self._entries[inode]
+        except IndexError:
+            return None
+        return Entry(PROJECTS_VIEW, entry) if type(entry) is str else entry
+
+    def _vpath_of(self, inode: int) -> str:
+        entry = self._entries[inode]
+        assert entry is not None
+        return entry if type(entry) is str else entry.vpath
 
     def _name_gone(self, view: str, parent: str, name: str) -> None:
         """Tell the observer that `name` in `parent` lost its inode or went away."""
@@ -198,13 +368,13 @@ class Namespace:
             return
         parent_inode = table.get(parent)
         child = f"{parent}/{name}" if parent else name
-        inode = table.get(child)
+        inode = self._known_inode(view, child)
         if parent_inode is not None and inode is not None:
             self.observer.name_gone(view, child, parent_inode, inode)
 
     def shows(self, view: str, vpath: str, inode: int) -> bool:
         """Whether `vpath` is in `view` as `inode`."""
-        if self._inodes.get(view, {}).get(vpath) != inode:
+        if self._known_inode(view, vpath) != inode:
             return False
         parent, name = _split(vpath)
         directory = self.dirs.get(view, {}).get(parent)
@@ -217,13 +387,14 @@ class Namespace:
         if self.observer is None or node is None:
             return
         for view in self._views_of(vpath, node):
-            inode = self._inodes.get(view, {}).get(vpath) if view != but else None
+            inode = self._known_inode(view, vpath) if view != but else None
             if inode is not None:
                 self.observer.attrs_changed(inode)
 
     def _move_inode(self, view: str, old: str, new: str, is_dir: bool) -> None:
         """The file or directory at `old` is now at `new`: it keeps its inode (and so do the
-        entries below a directory; only that case scans the inode table)."""
+        entries below a directory; only that case scans the inode table). Not for the files
+        of projects/, whose inodes move with them (`_file_moved`)."""
         table = self._inode_table(view)
         if is_dir:
             prefix = old + "/"
@@ -237,15 +408,19 @@ class Namespace:
             del table[vp]
             stale = table.pop(target, None)
             if stale is not None and not self._drop_name(view, stale, target):
-                del self._entries[stale]
+                self._entries[stale] = None
             table[target] = inode
-            group = self._links.get(inode) if view == PROJECTS_VIEW else None
-            if group is not None:
-                group.names.discard(vp)
-                group.names.add(target)
-                if self._entries[inode].vpath != vp:
-                    continue  # the inode stands for another of its names
-            self._entries[inode] = Entry(view, target)
+            self._entries[inode] = _entry(view, target)
+
+    def _file_moved(self, inode: int, old: str, new: str) -> None:
+        """The projects/ file `inode` named `old` is now named `new`."""
+        group = self._links.get(inode)
+        if group is not None:
+            group.names.discard(old)
+            group.names.add(new)
+            if self._vpath_of(inode) != old:
+                return  # the inode stands for another of its names
+        self._entries[inode] = new
 
     # -- hard links ---------------------------------------------------------------------
 
@@ -253,14 +428,13 @@ class Namespace:
         """`new_vpath` (a file already added) is another name of the file at `vpath`: from
         now on both have its projects inode. `backing`: the file's st_ino per location."""
         inode = self.inode_of(PROJECTS_VIEW, vpath)
-        table = self._inode_table(PROJECTS_VIEW)
-        if table.get(new_vpath, inode) != inode:
+        node = self.files[new_vpath]
+        own = node.inode
+        if own is not None and own != inode:
             self._name_gone(PROJECTS_VIEW, *_split(new_vpath))
-        own = table.pop(new_vpath, None)
-        if own is not None and own != inode and not self._drop_name(PROJECTS_VIEW, own,
-                                                                     new_vpath):
-            del self._entries[own]
-        table[new_vpath] = inode
+            if not self._drop_name(PROJECTS_VIEW, own, new_vpath):
+                self._entries[own] = None
+        node.inode = inode
         group = self._links.setdefault(inode, LinkGroup({vpath}, {}))
         group.names.add(new_vpath)
         group.backing.update(backing)
@@ -268,8 +442,8 @@ class Namespace:
     def link_group(self, vpath: str) -> LinkGroup | None:
         if not self._links:
             return None  # the usual case, asked on every getattr and record
-        inode = self._inode_table(PROJECTS_VIEW).get(vpath)
-        return None if inode is None else self._links.get(inode)
+        node = self.files.get(vpath)
+        return None if node is None or node.inode is None else self._links.get(node.inode)
 
     def link_count(self, vpath: str) -> int:
         if not self._links:
@@ -284,13 +458,13 @@ class Namespace:
     def split_link(self, vpath: str) -> None:
         """`vpath` is no longer a hard link of the others (replaced behind the mount's
         back): it gets an inode of its own."""
-        table = self._inode_table(PROJECTS_VIEW)
-        inode = table.get(vpath)
-        if inode is None or inode not in self._links:
+        node = self.files.get(vpath)
+        inode = None if node is None else node.inode
+        if node is None or inode is None or inode not in self._links:
             return
         self._name_gone(PROJECTS_VIEW, *_split(vpath))
         self._drop_name(PROJECTS_VIEW, inode, vpath)
-        del table[vpath]
+        node.inode = None
         self.inode_of(PROJECTS_VIEW, vpath)
 
     def _drop_name(self, view: str, inode: int, vpath: str) -> bool:
@@ -300,8 +474,8 @@ class Namespace:
         if group is None:
             return False
         group.names.discard(vpath)
-        if self._entries[inode].vpath == vpath:
-            self._entries[inode] = Entry(view, min(group.names))
+        if self._vpath_of(inode) == vpath:
+            self._entries[inode] = _entry(view, min(group.names))
         if len(group.names) < 2:
             del self._links[inode]
         for name in group.names:  # one link fewer, in each of their views
@@ -399,9 +573,11 @@ class Namespace:
     def add_file(self, node: FileNode) -> str:
         """Add (or replace) a file; returns its projects-view path."""
         vpath = view_path(node.logical_path)
-        replacing = vpath in self.files
-        if replacing:
+        replaced = self.files.get(vpath)
+        replacing = replaced is not None
+        if replaced is not None:
             self.remove_file(vpath, keep_inode=True)
+            node.inode = replaced.inode
         self.files[vpath] = node
         parent, name = _split(vpath)  # one string for the name in every view
         for view in self._views_of(vpath, node):
@@ -421,8 +597,10 @@ class Namespace:
             vpath = logical if "/" in logical else view_path(logical)
             cut = vpath.rfind("/")
             parent, name = vpath[:cut], vpath[cut + 1:]
-            if vpath in self.files:
+            replaced = self.files.get(vpath)
+            if replaced is not None:
                 self.remove_file(vpath, keep_inode=True)
+                node.inode = replaced.inode
                 sets.pop(parent, None)  # the removal may have pruned the directory
             self.files[vpath] = node
             children = sets.get(parent)
@@ -438,15 +616,21 @@ class Namespace:
                 names.add(name)
 
     def remove_file(self, vpath: str, keep_inode: bool = False) -> FileNode | None:
-        node = self.files.pop(vpath, None)
+        """Remove a file from every view. With `keep_inode`, its inodes are left for the file
+        that replaces it (the caller gives that one `FileNode.inode`)."""
+        node = self.files.get(vpath)
         if node is None:
             return None
         for view in self._views_of(vpath, node):
-            self._unlink_from(view, vpath)
+            self._unlink_from(view, vpath)  # while it is in `files`: the observer asks
             if not keep_inode:
-                inode = self._inode_table(view).pop(vpath, None)
+                inode = (node.inode if view == PROJECTS_VIEW
+                         else self._inode_table(view).pop(vpath, None))
                 if inode is not None and not self._drop_name(view, inode, vpath):
-                    del self._entries[inode]
+                    self._entries[inode] = None
+        del self.files[vpath]
+        if not keep_inode:
+            node.inode = None  # should it be added again, it is a new file
         return node
 
     def reindex(self, vpath: str, before: list[str]) -> None:
@@ -472,10 +656,13 @@ class Namespace:
         node = self.files[old]
         views = self._views_of(old, node)
         replaced = self.remove_file(new) if new in self.files else None
-        del self.files[old]
         for view in views:
-            self._unlink_from(view, old)
-            self._move_inode(view, old, new, is_dir=False)
+            self._unlink_from(view, old)  # while it is in `files`: the observer asks
+            if view != PROJECTS_VIEW:
+                self._move_inode(view, old, new, is_dir=False)
+        del self.files[old]
+        if node.inode is not None:
+            self._file_moved(node.inode, old, new)
         node.logical_path = logical_path_of(new)
         if media is not None:
             node.category, node.mime_type = media
@@ -543,11 +730,16 @@ class Namespace:
             self._unlink_from(view, vpath)
         inode = self._inode_table(view).pop(vpath, None)
         if inode is not None:
-            del self._entries[inode]
+            self._entries[inode] = None
 
     def files_under(self, vpath: str) -> Iterable[str]:
         prefix = vpath + "/" if vpath else ""
         return [vp for vp in self.files if vp.startswith(prefix)]
+
+
+def _entry(view: str, vpath: str) -> Entry | str:
+    """What `_entries` holds for an inode."""
+    return vpath if view == PROJECTS_VIEW else Entry(view, vpath)
 
 
 def _split(vpath: str) -> tuple[str, str]:

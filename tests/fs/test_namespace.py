@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from alicefs.fs.namespace import (
     PROJECTS_VIEW,
     FileNode,
     Namespace,
     Replica,
+    Replicas,
     location_view,
     logical_path_of,
     type_view,
@@ -29,8 +34,10 @@ def check(ns: Namespace) -> None:
             for name in directory.children:
                 child = f"{vpath}/{name}" if vpath else name
                 assert child in tree or child in ns.files, child
-    for view, vpath, inode in ((v, vp, i) for v, table in ns._inodes.items()
-                               for vp, i in table.items()):
+    file_inodes = [(PROJECTS_VIEW, vp, n.inode) for vp, n in ns.files.items()
+                   if n.inode is not None]
+    for view, vpath, inode in file_inodes + [(v, vp, i) for v, table in ns._inodes.items()
+                                             for vp, i in table.items()]:
         entry = ns.entry(inode)
         group = ns.link_group(vpath) if view == PROJECTS_VIEW else None
         if group is None:
@@ -237,3 +244,103 @@ def test_the_observer_hears_of_what_the_kernel_was_given_and_changed():
     ns.remove_location("a")
     assert seen.gone() == [("", "locations/A")]
     check(ns)
+
+
+def test_a_replaced_file_keeps_its_inodes_and_a_removed_one_does_not():
+    ns = Namespace({"a": "A"}, 0, 0, 1)
+    ns.add_file(node("p/x.png"))
+    views = ns.views_of("p/x.png")
+    inodes = [ns.inode_of(view, "p/x.png") for view in views]
+    ns.add_file(node("p/x.png"))  # new content from a scan: the same file to the kernel
+    assert [ns.inode_of(view, "p/x.png") for view in views] == inodes
+    check(ns)
+    ns.add_files([node("p/x.png")])
+    assert [ns.inode_of(view, "p/x.png") for view in views] == inodes
+    removed = ns.remove_file("p/x.png")
+    assert removed is not None and removed.inode is None
+    assert all(ns.entry(inode) is None for inode in inodes)
+    ns.add_file(removed)  # added again: another file, with new numbers
+    assert ns.inode_of(PROJECTS_VIEW, "p/x.png") not in inodes
+    check(ns)
+
+
+def test_a_renamed_file_keeps_its_inode_and_leaves_its_old_name():
+    ns = Namespace({"a": "A"}, 0, 0, 1)
+    ns.add_file(node("p/x.png"))
+    inode = ns.inode_of(PROJECTS_VIEW, "p/x.png")
+    ns.rename_file("p/x.png", "q/y.png")
+    assert ns.inode_of(PROJECTS_VIEW, "q/y.png") == inode
+    assert ns.entry(inode).vpath == "q/y.png" and not ns.shows(PROJECTS_VIEW, "p/x.png", inode)
+    ns.rename_dir("q", "r")
+    assert ns.inode_of(PROJECTS_VIEW, "r/y.png") == inode and ns.entry(inode).vpath == "r/y.png"
+    check(ns)
+
+
+def test_an_inode_never_given_out_is_unknown():
+    ns = Namespace({"a": "A"}, 0, 0, 1)
+    ns.add_file(node("p/x.png"))
+    inode = ns.inode_of(PROJECTS_VIEW, "p/x.png")
+    assert ns.entry(inode + 1) is None and ns.entry(10**12) is None and ns.entry(0) is None
+
+
+HASH = "5bc7993927bc891ce3dcb784dcd1f3108b06345898d9f24d20927a72e3f3c0e8"
+
+
+@pytest.mark.parametrize("content_hash", [
+    HASH, "0" * 64, None, "", "h1", HASH.upper(), "+" + HASH[1:], HASH[:31] + "_" + HASH[32:],
+    " " + HASH[1:]])
+def test_a_replica_gives_back_the_hash_it_was_given(content_hash):
+    replica = Replica(1, 2, content_hash)
+    assert replica.content_hash == content_hash
+    replica.content_hash = HASH
+    assert replica.content_hash == HASH
+    copy = replica.copy()
+    assert copy == replica and copy is not replica
+    copy.state = "stale"
+    assert copy != replica and replica.state == "present"
+
+
+OPERATIONS = st.lists(st.tuples(
+    st.sampled_from(["set", "del", "pop", "setdefault", "get", "in"]),
+    st.sampled_from(["a", "b", "c"]), st.integers(0, 3)), max_size=30)
+
+
+@given(OPERATIONS)
+def test_replicas_behave_as_a_dict(operations):
+    """Whatever is done to a file's replicas gives what a dict would (the mapping holds one
+    copy in slots and more in a dict)."""
+    replicas, expected = Replicas(), {}
+    for operation, key, size in operations:
+        replica = Replica(size, 0)
+        if operation == "set":
+            replicas[key] = replica
+            expected[key] = replica
+        elif operation == "del":
+            if key in expected:
+                del replicas[key]
+                del expected[key]
+            else:
+                with pytest.raises(KeyError):
+                    del replicas[key]
+        elif operation == "pop":
+            assert replicas.pop(key, None) == expected.pop(key, None)
+        elif operation == "setdefault":
+            assert replicas.setdefault(key, replica) == expected.setdefault(key, replica)
+        elif operation == "get":
+            assert replicas.get(key) == expected.get(key)
+        else:
+            assert (key in replicas) == (key in expected)
+        assert len(replicas) == len(expected) and bool(replicas) == bool(expected)
+        assert list(replicas) == list(expected) and replicas == expected
+        assert list(replicas.items()) == list(expected.items())
+        assert list(replicas.values()) == list(expected.values())
+        assert Replicas(expected) == expected and dict(replicas) == expected
+    for key in "abc":
+        if key not in expected:
+            with pytest.raises(KeyError):
+                replicas[key]
+
+
+def test_a_file_node_made_with_a_dict_holds_replicas():
+    file = node("p/x.png", locations=("a", "b"))
+    assert type(file.replicas) is Replicas and set(file.replicas) == {"a", "b"}
