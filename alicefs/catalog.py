@@ -16,7 +16,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -27,6 +27,7 @@ import duckdb
 from alicefs.errors import CatalogError, NotFoundError
 from alicefs.model import LocationType, StorageLocation
 from alicefs.rules import LocationStatus, Rule
+from alicefs.signatures import Signatures
 
 Column = tuple[str, str, str]  # name, SQL type and constraints, comment
 
@@ -252,10 +253,14 @@ class ReplicaIndex:
     """A location's replicas as a scan needs them."""
 
     # logical path -> (size, mtime_ns, inode) for local locations, (size, change_token) for
-    # object stores: the values a listed file must show for its cataloged hash to hold.
-    trusted: dict[str, tuple[Any, ...]]
+    # object stores: the values a listed file must show for its cataloged hash to hold
+    trusted: Signatures
     unhashed: set[str]  # to read again: no content hash (a scan was interrupted, or asked)
     missing: set[str]  # marked missing by an earlier scan
+    # The paths `trusted` was loaded with, in chunks, read again from the catalog (the
+    # table holds hashes of them): asked only for what the listing left out. Consume it
+    # whole before any other catalog call: the catalog is locked meanwhile.
+    trusted_paths: Callable[[], Iterable[list[str]]]
 
 
 @dataclass(frozen=True)
@@ -298,6 +303,7 @@ class JournalStart:
     payload: dict[str, Any] | None = None
 
 
+_INDEX_CHUNK = 10_000  # rows a scan's index is loaded in (never all at once)
 _REPLICA_COLUMNS = ("location_id", "logical_path", "size", "mtime_ns", "content_hash", "inode",
                     "change_token", "state", "seen_at")
 _ATTR_COLUMNS = ("logical_path", "mode", "uid", "gid", "symlink_target", "rdev", "atime_ns",
@@ -546,18 +552,21 @@ class Catalog:
 
     def replica_index(self, location_id: str, object_store: bool,
                       trust_unhashed_objects: bool = False) -> ReplicaIndex:
-        """What a rescan compares a listing against, loaded in bulk as plain tuples because it
-        covers every file of the location on every scan. With `trust_unhashed_objects`, an
-        object cataloged without a hash is unchanged while its size and version are (its
-        hash is computed when needed, alicefs.lazy_hash); otherwise, and for local files,
-        a replica without a hash is read again."""
+        """What a rescan compares a listing against, loaded in chunks of plain rows into a
+        compact table (it covers every file of the location on every scan). With
+        `trust_unhashed_objects`, an object cataloged without a hash is unchanged while its
+        size and version are (its hash is computed when needed, alicefs.lazy_hash);
+        otherwise, and for local files, a replica without a hash is read again."""
         compared = "size, change_token" if object_store else "size, mtime_ns, inode"
         hashed = ("(content_hash IS NOT NULL OR change_token IS NOT NULL)"
                   if object_store and trust_unhashed_objects else "content_hash IS NOT NULL")
+        trusted_sql = f"FROM replicas WHERE location_id = ? AND {hashed}"
+        trusted = Signatures()
         with self._lock:
-            trusted = {row[0]: row[1:] for row in self._con.execute(
-                f"SELECT logical_path, {compared} FROM replicas WHERE location_id = ? "
-                f"AND {hashed}", [location_id]).fetchall()}
+            result = self._con.execute(f"SELECT logical_path, {compared} {trusted_sql}",
+                                       [location_id])
+            while rows := result.fetchmany(_INDEX_CHUNK):
+                trusted.add_rows(rows)
             # Special files are never listed: left out, so a scan does not miss them.
             unhashed = {row[0] for row in self._con.execute(
                 "SELECT logical_path FROM replicas WHERE location_id = ? "
@@ -567,7 +576,16 @@ class Catalog:
             missing = {row[0] for row in self._con.execute(
                 "SELECT logical_path FROM replicas WHERE location_id = ? "
                 "AND state = 'missing'", [location_id]).fetchall()}
-        return ReplicaIndex(trusted, unhashed, missing)
+
+        def trusted_paths() -> Iterator[list[str]]:
+            with self._lock:
+                result = self._con.execute(f"SELECT logical_path {trusted_sql}", [location_id])
+                while rows := result.fetchmany(_INDEX_CHUNK):
+                    yield [row[0] for row in rows]
+
+        if trusted.collided:
+            trusted.resolve(path for chunk in trusted_paths() for path in chunk)
+        return ReplicaIndex(trusted, unhashed, missing, trusted_paths)
 
     def mark_present(self, location_id: str, logical_paths: Sequence[str]) -> None:
         """Replicas found again, unchanged, after a scan had marked them missing."""

@@ -5,12 +5,13 @@ sidecars and embedded XMP combine. alicefs/scanner.py does the I/O."""
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from alicefs.backends.base import ObjectInfo
 from alicefs.catalog import FileMeta, ReplicaIndex
 from alicefs.media import MediaType
+from alicefs.signatures import matches
 from alicefs.xmp import XmpMetadata
 
 UNSORTED = "_unsorted"
@@ -36,7 +37,8 @@ class ListingComparer:
     """Compares a location's listing, fed in batches as it arrives, with the catalog.
 
     Runs once per listed file on every scan, so the common case (a file whose size, mtime and
-    inode match a hashed replica) costs one dict lookup and one tuple comparison.
+    inode match a hashed replica) costs one lookup in the index's signatures, which it takes
+    out of the index: what is left at the end was not listed.
     """
 
     def __init__(self, index: ReplicaIndex, force: bool = False, object_store: bool = False):
@@ -46,46 +48,46 @@ class ListingComparer:
         self.new_files = self.changed_files = self.unchanged_files = 0
         self.files = self.bytes = 0
         self.reappeared: list[str] = []
-        self._unseen = set(index.trusted) | index.unhashed
+        self._unseen_unhashed = set(index.unhashed)
         self._new: list[str] = []
+        self._taken_bytes = 0  # of index.trusted.taken_bytes, those counted in `bytes`
 
     def add(self, batch: Iterable[ObjectInfo | str]) -> list[ObjectInfo]:
         """Account for a batch of listed files; returns those whose content must be read.
-        A bare key is a file the lister already found unchanged (Backend.list's
-        `unchanged_if`)."""
+        A bare key is a file the lister already found unchanged and took from the index
+        (Backend.list's `unchanged_if`: `Signatures.take_if_unchanged`)."""
         # Locals and counters outside the loop: this is the per-file cost of every rescan.
         to_examine = []
-        trusted_get = self.index.trusted.get
+        trusted = self.index.trusted
+        take = trusted.pop
         missing = self.index.missing
-        unseen = self._unseen
-        discard = unseen.discard
+        unhashed = self._unseen_unhashed
         object_store = self.object_store
         force = self.force
         files = unchanged = changed = 0
-        size_total = 0
+        size_total = trusted.taken_bytes - self._taken_bytes  # those the lister took
+        self._taken_bytes = trusted.taken_bytes
         for info in batch:
             files += 1
             if info.__class__ is str:
                 unchanged += 1
-                size_total += trusted_get(info)[0]
-                discard(info)
                 if missing and info in missing:
                     self.reappeared.append(info)
                 continue
             key = info.key
             size_total += info.size
-            expected = trusted_get(key)
-            if expected is not None and not force and (
-                    expected == ((info.size, info.change_token) if object_store
-                                 else info[1:4])):
+            entry = take(key)
+            if entry is not None and not force and matches(
+                    entry, (info.size, info.change_token) if object_store else info[1:4]):
                 unchanged += 1
-                discard(key)
                 if missing and key in missing:
                     self.reappeared.append(key)
                 continue
-            if key in unseen:
+            if entry is not None:
                 changed += 1
-                discard(key)
+            elif unhashed and key in unhashed:
+                changed += 1
+                unhashed.discard(key)
             else:
                 self._new.append(key)
             to_examine.append(info)
@@ -96,15 +98,31 @@ class ListingComparer:
         self.new_files += files - unchanged - changed
         return to_examine
 
-    def vanished(self) -> list[str]:
-        """Cataloged as present, not listed: now missing. Call after the last batch."""
-        return sorted(key for key in self._unseen if key not in self.index.missing)
+    def _unlisted(self) -> Iterator[str]:
+        """Cataloged paths the listing did not show (blocking when some hashed ones are
+        among them: their paths are read again from the catalog)."""
+        trusted, missing = self.index.trusted, self.index.missing
+        # Usually none, or only those missing already: then nothing is read.
+        if len(trusted) > sum(1 for key in missing if key in trusted):
+            for chunk in self.index.trusted_paths():
+                yield from trusted.left(chunk)
+        else:
+            yield from (key for key in missing if key in trusted)
+        yield from self._unseen_unhashed
 
-    @property
+    def vanished(self) -> list[str]:
+        """Cataloged as present, not listed: now missing. Call after the last batch
+        (blocking: may read the catalog)."""
+        missing = self.index.missing
+        return sorted(key for key in self._unlisted() if key not in missing)
+
     def listed_keys(self) -> set[str]:
-        """Every key listed (computed on demand: only sidecar changes need it)."""
-        known = set(self.index.trusted) | self.index.unhashed
-        return (known - self._unseen) | set(self._new)
+        """Every key listed (blocking: reads the catalog; only sidecar changes need it).
+        Call after the last batch."""
+        unlisted = set(self._unlisted())
+        cataloged = {key for chunk in self.index.trusted_paths() for key in chunk}
+        cataloged |= self.index.unhashed
+        return (cataloged - unlisted) | set(self._new)
 
 
 def sidecars_for(key: str, listed: set[str]) -> list[str]:

@@ -44,6 +44,7 @@ from alicefs.scan import (
     project_of,
     sidecars_for,
 )
+from alicefs.signatures import Signatures
 from alicefs.sniff import SNIFF_BYTES, sniff
 from alicefs.xmp import MAX_PACKET_BYTES, PacketFinder, XmpMetadata, parse_xmp
 
@@ -399,7 +400,7 @@ class _LocationScan:
     reading: _Reading
     emitter: _ProgressEmitter
     comparer: ListingComparer = field(
-        default_factory=lambda: ListingComparer(ReplicaIndex({}, set(), set())))
+        default_factory=lambda: ListingComparer(ReplicaIndex(Signatures(), set(), set(), list)))
     listing_complete: bool = False
     files_to_read: int = 0
     bytes_to_read: int = 0
@@ -438,7 +439,7 @@ class _LocationScan:
             async with send_work:
                 await self._list(send_work)
         await self._flush_replicas()
-        vanished = self.comparer.vanished()
+        vanished = await db(self.comparer.vanished)
         if self.backend.backend.skip_hidden:
             # Hidden files are not listed, so not listing them says nothing: one made through
             # the mount (a .git directory, say) is not missing.
@@ -471,7 +472,7 @@ class _LocationScan:
         await self.emitter.emit(self.progress("listing"), force=True)
         send_batch, receive_batch = trio.open_memory_channel[list[ObjectInfo]](LIST_BUFFER)
         backend = self.backend.backend
-        unchanged_if = None if self.force else index.trusted
+        unchanged_if = None if self.force else index.trusted.take_if_unchanged
         comparer = self.comparer
 
         def produce() -> None:
@@ -534,7 +535,7 @@ class _LocationScan:
         sidecars_changed += [k for k in vanished if is_sidecar(k)]
         if not examined and not sidecars_changed:
             return
-        listed = self.comparer.listed_keys
+        listed = await self.scanner._db(self.comparer.listed_keys)
         found: list[tuple[str, MediaType | None, XmpMetadata | None, XmpMetadata | None]] = []
         for key in sorted(paths_needing_metadata(examined, sidecars_changed, listed)):
             sidecar = None

@@ -15,11 +15,14 @@ from alicefs.scan import (
     sidecars_for,
     stem_index,
 )
+from alicefs.signatures import Signatures
 from alicefs.xmp import XmpMetadata
 
 
 def index(trusted=None, unhashed=(), missing=()):
-    return ReplicaIndex(dict(trusted or {}), set(unhashed), set(missing))
+    trusted = dict(trusted or {})
+    return ReplicaIndex(Signatures(trusted.items()), set(unhashed), set(missing),
+                        lambda: [list(trusted)])
 
 
 def test_project_of():
@@ -51,7 +54,7 @@ def test_comparer_classifies_a_listing():
     assert comparer.reappeared == ["p/back"]
     assert comparer.vanished() == ["p/gone"]
     assert (comparer.files, comparer.bytes) == (6, 55)
-    assert comparer.listed_keys == {"p/same", "p/changed", "p/renamed", "p/new", "p/back",
+    assert comparer.listed_keys() == {"p/same", "p/changed", "p/renamed", "p/new", "p/back",
                                     "p/unhashed"}
 
 
@@ -61,6 +64,37 @@ def test_object_stores_compare_change_tokens_not_mtimes():
     to_read = comparer.add([ObjectInfo("p/a", 10, 5, None, "etag1"),
                             ObjectInfo("p/b", 10, 5, None, "etag2")])
     assert [i.key for i in to_read] == ["p/b"]
+
+
+def test_comparer_takes_what_the_lister_found_unchanged_by_its_bare_key():
+    comparer = ListingComparer(index({"p/a": (10, 100, 1), "p/b": (20, 100, 2),
+                                      "p/c": (30, 100, 3)}, missing={"p/b"}))
+    trusted = comparer.index.trusted
+    assert not trusted.take_if_unchanged("p/a", (10, 100, 2))  # as the lister does
+    assert trusted.take_if_unchanged("p/a", (10, 100, 1))
+    assert trusted.take_if_unchanged("p/b", (20, 100, 2))
+    assert comparer.add(["p/a", "p/b"]) == []
+    assert (comparer.unchanged_files, comparer.bytes, comparer.reappeared) == (2, 30, ["p/b"])
+    assert comparer.vanished() == ["p/c"]
+    assert comparer.listed_keys() == {"p/a", "p/b"}
+
+
+def test_comparer_reads_the_catalog_again_only_for_files_not_listed():
+    reads = []
+    trusted = {"p/a": (10, 100, 1), "p/gone": (10, 100, 2), "p/missing": (10, 100, 3)}
+
+    def paths():
+        reads.append(1)
+        return [["p/a"], ["p/gone", "p/missing"]]
+
+    listed_all = ListingComparer(ReplicaIndex(Signatures(trusted.items()), set(), {"p/missing"},
+                                              paths))
+    listed_all.add([ObjectInfo("p/a", 10, 100, 1), ObjectInfo("p/gone", 10, 100, 2)])
+    assert listed_all.vanished() == [] and reads == []  # only the missing one is left
+    one_gone = ListingComparer(ReplicaIndex(Signatures(trusted.items()), set(), {"p/missing"},
+                                            paths))
+    one_gone.add([ObjectInfo("p/a", 10, 100, 1)])
+    assert one_gone.vanished() == ["p/gone"] and reads == [1]
 
 
 def test_forced_comparer_reads_everything():

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import errno
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from alicefs.model import StorageLocation
 from alicefs.rules import SpaceInfo
+
+# A rescan's test of a listed file: (key, its `scan.comparable` values) -> unchanged?
+UnchangedIf = Callable[[str, tuple[Any, ...]], bool]
 
 MAX_NAME_BYTES = 255
 MAX_KEY_BYTES = 4095
@@ -160,14 +163,15 @@ class Backend(ABC):
         naming the location and the cause (never a credential) when it is not."""
 
     @abstractmethod
-    def list(self, prefix: str = "", *, unchanged_if: Mapping[str, tuple[Any, ...]] | None = None
+    def list(self, prefix: str = "", *, unchanged_if: UnchangedIf | None = None
              ) -> Iterator[ObjectInfo | str]:
         """Every file under `prefix` (a key prefix ending in '/' or ""), recursively, with size
         and mtime. Hidden names are skipped when `skip_hidden`; temporary objects always.
 
-        `unchanged_if` is a rescan's shortcut: a file whose `scan.comparable` values equal
-        `unchanged_if[key]` may be yielded as its bare key (a str) instead of an ObjectInfo,
-        sparing the work of describing a file nobody needs described. A backend may ignore it.
+        `unchanged_if` is a rescan's shortcut: a file for which `unchanged_if(key, values)`
+        is true, `values` being its `scan.comparable` values, may be yielded as its bare key
+        (a str) instead of an ObjectInfo, sparing the work of describing a file nobody needs
+        described. A backend may ignore it.
         """
 
     @abstractmethod

@@ -11,8 +11,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, BinaryIO, Literal, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO, Literal, TypeVar
 
 import google.auth.exceptions as gauth
 import requests
@@ -26,6 +26,7 @@ from alicefs.backends.base import (
     IntegrityError,
     LocationUnavailableError,
     ObjectInfo,
+    UnchangedIf,
     WriteResult,
 )
 from alicefs.backends.objectstore import (
@@ -203,7 +204,7 @@ class GCSBackend(ObjectStoreBackend):
 
         self._call("probe", list_one)
 
-    def list(self, prefix: str = "", *, unchanged_if: Mapping[str, tuple[Any, ...]] | None = None
+    def list(self, prefix: str = "", *, unchanged_if: UnchangedIf | None = None
              ) -> Iterator[ObjectInfo]:
         # `unchanged_if` is ignored (the contract allows it): describing a listed object costs
         # nothing beyond the listing request itself.

@@ -14,11 +14,11 @@ import errno
 import os
 import stat as stat_mod
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from alicefs.backends.base import (
     TEMP_PREFIX,
@@ -27,6 +27,7 @@ from alicefs.backends.base import (
     IntegrityError,
     LocationUnavailableError,
     ObjectInfo,
+    UnchangedIf,
     UnsafeKeyError,
     WriteResult,
     check_key,
@@ -147,10 +148,9 @@ class LocalBackend(Backend):
 
     # -- reading -----------------------------------------------------------------------
 
-    def list(self, prefix: str = "", *, unchanged_if: Mapping[str, tuple[Any, ...]] | None = None
+    def list(self, prefix: str = "", *, unchanged_if: UnchangedIf | None = None
              ) -> Iterator[ObjectInfo | str]:
         root = self._real_root()
-        known = unchanged_if or {}
         start, start_key = root, ""
         if prefix:
             start_key = prefix.rstrip("/")
@@ -195,9 +195,8 @@ class LocalBackend(Backend):
                 except FileNotFoundError:
                     continue
                 key = key_prefix + name
-                expected = known.get(key)
-                if (expected is not None and expected[0] == st.st_size
-                        and expected[1] == st.st_mtime_ns and expected[2] == st.st_ino):
+                if unchanged_if is not None and unchanged_if(
+                        key, (st.st_size, st.st_mtime_ns, st.st_ino)):
                     yield key
                 else:
                     yield ObjectInfo(key, st.st_size, st.st_mtime_ns, st.st_ino)

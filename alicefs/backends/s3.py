@@ -15,7 +15,7 @@ import io
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO, Literal, TypeVar
 
 import boto3
@@ -27,6 +27,7 @@ from alicefs.backends.base import (
     IntegrityError,
     LocationUnavailableError,
     ObjectInfo,
+    UnchangedIf,
     WriteResult,
 )
 from alicefs.backends.objectstore import (
@@ -271,7 +272,7 @@ class S3Backend(ObjectStoreBackend):
     def _probe_request(self) -> None:
         self._call("probe", lambda: self.client.head_bucket(Bucket=self.bucket))
 
-    def list(self, prefix: str = "", *, unchanged_if: Mapping[str, tuple[Any, ...]] | None = None
+    def list(self, prefix: str = "", *, unchanged_if: UnchangedIf | None = None
              ) -> Iterator[ObjectInfo]:
         # `unchanged_if` is ignored (the contract allows it): describing a listed object costs
         # nothing beyond the listing request itself.
