@@ -261,6 +261,9 @@ class ReplicaIndex:
     # table holds hashes of them): asked only for what the listing left out. Consume it
     # whole before any other catalog call: the catalog is locked meanwhile.
     trusted_paths: Callable[[], Iterable[list[str]]]
+    # Every path the catalog has for the location when called (new files included, once
+    # written), in chunks, as `trusted_paths`.
+    location_paths: Callable[[], Iterable[list[str]]]
 
 
 @dataclass(frozen=True)
@@ -578,14 +581,22 @@ class Catalog:
                 "AND state = 'missing'", [location_id]).fetchall()}
 
         def trusted_paths() -> Iterator[list[str]]:
-            with self._lock:
-                result = self._con.execute(f"SELECT logical_path {trusted_sql}", [location_id])
-                while rows := result.fetchmany(_INDEX_CHUNK):
-                    yield [row[0] for row in rows]
+            return self._paths_in_chunks(f"SELECT logical_path {trusted_sql}", location_id)
+
+        def location_paths() -> Iterator[list[str]]:
+            return self._paths_in_chunks(
+                "SELECT logical_path FROM replicas WHERE location_id = ? AND logical_path NOT "
+                "IN (SELECT logical_path FROM file_attrs WHERE rdev IS NOT NULL)", location_id)
 
         if trusted.collided:
             trusted.resolve(path for chunk in trusted_paths() for path in chunk)
-        return ReplicaIndex(trusted, unhashed, missing, trusted_paths)
+        return ReplicaIndex(trusted, unhashed, missing, trusted_paths, location_paths)
+
+    def _paths_in_chunks(self, sql: str, location_id: str) -> Iterator[list[str]]:
+        with self._lock:
+            result = self._con.execute(sql, [location_id])
+            while rows := result.fetchmany(_INDEX_CHUNK):
+                yield [row[0] for row in rows]
 
     def mark_present(self, location_id: str, logical_paths: Sequence[str]) -> None:
         """Replicas found again, unchanged, after a scan had marked them missing."""

@@ -49,8 +49,10 @@ class ListingComparer:
         self.files = self.bytes = 0
         self.reappeared: list[str] = []
         self._unseen_unhashed = set(index.unhashed)
-        self._new: list[str] = []
         self._taken_bytes = 0  # of index.trusted.taken_bytes, those counted in `bytes`
+        # Sidecars listed: the only listed keys a file's metadata asks about (few, kept
+        # whole; the listing itself is not)
+        self.listed_sidecars: set[str] = set()
 
     def add(self, batch: Iterable[ObjectInfo | str]) -> list[ObjectInfo]:
         """Account for a batch of listed files; returns those whose content must be read.
@@ -67,14 +69,17 @@ class ListingComparer:
         files = unchanged = changed = 0
         size_total = trusted.taken_bytes - self._taken_bytes  # those the lister took
         self._taken_bytes = trusted.taken_bytes
+        sidecars = self.listed_sidecars
         for info in batch:
             files += 1
+            key = info if info.__class__ is str else info.key
+            if key[-1] in "pP" and is_sidecar(key):  # the cheap test first: once per file
+                sidecars.add(key)
             if info.__class__ is str:
                 unchanged += 1
-                if missing and info in missing:
-                    self.reappeared.append(info)
+                if missing and key in missing:
+                    self.reappeared.append(key)
                 continue
-            key = info.key
             size_total += info.size
             entry = take(key)
             if entry is not None and not force and matches(
@@ -88,8 +93,6 @@ class ListingComparer:
             elif unhashed and key in unhashed:
                 changed += 1
                 unhashed.discard(key)
-            else:
-                self._new.append(key)
             to_examine.append(info)
         self.files += files
         self.bytes += size_total
@@ -118,11 +121,10 @@ class ListingComparer:
 
     def listed_keys(self) -> set[str]:
         """Every key listed (blocking: reads the catalog; only sidecar changes need it).
-        Call after the last batch."""
+        Call once the scan wrote what it found: a new file is listed, and cataloged."""
         unlisted = set(self._unlisted())
-        cataloged = {key for chunk in self.index.trusted_paths() for key in chunk}
-        cataloged |= self.index.unhashed
-        return (cataloged - unlisted) | set(self._new)
+        return {key for chunk in self.index.location_paths() for key in chunk
+                if key not in unlisted}
 
 
 def sidecars_for(key: str, listed: set[str]) -> list[str]:

@@ -19,7 +19,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -399,16 +399,21 @@ class _LocationScan:
     backend: ThreadedBackend
     reading: _Reading
     emitter: _ProgressEmitter
-    comparer: ListingComparer = field(
-        default_factory=lambda: ListingComparer(ReplicaIndex(Signatures(), set(), set(), list)))
-    listing_complete: bool = False
+    comparer: ListingComparer = field(default_factory=lambda: ListingComparer(
+        ReplicaIndex(Signatures(), set(), set(), list, list)))
+    listing_complete: bool = False  # every file listed was handed out to be read
+    all_listed: bool = False  # every file listed and compared (so every sidecar known)
     files_to_read: int = 0
     bytes_to_read: int = 0
     files_read: int = 0
     bytes_read: int = 0
-    # key -> (media type, embedded XMP) of every file read: all _finish_metadata needs of
-    # it, kept small (a first discover reads every file of the location)
+    # key -> (media type, embedded XMP) of the files read whose metadata is not stored yet:
+    # all storing it needs of them (stored with their replicas once the listing is
+    # complete, so a first discover never holds it for every file)
     examined: dict[str, tuple[MediaType, XmpMetadata | None]] = field(default_factory=dict)
+    examined_sidecars: list[str] = field(default_factory=list)  # sidecars read
+    # files whose metadata was stored with what a listed sidecar says
+    described: set[str] = field(default_factory=set)
     pending_replicas: list[Replica] = field(default_factory=list)
 
     @property
@@ -489,6 +494,7 @@ class _LocationScan:
         async def producer() -> None:
             async with send_batch:
                 await trio.to_thread.run_sync(produce)
+            self.all_listed = True
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(producer)
@@ -512,7 +518,10 @@ class _LocationScan:
                 now = time.time()
                 for result in results:
                     info = result.info
-                    self.examined[info.key] = (result.media, result.embedded)
+                    if is_sidecar(info.key):
+                        self.examined_sidecars.append(info.key)
+                    else:
+                        self.examined[info.key] = (result.media, result.embedded)
                     self.files_read += 1
                     self.bytes_read += result.bytes_read
                     self.pending_replicas.append(Replica(
@@ -524,38 +533,59 @@ class _LocationScan:
 
     async def _flush_replicas(self) -> None:
         batch, self.pending_replicas = self.pending_replicas, []
+        # Once everything is listed every sidecar is known, so the metadata of the files read
+        # so far is final: stored right after their replicas (never before, or an interrupted
+        # scan would leave metadata of files the catalog does not hold).
+        examined: dict[str, tuple[MediaType, XmpMetadata | None]] = {}
+        if self.all_listed:
+            examined, self.examined = self.examined, {}
         await self.scanner._db(functools.partial(self.scanner.catalog.put_replicas, batch,
                                                  found_by_scan=True))
+        await self._store_metadata_of(examined, examined)
 
     async def _finish_metadata(self, vanished: list[str]) -> None:
-        """Media type, tags and quality of every file read, and of every file whose sidecar
-        appeared, changed or vanished."""
-        examined = self.examined
-        sidecars_changed = [k for k in examined if is_sidecar(k)]
-        sidecars_changed += [k for k in vanished if is_sidecar(k)]
-        if not examined and not sidecars_changed:
+        """After the last replicas (and the files read with them): the metadata of every
+        file whose sidecar appeared, changed or vanished, but those stored already with
+        what the sidecar says."""
+        sidecars_changed = self.examined_sidecars + [k for k in vanished if is_sidecar(k)]
+        if not sidecars_changed:
             return
         listed = await self.scanner._db(self.comparer.listed_keys)
+        companions = paths_needing_metadata((), sidecars_changed, listed) - self.described
+        await self._store_metadata_of(companions, {})
+
+    async def _store_metadata_of(self, keys: Iterable[str],
+                                 examined: Mapping[str, tuple[MediaType, XmpMetadata | None]]
+                                 ) -> None:
+        """Media type, tags and quality of files (not sidecars), with what their listed
+        sidecars say: `examined` has what reading a file found; a file not read has its
+        embedded XMP read if its sidecar does not say everything."""
         found: list[tuple[str, MediaType | None, XmpMetadata | None, XmpMetadata | None]] = []
-        for key in sorted(paths_needing_metadata(examined, sidecars_changed, listed)):
+        for key in sorted(keys):
             sidecar = None
-            for sidecar_key in sidecars_for(key, listed):
+            sidecar_keys = sidecars_for(key, self.comparer.listed_sidecars)
+            if sidecar_keys:
+                self.described.add(key)
+            for sidecar_key in sidecar_keys:
                 sidecar = await self._read(read_sidecar, sidecar_key)
                 if sidecar is not None:
                     break
             result = examined.get(key)
             if result is not None:
                 found.append((key, result[0], sidecar, result[1]))
-                continue
-            embedded = None
-            if (classify_name(key).category in XMP_CATEGORIES
-                    and not _sidecar_covers(sidecar)):
-                embedded = await self._read(read_embedded, key)
-            found.append((key, None, sidecar, embedded))
-        # In batches: DuckDB holds a transaction's rows in memory until it commits (one
-        # transaction for a first discover of 100,000 files took 130 MiB).
-        for start in range(0, len(found), WRITE_BATCH):
-            await self.scanner._db(self._store_metadata, found[start:start + WRITE_BATCH])
+            else:
+                embedded = None
+                if (classify_name(key).category in XMP_CATEGORIES
+                        and not _sidecar_covers(sidecar)):
+                    embedded = await self._read(read_embedded, key)
+                found.append((key, None, sidecar, embedded))
+            # In batches: DuckDB holds a transaction's rows in memory until it commits (one
+            # transaction for a first discover of 100,000 files took 130 MiB).
+            if len(found) >= WRITE_BATCH:
+                await self.scanner._db(self._store_metadata, found)
+                found = []
+        if found:
+            await self.scanner._db(self._store_metadata, found)
 
     def _store_metadata(self, found: Sequence[tuple[str, MediaType | None, XmpMetadata | None,
                                                     XmpMetadata | None]]) -> None:

@@ -19,10 +19,13 @@ from alicefs.signatures import Signatures
 from alicefs.xmp import XmpMetadata
 
 
-def index(trusted=None, unhashed=(), missing=()):
+def index(trusted=None, unhashed=(), missing=(), written=()):
+    """`written`: the files a scan found new, which the catalog has by the time the scan asks
+    it for every path."""
     trusted = dict(trusted or {})
     return ReplicaIndex(Signatures(trusted.items()), set(unhashed), set(missing),
-                        lambda: [list(trusted)])
+                        lambda: [list(trusted)],
+                        lambda: [list(trusted), list(unhashed), list(written)])
 
 
 def test_project_of():
@@ -40,7 +43,7 @@ def test_comparer_classifies_a_listing():
     comparer = ListingComparer(index(
         {"p/same": (10, 100, 1), "p/changed": (10, 100, 1), "p/gone": (10, 100, 1),
          "p/back": (10, 100, 1), "p/already-missing": (10, 100, 1), "p/renamed": (10, 100, 1)},
-        unhashed={"p/unhashed"}, missing={"p/back", "p/already-missing"}))
+        unhashed={"p/unhashed"}, missing={"p/back", "p/already-missing"}, written={"p/new"}))
     to_read = comparer.add([
         ObjectInfo("p/same", 10, 100, 1),
         ObjectInfo("p/changed", 10, 200, 1),  # same size, touched in place
@@ -88,11 +91,11 @@ def test_comparer_reads_the_catalog_again_only_for_files_not_listed():
         return [["p/a"], ["p/gone", "p/missing"]]
 
     listed_all = ListingComparer(ReplicaIndex(Signatures(trusted.items()), set(), {"p/missing"},
-                                              paths))
+                                              paths, paths))
     listed_all.add([ObjectInfo("p/a", 10, 100, 1), ObjectInfo("p/gone", 10, 100, 2)])
     assert listed_all.vanished() == [] and reads == []  # only the missing one is left
     one_gone = ListingComparer(ReplicaIndex(Signatures(trusted.items()), set(), {"p/missing"},
-                                            paths))
+                                            paths, paths))
     one_gone.add([ObjectInfo("p/a", 10, 100, 1)])
     assert one_gone.vanished() == ["p/gone"] and reads == [1]
 

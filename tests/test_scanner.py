@@ -312,3 +312,39 @@ async def test_metadata_is_stored_in_batches_with_nothing_left_out(library, monk
     assert meta["Sunset Project/clips/intro.mp4"].tags == ("intro",)
     assert (meta["Sunset Project/renders/Final Shot.PNG"].tags,
             meta["Sunset Project/renders/Final Shot.PNG"].quality) == (("stem-sidecar",), 5)
+
+
+async def test_a_first_discover_holds_a_batch_of_files_not_all_of_them(library, monkeypatch):
+    """What a scan read is stored a batch at a time, metadata right after its replicas: the
+    scan never holds what it found for every file (issue 14: a library of a million files),
+    and never stores a file's metadata before the catalog holds the file."""
+    from alicefs import scanner as scanner_module
+
+    monkeypatch.setattr(scanner_module, "WRITE_BATCH", 10)
+    monkeypatch.setattr(scanner_module, "READ_BATCH_FILES", 5)
+    catalog, registry, ssd, _ = library
+    for i in range(300):
+        write(ssd, f"Big/shots/frame_{i:03}.png", png(seed=10 + i))
+    write(ssd, "Big/shots/frame_007.xmp", xmp(["stem-sidecar"], 3))  # listed among them
+    held, orphans = [], []
+    flush = scanner_module._LocationScan._flush_replicas
+    store = scanner_module._LocationScan._store_metadata
+
+    async def flush_replicas(self):
+        held.append(len(self.examined))
+        await flush(self)
+
+    def store_metadata(self, found):
+        cataloged = {r.logical_path for r in catalog.replicas()}
+        orphans.extend(key for key, *_ in found if key not in cataloged)
+        store(self, found)
+
+    monkeypatch.setattr(scanner_module._LocationScan, "_flush_replicas", flush_replicas)
+    monkeypatch.setattr(scanner_module._LocationScan, "_store_metadata", store_metadata)
+    stats = await scanner_for(catalog, registry).discover_all_assets()
+    assert stats.errors == {} and orphans == []
+    assert max(held) < 50, held  # a few batches at most, not the 307 files read
+    meta = catalog.all_metadata()
+    assert len([key for key in meta if key.startswith("Big/")]) == 300
+    assert (meta["Big/shots/frame_007.png"].tags, meta["Big/shots/frame_007.png"].quality) == (
+        ("stem-sidecar",), 3)
