@@ -263,22 +263,35 @@ def test_a_scan_finding_the_older_version_of_a_stale_replica_keeps_it_stale(cata
 
 
 def test_namespace_rows_come_in_chunks_joined_with_metadata(tmp_path):
+    digest = "5bc7993927bc891ce3dcb784dcd1f3108b06345898d9f24d20927a72e3f3c0e8"
     with Catalog(tmp_path / "c.duckdb") as catalog:
         catalog.put_replicas([Replica("loc", f"p/{i}.png", i, i, None) for i in range(5)])
+        catalog.put_replicas([Replica("other", "p/1.png", 7, 8, digest, None, "etag"),
+                              Replica("other", "p/2.png", 7, 8, digest.upper())])
+        catalog.mark_missing("other", ["p/2.png"])
         catalog.put_metadata([FileMeta("p/1.png", "image", "image/png", ("tagged",), "user", 4,
-                                       "user")])
+                                       "user"), FileMeta("p/3.png", "image", "image/png")])
         chunks = list(catalog.namespace_rows(chunk=2))
-        assert [len(rows) for rows in chunks] == [2, 2, 1]
-        rows = {row[1]: row for rows in chunks for row in rows}
-        assert rows["p/1.png"][7:] == ("image", "image/png", ["tagged"], 4)
-        assert rows["p/0.png"][7:] == (None, None, None, None)
+    assert [len(rows) for _, rows in chunks] == [2, 2, 2, 1]
+    codes = chunks[0][0]
+    rows = {(codes.locations[row[0] - 1], row[1]): (
+        row[2:6], codes.states[row[6] - 1], row[7],
+        None if row[8] is None else codes.media[row[8] - 1], row[9:])
+        for _, rows in chunks for row in rows}
+    assert rows["other", "p/1.png"] == ((7, 8, bytes.fromhex(digest), None), "present", "etag",
+                                        ("image", "image/png"), (["tagged"], 4))
+    assert rows["other", "p/2.png"] == ((7, 8, None, digest.upper()), "missing", None, None,
+                                        (None, None))
+    assert rows["loc", "p/3.png"] == ((3, 3, None, None), "present", None,
+                                      ("image", "image/png"), (None, None))  # no tags: NULL
+    assert rows["loc", "p/0.png"][3:] == (None, (None, None))
 
 
 def test_released_memory_leaves_the_catalog_working_and_its_limit_as_it_was(tmp_path):
     with Catalog(tmp_path / "c.duckdb") as catalog:
         limit = catalog._con.execute("SELECT current_setting('memory_limit')").fetchone()
         catalog.put_replicas([Replica("loc", f"p/{i}.png", i, i, None) for i in range(1000)])
-        assert sum(len(rows) for rows in catalog.namespace_rows()) == 1000
+        assert sum(len(rows) for _, rows in catalog.namespace_rows()) == 1000
         catalog.release_memory()
         assert catalog._con.execute("SELECT current_setting('memory_limit')").fetchone() == \
             limit

@@ -73,7 +73,7 @@ class Replica:
                  unsent: bool = False):
         self.size = size
         self.mtime_ns = mtime_ns
-        self._digest = _packed_hash(content_hash)
+        self._digest = None if content_hash is None else _packed_hash(content_hash)
         self.state = state  # present | missing | stale (an older version than the primary)
         self.staged = staged  # object stores: newer content waiting in a staging file
         # object stores: the version (ETag, generation) the mount last saw there; an upload
@@ -86,6 +86,16 @@ class Replica:
         # have; cleared only by an upload of the version that is still current. Release,
         # fsync and discarding the staging file decide by it alone.
         self.unsent = unsent
+
+    @classmethod
+    def from_catalog(cls, size: int, mtime_ns: int, digest: bytes | None,
+                     odd_hash: str | None, state: str, change_token: str | None) -> Replica:
+        """As `Catalog.namespace_rows` gives it: a 64-digit hex hash as its 32 bytes
+        (`digest`), any other as it is (`odd_hash`)."""
+        replica = cls(size, mtime_ns, odd_hash, state, change_token=change_token)
+        if digest is not None:
+            replica._digest = int.from_bytes(digest, "big")
+        return replica
 
     @property
     def content_hash(self) -> str | None:
@@ -607,8 +617,15 @@ class Namespace:
             if children is None:
                 children = sets[parent] = {}
             views = [PROJECTS_VIEW, type_views.get(node.category) or type_view(node.category)]
-            views += [location_views[lid] for lid, r in node.replicas.items()
-                      if r.state != "missing" and lid in location_views]
+            replicas = node.replicas
+            if replicas._many is None:  # one copy, nearly every file: no tuple of items
+                location_id = replicas._id
+                if (location_id in location_views
+                        and replicas._replica.state != "missing"):  # type: ignore[union-attr]
+                    views.append(location_views[location_id])
+            else:
+                views += [location_views[lid] for lid, r in replicas.items()
+                          if r.state != "missing" and lid in location_views]
             for view in views:
                 names = children.get(view)
                 if names is None:

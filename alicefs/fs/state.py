@@ -203,31 +203,32 @@ def forget_location(state: MountState, location_id: str) -> None:
 
 
 def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
-    """Every cataloged file, from plain rows in bulk. Strings that repeat from row to row
-    (location ids, states, categories, MIME types) are kept once: each row brings its own
-    copy, and the namespace holds them for every file; so are modes and owners (an int
-    above 256 is an object of its own, 32 bytes)."""
-    shared: dict[str, str] = {}
+    """Every cataloged file, from plain rows in bulk. What repeats from row to row (location
+    ids, states, categories, MIME types) comes coded, so the namespace holds one string of
+    each for all files; so are modes and owners (an int above 256 is an object of its own,
+    32 bytes)."""
     numbers: dict[int, int] = {}
     nodes: dict[str, FileNode] = {}
-    for rows in catalog.namespace_rows():
-        for (location_id, path, size, mtime_ns, content_hash, state, change_token, category,
-             mime_type, tags, quality) in rows:
+    uid, gid = namespace.uid, namespace.gid
+    from_catalog = Replica.from_catalog
+    for codes, rows in catalog.namespace_rows():
+        locations, states, media_types = codes.locations, codes.states, codes.media
+        for (location, path, size, mtime_ns, digest, odd_hash, state, change_token, media,
+             tags, quality) in rows:
             node = nodes.get(path)
             if node is None:
-                if category is None:
-                    media = classify_name(path)
-                    category, mime_type = media.category, media.mime_type
+                if media is None:
+                    found = classify_name(path)
+                    category, mime_type = found.category, found.mime_type
                 else:
-                    category = shared.setdefault(category, category)
-                    mime_type = shared.setdefault(mime_type, mime_type)
+                    category, mime_type = media_types[media - 1]
                 node = nodes[path] = FileNode(path, Replicas(), category, mime_type,
-                                              tuple(tags or ()), quality, DEFAULT_FILE_MODE,
-                                              namespace.uid, namespace.gid, mtime_ns)
-            node.replicas[shared.setdefault(location_id, location_id)] = Replica(
-                size, mtime_ns, content_hash, shared.setdefault(state, state),
-                change_token=change_token)
-            node.ctime_ns = max(node.ctime_ns, mtime_ns)
+                                              tuple(tags) if tags else (), quality,
+                                              DEFAULT_FILE_MODE, uid, gid, mtime_ns)
+            node.replicas[locations[location - 1]] = from_catalog(
+                size, mtime_ns, digest, odd_hash, states[state - 1], change_token)
+            if mtime_ns > node.ctime_ns:
+                node.ctime_ns = mtime_ns
     for path, attrs in catalog.all_posix_attrs().items():
         node = nodes.get(path)
         if node is None:

@@ -344,3 +344,35 @@ def test_replicas_behave_as_a_dict(operations):
 def test_a_file_node_made_with_a_dict_holds_replicas():
     file = node("p/x.png", locations=("a", "b"))
     assert type(file.replicas) is Replicas and set(file.replicas) == {"a", "b"}
+
+
+def test_the_namespace_loads_from_the_catalog_what_it_holds(tmp_path):
+    """Every replica's values, hashes of both kinds, states, media types and metadata come
+    back as they were cataloged (the rows come coded and chunked)."""
+    from alicefs.catalog import Catalog, FileMeta, PosixAttrs
+    from alicefs.catalog import Replica as CatalogReplica
+    from alicefs.fs.state import load_namespace
+
+    with Catalog(tmp_path / "catalog.duckdb") as catalog:
+        catalog.put_replicas([
+            CatalogReplica("a", "p/x.png", 10, 20, HASH, 3, None),
+            CatalogReplica("b", "p/x.png", 10, 30, "odd-hash", None, "etag"),
+            CatalogReplica("a", "root.txt", 1, 2, None),
+            CatalogReplica("b", "p/gone.mp4", 5, 6, HASH.upper())])
+        catalog.mark_missing("b", ["p/gone.mp4"])
+        catalog.put_metadata([FileMeta("p/x.png", "image", "image/png", ("sky",), "user", 4,
+                                       "user")])
+        catalog.put_posix_attrs([PosixAttrs("root.txt", 0o600, 1234, 5678)])
+        ns = Namespace({"a": "A", "b": "B"}, 0, 0, 1)
+        load_namespace(ns, catalog)
+    x = ns.files["p/x.png"]
+    assert x.replicas["a"] == Replica(10, 20, HASH)
+    assert x.replicas["b"] == Replica(10, 30, "odd-hash", change_token="etag")
+    assert (x.category, x.mime_type, x.tags, x.quality, x.ctime_ns) == (
+        "image", "image/png", ("sky",), 4, 30)
+    root = ns.files["_unsorted/root.txt"]
+    assert (root.category, root.mode & 0o777, root.uid, root.gid) == ("text", 0o600, 1234, 5678)
+    gone = ns.files["p/gone.mp4"].replicas["b"]
+    assert (gone.state, gone.content_hash, ns.files["p/gone.mp4"].category) == (
+        "missing", HASH.upper(), "video")
+    check(ns)
