@@ -243,10 +243,10 @@ class OperationsBase(pyfuse3.Operations):
         """Every field of `attr` for `inode` (readdir fills one object over and over: at
         library scale it is the cost of each entry listed)."""
         ns = self.ns
-        entry = ns.entry(inode)
-        if entry is None:
+        found = ns.locate(inode)
+        if found is None:
             raise fuse_error(errno.ENOENT)
-        view, vpath = entry.view, entry.vpath
+        view, vpath = found
         options = self.state.options
         attr.st_ino = inode
         attr.entry_timeout = options.entry_timeout
@@ -286,10 +286,12 @@ class OperationsBase(pyfuse3.Operations):
         if view == PROJECTS_VIEW or view[0] == "t":
             if view != PROJECTS_VIEW and view != type_view(node.category):
                 raise fuse_error(errno.ENOENT)
-            replicas = node.replicas
-            primary = self.state.primary(node) if len(replicas) > 1 else None
             # With one copy (most files), it is the one shown, usable or not.
-            replica = replicas[primary] if primary else next(iter(replicas.values()))
+            replica = node.replicas.sole()
+            if replica is None:
+                primary = self.state.primary(node)
+                replicas = node.replicas
+                replica = replicas[primary] if primary else next(iter(replicas.values()))
         else:
             replica = node.replicas.get(view[2:])
             if replica is None or replica.state == "missing":

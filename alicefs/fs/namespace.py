@@ -196,6 +196,10 @@ class Replicas(MutableMapping[str, Replica]):
             return len(self._many)
         return 0 if self._id is None else 1
 
+    def sole(self) -> Replica | None:
+        """The replica, when there is exactly one (asked for every file listed)."""
+        return self._replica if self._many is None else None
+
     def __iter__(self) -> Iterator[str]:
         if self._many is not None:
             return iter(self._many)
@@ -365,6 +369,17 @@ class Namespace:
         except IndexError:
             return None
         return Entry(PROJECTS_VIEW, entry) if type(entry) is str else entry
+
+    def locate(self, inode: int) -> tuple[str, str] | None:
+        """(view, view path) of `inode`: `entry` without an object of its own (asked for
+        every entry listed)."""
+        try:
+            entry = self._entries[inode]
+        except IndexError:
+            return None
+        if type(entry) is str:
+            return PROJECTS_VIEW, entry
+        return None if entry is None else (entry.view, entry.vpath)
 
     def _vpath_of(self, inode: int) -> str:
         entry = self._entries[inode]

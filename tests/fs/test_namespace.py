@@ -376,3 +376,21 @@ def test_the_namespace_loads_from_the_catalog_what_it_holds(tmp_path):
     assert (gone.state, gone.content_hash, ns.files["p/gone.mp4"].category) == (
         "missing", HASH.upper(), "video")
     check(ns)
+
+
+def test_locate_answers_as_entry_does():
+    ns = Namespace({"a": "A"}, 0, 0, 1)
+    ns.add_file(node("p/x.png"))
+    for view in ns.views_of("p/x.png"):
+        inode = ns.inode_of(view, "p/x.png")
+        entry = ns.entry(inode)
+        assert ns.locate(inode) == (entry.view, entry.vpath) == (view, "p/x.png")
+    removed = ns.inode_of(PROJECTS_VIEW, "p/x.png")
+    ns.remove_file("p/x.png")
+    assert ns.locate(removed) is None and ns.locate(10**9) is None
+
+
+def test_a_single_replica_is_the_sole_one():
+    assert Replicas({"a": Replica(1, 1)}).sole() == Replica(1, 1)
+    assert Replicas({"a": Replica(1, 1), "b": Replica(2, 2)}).sole() is None
+    assert Replicas().sole() is None
