@@ -364,11 +364,8 @@ class Namespace:
         return self._inodes.setdefault(view, {})
 
     def entry(self, inode: int) -> Entry | None:
-        try:
-            entry = self._entries[inode]
-        except IndexError:
-            return None
-        return Entry(PROJECTS_VIEW, entry) if type(entry) is str else entry
+        found = self.locate(inode)
+        return None if found is None else Entry(*found)
 
     def locate(self, inode: int) -> tuple[str, str] | None:
         """(view, view path) of `inode`: `entry` without an object of its own (asked for
@@ -382,9 +379,10 @@ class Namespace:
         return None if entry is None else (entry.view, entry.vpath)
 
     def _vpath_of(self, inode: int) -> str:
-        entry = self._entries[inode]
-        assert entry is not None
-        return entry if type(entry) is str else entry.vpath
+        """The path a live inode stands for."""
+        found = self.locate(inode)
+        assert found is not None
+        return found[1]
 
     def _name_gone(self, view: str, parent: str, name: str) -> None:
         """Tell the observer that `name` in `parent` lost its inode or went away."""
