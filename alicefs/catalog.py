@@ -733,10 +733,14 @@ class Catalog:
         """(location id, inode, logical paths) of the files several cataloged paths of a
         local location share: hard links, or rows a scan has not yet corrected after an
         inode number was reused (callers check the disk before they rely on it)."""
+        # The shared inodes first: a list per inode of every file took 3 times as long.
         rows = self._query("""
+            WITH shared AS (
+                SELECT location_id, inode FROM replicas WHERE inode IS NOT NULL
+                GROUP BY location_id, inode HAVING count(*) > 1)
             SELECT location_id, inode, list(logical_path ORDER BY logical_path) FROM replicas
-            WHERE inode IS NOT NULL
-            GROUP BY location_id, inode HAVING count(*) > 1""")
+            SEMI JOIN shared USING (location_id, inode)
+            GROUP BY location_id, inode""")
         return [(row[0], row[1], list(row[2])) for row in rows]
 
     def hard_linked_paths(self) -> set[str]:

@@ -10,9 +10,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from rich.console import Console
-from rich.table import Table
-
 
 class Output:
     def __init__(self, json_mode: bool = False, stdout: TextIO | None = None,
@@ -38,6 +35,10 @@ class Output:
         if self.json_mode:
             self.result(data, "")
         elif self.stdout.isatty():
+            # Imported only here, for a terminal (see alicefs.progress._progress).
+            from rich.console import Console
+            from rich.table import Table
+
             table = Table(*headers, header_style="bold")
             for row in rows:
                 table.add_row(*row)

@@ -92,9 +92,10 @@ class Replica:
                      odd_hash: str | None, state: str, change_token: str | None) -> Replica:
         """As `Catalog.namespace_rows` gives it: a 64-digit hex hash as its 32 bytes
         (`digest`), any other as it is (`odd_hash`)."""
-        replica = cls(size, mtime_ns, odd_hash, state, change_token=change_token)
-        if digest is not None:
-            replica._digest = int.from_bytes(digest, "big")
+        # Positional, and the hash set once: this runs for every file at a mount's start.
+        replica = cls(size, mtime_ns, None, state, None, change_token)
+        replica._digest = (_packed_hash(odd_hash) if digest is None
+                           else int.from_bytes(digest, "big"))
         return replica
 
     @property
@@ -152,6 +153,13 @@ class Replicas(MutableMapping[str, Replica]):
         self._many: dict[str, Replica] | None = None
         if replicas:
             self.update(replicas)
+
+    @classmethod
+    def one(cls, location_id: str, replica: Replica) -> Replicas:
+        """Holding just `replica` (made for every file at a mount's start: no update)."""
+        replicas = cls()
+        replicas._id, replicas._replica = location_id, replica
+        return replicas
 
     def __getitem__(self, location_id: str) -> Replica:
         if self._many is not None:
@@ -610,40 +618,41 @@ class Namespace:
         return vpath
 
     def add_files(self, nodes: Iterable[FileNode]) -> None:
-        """Add many files (a mount's start): as add_file, with each directory's sets looked
-        up once."""
-        type_views = {category: type_view(category) for category in CATEGORIES}
-        location_views = {lid: location_view(lid) for lid in self.locations}
-        sets: dict[str, dict[str, set[str]]] = {}  # parent -> view -> its children there
+        """Add many files (a mount's start): as add_file, with the names gathered first by
+        directory and by what decides their other views (category, and the location of a
+        file's one copy). Each directory's set in each view then grows by one update per
+        group, where it took a look-up and an add per name and view."""
+        files = self.files
+        groups: dict[tuple[str, str, str | None], list[str]] = {}
+        # Several copies, a missing one, or a path met before: added one by one, in order,
+        # after the groups (so a path met again replaces what was added first).
+        others: list[FileNode] = []
+        others_paths: set[str] = set()
         for node in nodes:
             logical = node.logical_path
             vpath = logical if "/" in logical else view_path(logical)
-            cut = vpath.rfind("/")
-            parent, name = vpath[:cut], vpath[cut + 1:]
-            replaced = self.files.get(vpath)
-            if replaced is not None:
-                self.remove_file(vpath, keep_inode=True)
-                node.inode = replaced.inode
-                sets.pop(parent, None)  # the removal may have pruned the directory
-            self.files[vpath] = node
-            children = sets.get(parent)
-            if children is None:
-                children = sets[parent] = {}
-            views = [PROJECTS_VIEW, type_views.get(node.category) or type_view(node.category)]
             replicas = node.replicas
-            if replicas._many is None:  # one copy, nearly every file: no tuple of items
-                location_id = replicas._id
-                if (location_id in location_views
-                        and replicas._replica.state != "missing"):  # type: ignore[union-attr]
-                    views.append(location_views[location_id])
+            sole = replicas._replica
+            if (replicas._many is not None or sole is None or sole.state == "missing"
+                    or vpath in files or vpath in others_paths):
+                others.append(node)
+                others_paths.add(vpath)
+                continue
+            files[vpath] = node
+            cut = vpath.rfind("/")
+            key = (vpath[:cut], node.category, replicas._id)
+            names = groups.get(key)
+            if names is None:
+                groups[key] = [vpath[cut + 1:]]
             else:
-                views += [location_views[lid] for lid, r in replicas.items()
-                          if r.state != "missing" and lid in location_views]
-            for view in views:
-                names = children.get(view)
-                if names is None:
-                    names = children[view] = self._dir(view, parent).children
-                names.add(name)
+                names.append(vpath[cut + 1:])
+        for (parent, category, location_id), names in groups.items():
+            self._dir(PROJECTS_VIEW, parent).children.update(names)
+            self._dir(type_view(category), parent).children.update(names)
+            if location_id in self.locations:
+                self._dir(location_view(location_id), parent).children.update(names)
+        for node in others:
+            self.add_file(node)
 
     def remove_file(self, vpath: str, keep_inode: bool = False) -> FileNode | None:
         """Remove a file from every view. With `keep_inode`, its inodes are left for the file

@@ -210,11 +210,13 @@ def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
     numbers: dict[int, int] = {}
     nodes: dict[str, FileNode] = {}
     uid, gid = namespace.uid, namespace.gid
-    from_catalog = Replica.from_catalog
+    from_catalog, one = Replica.from_catalog, Replicas.one
     for codes, rows in catalog.namespace_rows():
         locations, states, media_types = codes.locations, codes.states, codes.media
         for (location, path, size, mtime_ns, digest, odd_hash, state, change_token, media,
              tags, quality) in rows:
+            replica = from_catalog(size, mtime_ns, digest, odd_hash, states[state - 1],
+                                   change_token)
             node = nodes.get(path)
             if node is None:
                 if media is None:
@@ -222,11 +224,11 @@ def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
                     category, mime_type = found.category, found.mime_type
                 else:
                     category, mime_type = media_types[media - 1]
-                node = nodes[path] = FileNode(path, Replicas(), category, mime_type,
-                                              tuple(tags) if tags else (), quality,
-                                              DEFAULT_FILE_MODE, uid, gid, mtime_ns)
-            node.replicas[locations[location - 1]] = from_catalog(
-                size, mtime_ns, digest, odd_hash, states[state - 1], change_token)
+                nodes[path] = FileNode(path, one(locations[location - 1], replica), category,
+                                       mime_type, tuple(tags) if tags else (), quality,
+                                       DEFAULT_FILE_MODE, uid, gid, mtime_ns)
+                continue
+            node.replicas[locations[location - 1]] = replica
             if mtime_ns > node.ctime_ns:
                 node.ctime_ns = mtime_ns
     for path, attrs in catalog.all_posix_attrs().items():

@@ -170,10 +170,40 @@ def test_adding_files_in_bulk_builds_what_adding_them_one_by_one_does():
     bulk.add_files(nodes())
     check(bulk)
     assert sorted(bulk.files) == sorted(one_by_one.files)
-    assert {view: {vp: sorted(d.children) for vp, d in tree.items()}
-            for view, tree in bulk.dirs.items()} == \
-        {view: {vp: sorted(d.children) for vp, d in tree.items()}
-         for view, tree in one_by_one.dirs.items()}
+    assert tree_of(bulk) == tree_of(one_by_one)
+
+
+def tree_of(ns: Namespace) -> dict[str, dict[str, list[str]]]:
+    return {view: {vp: sorted(d.children) for vp, d in tree.items()}
+            for view, tree in ns.dirs.items()}
+
+
+random_nodes = st.lists(st.tuples(
+    st.sampled_from(["p/a/x.png", "p/a/y.png", "p/b/x.png", "q/x.png", "x.png", "y.png",
+                     "_unsorted/x.png", "_unsorted/y.png", "_unsorted/sub/x.png"]),
+    st.sampled_from(["image", "video", "text"]),
+    # location -> missing? ("gone" is not a location of the namespace)
+    st.dictionaries(st.sampled_from(["a", "b", "gone"]), st.booleans(), min_size=1,
+                    max_size=3)), max_size=12)
+
+
+@given(random_nodes)
+def test_bulk_adding_matches_adding_one_by_one_whatever_the_files(specs):
+    """Files with one copy or several, missing copies, unknown locations, a path met twice,
+    and root files whose projects path a file of `_unsorted/` also has."""
+    def nodes() -> list[FileNode]:
+        return [FileNode(path, {lid: Replica(1, 1, state="missing" if missing else "present")
+                                for lid, missing in replicas.items()}, category, "x/y")
+                for path, category, replicas in specs]
+    one_by_one = Namespace({"a": "ssd", "b": "hdd"}, 0, 0, 0)
+    for n in nodes():
+        one_by_one.add_file(n)
+    bulk = Namespace({"a": "ssd", "b": "hdd"}, 0, 0, 0)
+    bulk.add_files(nodes())
+    check(bulk)
+    assert {vp: (n.logical_path, n.category) for vp, n in bulk.files.items()} == \
+        {vp: (n.logical_path, n.category) for vp, n in one_by_one.files.items()}
+    assert tree_of(bulk) == tree_of(one_by_one)
 
 
 class Recorder:
