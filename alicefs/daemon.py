@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import hashlib
 import io
 import logging
 import os
@@ -23,12 +22,11 @@ import trio
 from alicefs import cli, control
 from alicefs.catalog import Catalog
 from alicefs.config import Settings
-from alicefs.errors import UsageError
 from alicefs.fs.kernel_cache import KernelCache
 from alicefs.fs.namespace import view_path
 from alicefs.fs.operations import AliceOperations
+from alicefs.fs.options import MountOptions
 from alicefs.fs.state import (
-    MountOptions,
     MountState,
     apply_catalog_view,
     build_state,
@@ -53,31 +51,6 @@ READ_AHEAD_KIB = 1024
 SPACE_INTERVAL = 5.0
 
 
-def runtime_dir() -> Path:
-    """Where running mounts leave their pid files, per user."""
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    path = Path(base) / "alicefs" if base else Path(f"/tmp/alicefs-{os.getuid()}")
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
-
-
-def pid_file(mountpoint: Path) -> Path:
-    key = hashlib.blake2b(str(mountpoint.resolve()).encode(), digest_size=8).hexdigest()
-    return runtime_dir() / f"mount-{key}.pid"
-
-
-def check_mountpoint(mountpoint: Path) -> None:
-    if not mountpoint.exists():
-        raise UsageError(f"mount point {mountpoint} does not exist")
-    if not mountpoint.is_dir():
-        raise UsageError(f"mount point {mountpoint} is not a directory")
-    if os.path.ismount(mountpoint) and _is_fuse_mount(mountpoint):
-        raise UsageError(f"{mountpoint} is already a mount point (alicefs umount it first)")
-    if any(mountpoint.iterdir()):
-        raise UsageError(f"mount point {mountpoint} is not empty: mounting over it would hide "
-                         "its files (use an empty directory)")
-
-
 def tune_readahead(mountpoint: Path, kib: int = READ_AHEAD_KIB) -> None:
     """Raise the kernel's read-ahead for this mount from 128 KiB to `kib`.
 
@@ -94,13 +67,6 @@ def tune_readahead(mountpoint: Path, kib: int = READ_AHEAD_KIB) -> None:
         Path(f"/sys/class/bdi/{device}/read_ahead_kb").write_text(f"{kib}\n")
     except OSError as exc:
         log.debug("read-ahead left at the kernel default: %s", exc)
-
-
-def _is_fuse_mount(path: Path) -> bool:
-    target = str(path.resolve())
-    with open("/proc/self/mounts") as mounts:
-        return any(line.split()[1] == target and line.split()[2].startswith("fuse")
-                   for line in mounts)
 
 
 @dataclass

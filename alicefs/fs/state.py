@@ -22,23 +22,12 @@ from alicefs.fs.namespace import (
     Replicas,
     view_path,
 )
+from alicefs.fs.options import MountOptions
 from alicefs.media import classify_name
 from alicefs.model import LocationType, StorageLocation
 from alicefs.rules import LocationStatus, SpaceInfo, by_preference
 from alicefs.transfer.journal import JournaledPartialUploads
 from alicefs.transfer.recovery import recover, unfinished
-
-# How long the kernel keeps names and attributes: long, because the mount tells it of every
-# change it did not make itself (alicefs.fs.kernel_cache); as long as s3ql's.
-CACHE_TIMEOUT = 300.0
-
-
-@dataclass(frozen=True)
-class MountOptions:
-    entry_timeout: float = CACHE_TIMEOUT
-    attr_timeout: float = CACHE_TIMEOUT
-    xattrs: bool = True  # -o noxattr switches them off for pure listing speed
-    allow_other: bool = False
 
 
 @dataclass
