@@ -347,6 +347,10 @@ def test_background_mount_and_umount(mount_factory):
                              str(fs.mountpoint)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     try:
+        # Listening once `alicefs mount` returns: a command run right after it reaches the
+        # mount, where it could find the catalog locked and no socket yet.
+        assert (fs.config.parent / "state" / "control.sock").is_socket()
+        assert fs.ctl("list").returncode == 0
         assert os.path.ismount(fs.mountpoint)
         (fs.projects / "bg").mkdir()
         (fs.projects / "bg" / "f.txt").write_text("background")
