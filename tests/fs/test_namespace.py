@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -163,19 +165,25 @@ def test_adding_files_in_bulk_builds_what_adding_them_one_by_one_does():
                 node("q/z.mp4", "video", ("b",)), node("p/a/w.png", "image", ("a", "gone")),
                 node("p/a/x.png", "image", ("b",)),  # a path again: replaces the first
                 node("q/z.mp4", "video", ("a",))]  # alone in its directory
+    assert_bulk_adds_as_one_by_one(nodes)
+
+
+def assert_bulk_adds_as_one_by_one(nodes: Callable[[], list[FileNode]]) -> None:
+    """Namespace.add_files leaves the files and every view's directories as add_file does,
+    file after file (`nodes` makes a fresh set each time: adding gives them inodes)."""
     one_by_one = Namespace({"a": "ssd", "b": "hdd"}, 0, 0, 0)
     for n in nodes():
         one_by_one.add_file(n)
     bulk = Namespace({"a": "ssd", "b": "hdd"}, 0, 0, 0)
     bulk.add_files(nodes())
     check(bulk)
-    assert sorted(bulk.files) == sorted(one_by_one.files)
+    assert {vp: (n.logical_path, n.category) for vp, n in bulk.files.items()} == \
+        {vp: (n.logical_path, n.category) for vp, n in one_by_one.files.items()}
+
+    def tree_of(ns: Namespace) -> dict[str, dict[str, list[str]]]:
+        return {view: {vp: sorted(d.children) for vp, d in tree.items()}
+                for view, tree in ns.dirs.items()}
     assert tree_of(bulk) == tree_of(one_by_one)
-
-
-def tree_of(ns: Namespace) -> dict[str, dict[str, list[str]]]:
-    return {view: {vp: sorted(d.children) for vp, d in tree.items()}
-            for view, tree in ns.dirs.items()}
 
 
 random_nodes = st.lists(st.tuples(
@@ -195,15 +203,7 @@ def test_bulk_adding_matches_adding_one_by_one_whatever_the_files(specs):
         return [FileNode(path, {lid: Replica(1, 1, state="missing" if missing else "present")
                                 for lid, missing in replicas.items()}, category, "x/y")
                 for path, category, replicas in specs]
-    one_by_one = Namespace({"a": "ssd", "b": "hdd"}, 0, 0, 0)
-    for n in nodes():
-        one_by_one.add_file(n)
-    bulk = Namespace({"a": "ssd", "b": "hdd"}, 0, 0, 0)
-    bulk.add_files(nodes())
-    check(bulk)
-    assert {vp: (n.logical_path, n.category) for vp, n in bulk.files.items()} == \
-        {vp: (n.logical_path, n.category) for vp, n in one_by_one.files.items()}
-    assert tree_of(bulk) == tree_of(one_by_one)
+    assert_bulk_adds_as_one_by_one(nodes)
 
 
 class Recorder:
