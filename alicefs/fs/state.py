@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import stat
 import time
@@ -126,16 +125,7 @@ def build_state(settings: Settings, catalog: Catalog, options: MountOptions) -> 
     uid, gid = os.getuid(), os.getgid()
     namespace = Namespace({loc.location_id: loc.name for loc in locations}, uid, gid,
                           time.time_ns())
-    # No garbage collection while the namespace's objects are made: each collection would
-    # walk all of those made so far (~0.4 s of 1.3 s for 100,000 files). Nothing here makes
-    # cyclic garbage.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        load_namespace(namespace, catalog)
-    finally:
-        if collecting:
-            gc.enable()
+    load_namespace(namespace, catalog)
     local = {lid: b for lid, b in reachable.items() if isinstance(b, LocalBackend)}
     link_names(namespace, catalog.hard_link_groups(), local)
     catalog.release_memory()
