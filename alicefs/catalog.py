@@ -363,6 +363,7 @@ class Catalog:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._in_transaction = False
+        self._watchers: list[set[str]] = []  # see watch()
         created = not self.path.exists()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -417,6 +418,26 @@ class Catalog:
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._con.execute(sql, params).fetchall()
+
+    @contextmanager
+    def watch(self) -> Iterator[set[str]]:
+        """The logical paths whose replicas (rows, states) or metadata are written while the
+        block runs, by any thread: what a mount reads back after a scan or a command, where
+        it would otherwise have to compare every file. A superset: a write rolled back is in
+        it too. Hashes recorded by `add_hashes` are not (nothing a mount shows changes)."""
+        touched: set[str] = set()
+        with self._lock:
+            self._watchers.append(touched)
+        try:
+            yield touched
+        finally:
+            with self._lock:
+                self._watchers = [w for w in self._watchers if w is not touched]
+
+    def _written(self, logical_paths: Sequence[str]) -> None:
+        """Tell the watchers (called with the lock held)."""
+        for touched in self._watchers:
+            touched.update(logical_paths)
 
     @property
     def schema_version(self) -> int:
@@ -514,6 +535,7 @@ class Catalog:
                               "ELSE excluded.state END")
         with self.transaction() as con:
             con.execute(sql, columns)
+            self._written(columns[_REPLICA_COLUMNS.index("logical_path")])
 
     def add_hashes(self, replicas: Sequence[Replica]) -> None:
         """Record the hashes of replicas cataloged without one, where each is still the
@@ -653,6 +675,15 @@ class Catalog:
             con.execute("UPDATE replicas SET state = 'present', seen_at = $3 "
                         "WHERE location_id = $1 AND logical_path IN (SELECT unnest($2))",
                         [location_id, list(logical_paths), now])
+            self._written(logical_paths)
+
+    def replicas_for(self, logical_paths: Sequence[str]) -> list[Replica]:
+        """Every replica of these paths (in one query: pass a bounded batch)."""
+        if not logical_paths:
+            return []
+        rows = self._query(f"SELECT {', '.join(_REPLICA_COLUMNS)} FROM replicas "
+                           "WHERE logical_path IN (SELECT unnest($1))", [list(logical_paths)])
+        return [Replica(*row) for row in rows]
 
     def replicas_under(self, prefix: str) -> list[Replica]:
         """Replicas whose logical path starts with `prefix` (no wildcard interpretation)."""
@@ -677,6 +708,7 @@ class Catalog:
             con.execute("UPDATE replicas SET state = 'stale' WHERE (location_id, logical_path) "
                         "IN (SELECT unnest($1), unnest($2))",
                         [[r[0] for r in replicas], [r[1] for r in replicas]])
+            self._written([r[1] for r in replicas])
 
     def mark_missing(self, location_id: str, logical_paths: Sequence[str]) -> None:
         if not logical_paths:
@@ -685,6 +717,7 @@ class Catalog:
             con.execute("UPDATE replicas SET state = 'missing' WHERE location_id = $1 "
                         "AND logical_path IN (SELECT unnest($2))",
                         [location_id, list(logical_paths)])
+            self._written(logical_paths)
 
     def drop_replicas(self, location_id: str, logical_paths: Sequence[str]) -> None:
         if not logical_paths:
@@ -693,6 +726,7 @@ class Catalog:
             con.execute("DELETE FROM replicas WHERE location_id = $1 "
                         "AND logical_path IN (SELECT unnest($2))",
                         [location_id, list(logical_paths)])
+            self._written(logical_paths)
 
     # -- metadata --------------------------------------------------------------------------
 
@@ -706,6 +740,7 @@ class Catalog:
         columns.append([now] * len(unique))
         with self.transaction() as con:
             con.execute(_bulk_upsert_sql("file_meta", _META_COLUMNS, ["logical_path"]), columns)
+            self._written(columns[0])
 
     def metadata(self, logical_path: str) -> FileMeta | None:
         rows = self._query(f"SELECT {', '.join(_META_COLUMNS[:-1])} FROM file_meta "

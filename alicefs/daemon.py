@@ -22,17 +22,16 @@ import trio
 from alicefs import cli, control
 from alicefs.catalog import Catalog
 from alicefs.config import Settings
+from alicefs.fs.catalog_changes import show_catalog_changes
 from alicefs.fs.kernel_cache import KernelCache
 from alicefs.fs.namespace import view_path
 from alicefs.fs.operations import AliceOperations
 from alicefs.fs.options import MountOptions
 from alicefs.fs.state import (
     MountState,
-    apply_catalog_view,
     build_state,
     forget_location,
     open_location,
-    read_catalog_view,
     refresh_free_space,
     unfinished_reason,
 )
@@ -316,20 +315,18 @@ class Mount:
         started = time.monotonic()
         # Only what the mount can use: a location that is back is scanned once its
         # deferred deletes and renames are done (_space_loop), or it would show them undone.
-        stats = await scanner.scan_locations(
-            [loc for loc in state.locations if state.usable(loc.location_id)])
+        with state.catalog.watch() as written:
+            stats = await scanner.scan_locations(
+                [loc for loc in state.locations if state.usable(loc.location_id)])
         for result in stats.locations:
             if result.error:
                 log.warning("scan of %s: %s", result.name, result.error)
         scanned = {s.location_id for s in stats.locations if not s.error}
-        # Reading back the catalog walks every file: only where the scan changed something
-        # (the mount shows its own changes already).
+        # Only the replicas of the locations the scan changed something in (the mount shows
+        # its own changes already, and its writes meanwhile are in `written` too).
         changed = {s.location_id for s in stats.locations if not s.error and (
             s.new_files or s.changed_files or s.missing_files or s.reappeared_files)}
-        changes = 0
-        if changed:
-            view = await trio.to_thread.run_sync(read_catalog_view, state.catalog, changed)
-            changes = apply_catalog_view(state, view, ops.busy_paths())
+        changes = await show_catalog_changes(state, written, changed, ops.busy_paths)
         for location_id in scanned:
             local = state.local(location_id)
             if local is not None:
@@ -404,10 +401,11 @@ class Mount:
             # still escapes is a bug in alicefs, and the mount must outlive it. The command
             # runs in a worker thread; what it awaits runs back here, on this event loop.
             try:
-                code = await trio.to_thread.run_sync(functools.partial(
-                    cli.run, argv, stdout=stdout, stderr=stderr, cwd=cwd,
-                    settings=self.settings, host=host))
-                await self._after_command(state, ops)
+                with state.catalog.watch() as written:
+                    code = await trio.to_thread.run_sync(functools.partial(
+                        cli.run, argv, stdout=stdout, stderr=stderr, cwd=cwd,
+                        settings=self.settings, host=host))
+                await self._after_command(state, ops, written)
                 await self.kernel_cache.settled()
             except Exception:
                 log.exception("control command %s failed", argv)
@@ -416,10 +414,12 @@ class Mount:
             await stream.send_all(control.encode_reply(code, stdout.getvalue(),
                                                        stderr.getvalue()))
 
-    async def _after_command(self, state: MountState, ops: AliceOperations) -> None:
+    async def _after_command(self, state: MountState, ops: AliceOperations,
+                             written: set[str]) -> None:
         """Bring the namespace level with what a command changed in the catalog: replicas
-        (discover, scan), tags and ratings (tag, rate), locations added or removed (add,
-        remove, from-config), their names, priorities, rules and status (update)."""
+        (discover, scan) and tags and ratings (tag, rate) of the paths it `written`,
+        locations added or removed (add, remove, from-config), their names, priorities,
+        rules and status (update)."""
         locations = {loc.location_id: loc
                      for loc in await trio.to_thread.run_sync(state.catalog.locations)}
         known = {loc.location_id for loc in state.locations}
@@ -462,13 +462,7 @@ class Mount:
             if count and state.usable(location_id):
                 state.unavailable[location_id] = unfinished_reason(count)
         await trio.to_thread.run_sync(refresh_free_space, state)
-        view = await trio.to_thread.run_sync(read_catalog_view, state.catalog,
-                                             set(state.backends))
-        apply_catalog_view(state, view, ops.busy_paths())
-        for node in state.namespace.files.values():
-            meta = view.metadata.get(node.logical_path)
-            if meta is not None:
-                node.tags, node.quality = meta.tags, meta.quality
+        await show_catalog_changes(state, written, set(state.backends), ops.busy_paths)
 
 
 def configure_logging(debug: bool, log_file: Path | None) -> None:

@@ -297,3 +297,34 @@ def test_released_memory_leaves_the_catalog_working_and_its_limit_as_it_was(tmp_
             limit
         catalog.put_replicas([Replica("loc", "p/after.png", 1, 1, None)])
         assert len(catalog.replicas()) == 1001
+
+
+def test_watch_names_every_path_whose_replicas_or_metadata_are_written(catalog):
+    """What a mount reads back after a scan or a command: the paths written while the
+    block ran, by any writer, and nothing else."""
+    ssd, hdd = make_location(), make_location("hdd", "/data/hdd")
+    catalog.put_locations([ssd, hdd])
+    a, b = ssd.location_id, hdd.location_id
+    catalog.put_replicas([Replica(a, f"p/{n}.png", 1, 1) for n in "abcdefg"])
+    with catalog.watch() as outer:
+        with catalog.watch() as inner:
+            catalog.put_replicas([Replica(b, "p/a.png", 1, 1)])
+            catalog.mark_missing(a, ["p/b.png"])
+            catalog.mark_present(a, ["p/b.png"])
+        catalog.mark_stale([(a, "p/c.png")])
+        catalog.drop_replicas(a, ["p/d.png"])
+        catalog.put_metadata([FileMeta("p/e.png", "image", "image/png", ("t",))])
+        catalog.set_user_quality("p/f.png", 3, ("image", "image/png"))
+        catalog.add_hashes([Replica(a, "p/g.png", 1, 1, "ab" * 32)])  # nothing shown changes
+        found = catalog.replicas_for(["p/a.png", "p/g.png", "p/z.png"])
+        assert sorted(found, key=lambda r: (r.logical_path, r.location_id)) == sorted(
+            (r for r in catalog.replicas() if r.logical_path in ("p/a.png", "p/g.png")),
+            key=lambda r: (r.logical_path, r.location_id))
+    catalog.put_replicas([Replica(a, "p/later.png", 1, 1)])
+    assert inner == {"p/a.png", "p/b.png"}
+    assert outer == {"p/a.png", "p/b.png", "p/c.png", "p/d.png", "p/e.png", "p/f.png"}
+    with catalog.watch() as rolled_back, pytest.raises(RuntimeError), catalog.transaction():
+        catalog.put_replicas([Replica(a, "p/gone.png", 1, 1)])
+        raise RuntimeError
+    assert rolled_back == {"p/gone.png"}  # a superset is enough: it is compared anyway
+    assert catalog.replicas_for(["p/gone.png"]) == []

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from alicefs.backends import Backend, LocalBackend, open_backend
 from alicefs.backends.threaded import ThreadedBackend
-from alicefs.catalog import Catalog, FileMeta, JournalEntry
+from alicefs.catalog import Catalog, JournalEntry
 from alicefs.config import Settings
 from alicefs.fs.catalog_queue import CatalogQueue
 from alicefs.fs.chunk_cache import ChunkCache
@@ -270,75 +270,3 @@ def refresh_free_space(state: MountState) -> None:
                 state.devices[loc.location_id] = os.stat(loc.path).st_dev
         except OSError as exc:
             state.unavailable[loc.location_id] = exc.strerror or str(exc)
-
-
-@dataclass(frozen=True)
-class CatalogView:
-    """Replicas and metadata of some locations, as a scan left them in the catalog."""
-
-    replicas: dict[str, dict[str, Replica]]  # logical path -> location id -> replica
-    metadata: dict[str, FileMeta]
-
-
-def read_catalog_view(catalog: Catalog, location_ids: set[str]) -> CatalogView:
-    """Blocking: run in a worker thread."""
-    by_path: dict[str, dict[str, Replica]] = {}
-    for r in catalog.replicas():
-        if r.location_id in location_ids:
-            by_path.setdefault(r.logical_path, {})[r.location_id] = Replica(
-                r.size, r.mtime_ns, r.content_hash, r.state, change_token=r.change_token)
-    return CatalogView(by_path, catalog.all_metadata())
-
-
-def apply_catalog_view(state: MountState, view: CatalogView, busy: set[str]) -> int:
-    """Bring the namespace level with what scans recorded: files added or changed directly in
-    a location appear, vanished ones show as missing. Files in `busy` (open for writing
-    through the mount) are left alone. Runs on the trio thread, so no handler interleaves.
-    Returns the number of changes."""
-    namespace = state.namespace
-    changes = 0
-    linked_changes: list[str] = []  # hard links whose replicas changed
-    for logical, replicas in view.replicas.items():
-        vpath = view_path(logical)
-        if vpath in busy:
-            continue
-        node = namespace.files.get(vpath)
-        if node is None:
-            meta = view.metadata.get(logical)
-            media = classify_name(logical)
-            node = FileNode(logical, dict(replicas), meta.category if meta else media.category,
-                            meta.mime_type if meta else media.mime_type,
-                            meta.tags if meta else (), meta.quality if meta else None,
-                            DEFAULT_FILE_MODE, namespace.uid, namespace.gid, time.time_ns())
-            namespace.add_file(node)
-            changes += 1
-            continue
-        if any(r.staged is not None for r in node.replicas.values()):
-            continue  # newer content waits in a staging file: the catalog is behind
-        before = namespace.views_of(vpath)
-        changed = False
-        for location_id, replica in replicas.items():
-            known = node.replicas.get(location_id)
-            if known is None or (known.state != "stale" and (
-                    known.size, known.mtime_ns, known.state, known.change_token) != (
-                    replica.size, replica.mtime_ns, replica.state, replica.change_token)):
-                node.replicas[location_id] = replica
-                node.version += 1
-                node.ctime_ns = max(node.ctime_ns, time.time_ns())  # changed on disk
-                changes += 1
-                changed = True
-        if changed:
-            namespace.reindex(vpath, before)
-            if namespace.link_count(vpath) > 1:
-                linked_changes.append(vpath)
-    for vpath in linked_changes:
-        others = namespace.other_names(vpath)
-        if not busy.intersection(others) and any(
-                _versions(namespace.files[other].replicas)
-                != _versions(namespace.files[vpath].replicas) for other in others):
-            namespace.split_link(vpath)  # changed on disk unlike its other names: replaced
-    return changes
-
-
-def _versions(replicas: dict[str, Replica]) -> dict[str, tuple[int, int]]:
-    return {lid: (r.size, r.mtime_ns) for lid, r in replicas.items() if r.state != "missing"}

@@ -16,6 +16,7 @@ from alicefs.catalog import Catalog
 from alicefs.config import load_settings
 from tests.conftest import BIN_DIR
 from tests.fs.conftest import wait_for
+from tests.media_samples import png, xmp
 
 TIERS = {
     "ssd": "priority: 100, rules: [{include_types: [image], max_size_bytes: 10MB}]",
@@ -876,3 +877,26 @@ def test_a_file_back_on_disk_is_served_again_after_the_scan(mount_factory, tmp_p
 def _scans(fs) -> int:
     """Scans the mount finished, as its log tells."""
     return fs.log.read_text().count(" INFO alicefs.daemon: scan: ")
+
+
+def _shown_metadata(path: Path) -> tuple[bytes, bytes] | None:
+    try:
+        return os.getxattr(path, "user.alicefs.tags"), os.getxattr(path, "user.alicefs.quality")
+    except OSError:
+        return None
+
+
+def test_a_sidecar_changed_in_a_location_shows_its_tags_after_the_mounts_scan(mount_factory):
+    """The mount's own scan reads back what it wrote for a file it already shows: tags and
+    rating from a sidecar edited by another program (not only files it did not show)."""
+    fs = mount_factory({"ssd": ""}, start=False)
+    fs.config.write_text(fs.config.read_text().replace("scan_interval: 1h", "scan_interval: 1s"))
+    disk = fs.roots["ssd"] / "p"
+    disk.mkdir(parents=True)
+    (disk / "a.png").write_bytes(png())
+    (disk / "a.xmp").write_bytes(xmp(["draft"], rating=2))
+    fs.start()
+    photo = fs.projects / "p" / "a.png"
+    wait_for(lambda: _shown_metadata(photo) == (b"draft", b"2"))
+    (disk / "a.xmp").write_bytes(xmp(["final", "client"], rating=5))
+    wait_for(lambda: _shown_metadata(photo) == (b"final,client", b"5"))
