@@ -103,7 +103,9 @@ def apply_catalog_view(state: MountState, view: CatalogView, busy: set[str],
                 linked.append(vpath)
     for logical, meta in view.metadata.items():
         node = namespace.files.get(view_path(logical))
-        if node is not None and (node.tags, node.quality) != (meta.tags, meta.quality):
+        if node is None or state.queue.metadata_queued(logical):
+            continue  # a value set through the mount meanwhile is newer than the catalog's
+        if (node.tags, node.quality) != (meta.tags, meta.quality):
             node.tags, node.quality = meta.tags, meta.quality
             changes += 1
     return changes

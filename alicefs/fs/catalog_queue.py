@@ -53,6 +53,12 @@ class CatalogQueue:
         with self._lock:
             self._attrs[logical_path] = None
 
+    def metadata_queued(self, logical_path: str) -> bool:
+        """Whether tags or a rating set through the mount wait here for the catalog (until
+        then the namespace holds the newer value)."""
+        with self._lock:
+            return logical_path in self._metadata
+
     @property
     def pending(self) -> int:
         with self._lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alicefs.catalog import Catalog, Replica
+from alicefs.catalog import Catalog, FileMeta, Replica
 from alicefs.fs.catalog_queue import CatalogQueue
 from tests.test_catalog import make_location
 
@@ -54,3 +54,15 @@ def test_a_row_put_after_a_stale_mark_is_not_stale(tmp_path):
         queue.flush()
         (row,) = catalog.replicas_of("p/a.png")
         assert (row.size, row.state) == (2, "present")
+
+
+def test_metadata_waiting_for_the_catalog_is_known_until_flushed(tmp_path):
+    """What a read-back of the catalog must not undo: tags set through the mount, newer
+    than the catalog's until they are written."""
+    with Catalog(tmp_path / "catalog.duckdb") as catalog:
+        queue = CatalogQueue(catalog)
+        queue.put_metadata(FileMeta("p/a.png", "image", "image/png", ("mine",), "user"))
+        assert queue.metadata_queued("p/a.png") and not queue.metadata_queued("p/b.png")
+        queue.flush()
+        assert not queue.metadata_queued("p/a.png")
+        assert catalog.metadata("p/a.png").tags == ("mine",)
