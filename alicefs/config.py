@@ -360,6 +360,10 @@ _COMMON_CONFIG: dict[str, Callable[[Path], Callable[[Any], Any]]] = {
     "max_concurrent": lambda base: parse_int(1, 1024),
     "retry_deadline": lambda base: parse_duration,
 }
+_OBJECT_STORE_CONFIG: dict[str, Callable[[Path], Callable[[Any], Any]]] = {
+    **_COMMON_CONFIG,
+    "read_timeout": lambda base: _parse_timeout,
+}
 _CONFIG_KEYS: dict[LocationType, dict[str, Callable[[Path], Callable[[Any], Any]]]] = {
     LocationType.LOCAL: {
         "skip_hidden": lambda base: parse_bool,
@@ -379,7 +383,7 @@ _CONFIG_KEYS: dict[LocationType, dict[str, Callable[[Path], Callable[[Any], Any]
         "addressing_style": lambda base: parse_choice(("auto", "path", "virtual")),
         "multipart_threshold": lambda base: parse_size,
         "multipart_chunksize": lambda base: parse_size,
-        **_COMMON_CONFIG,
+        **_OBJECT_STORE_CONFIG,
     },
     LocationType.GCS: {
         "prefix": lambda base: parse_str(),
@@ -387,9 +391,16 @@ _CONFIG_KEYS: dict[LocationType, dict[str, Callable[[Path], Callable[[Any], Any]
         "project": lambda base: parse_str(),
         "storage_class": lambda base: parse_choice(_GCS_STORAGE_CLASSES),
         "resumable_threshold": lambda base: parse_size,
-        **_COMMON_CONFIG,
+        **_OBJECT_STORE_CONFIG,
     },
 }
+
+
+def _parse_timeout(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise _Invalid(f"expected a duration above zero, got {_shown(value)}")
+    return seconds
 
 
 def _parse_url(value: Any) -> str:

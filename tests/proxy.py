@@ -1,6 +1,7 @@
 """A TCP proxy on loopback in front of a test server, to cut the network without losing the
 server's data (the GCS emulator keeps everything in memory): `down()` resets every open
-connection and refuses new ones until `up()`.
+connection and refuses new ones until `up()`; `hang_next()` swallows the next answer the
+server sends, and everything after it on that connection (a request whose answer is lost).
 
 It runs in a process of its own: a test blocked in a system call that holds the GIL (mmap's
 flush is one, and on the mount it waits for an upload through this proxy) must not stop it.
@@ -32,6 +33,7 @@ class _Forwarder:
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._is_down = False
+        self._hang_next = False
         self._stopped = threading.Event()
         self.forwarded = 0  # bytes, both ways
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -48,6 +50,10 @@ class _Forwarder:
     def up(self) -> None:
         with self._lock:
             self._is_down = False
+
+    def hang_next(self) -> None:
+        with self._lock:
+            self._hang_next = True
 
     def close(self) -> None:
         self._stopped.set()
@@ -75,20 +81,28 @@ class _Forwarder:
             upstream.settimeout(None)
             with self._lock:
                 self._connections.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            for source, sink, answers in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(source, sink, answers),
+                                 daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
+        hung = False
         try:
             while data := source.recv(_BUFFER):
+                with self._lock:
+                    if answers and self._hang_next:
+                        self._hang_next, hung = False, True
+                if hung:
+                    continue  # read and dropped until the client gives up and closes
                 sink.sendall(data)
                 with self._lock:
                     self.forwarded += len(data)
         except OSError:
             pass  # reset by down(), or by either end
         finally:
-            with contextlib.suppress(OSError):
-                sink.shutdown(socket.SHUT_WR)
+            if not hung:  # the client must not hear of it: it waits until it gives up
+                with contextlib.suppress(OSError):
+                    sink.shutdown(socket.SHUT_WR)
             with self._lock:
                 self._connections.discard(source)
             with contextlib.suppress(OSError):
@@ -117,6 +131,9 @@ class TcpProxy:
     def up(self) -> None:
         self._command("up")
 
+    def hang_next(self) -> None:
+        self._command("hang")
+
     def forwarded(self) -> int:
         """Bytes that went through the proxy so far, both ways."""
         return int(self._command("bytes"))
@@ -139,7 +156,8 @@ class TcpProxy:
 
 def _serve(target_port: int, port: int) -> None:
     forwarder = _Forwarder(target_port, port)
-    actions = {"down": forwarder.down, "up": forwarder.up, "ping": lambda: None,
+    actions = {"down": forwarder.down, "up": forwarder.up, "hang": forwarder.hang_next,
+               "ping": lambda: None,
                "bytes": lambda: forwarder.forwarded}
     for line in sys.stdin:
         value = actions[line.strip()]()

@@ -460,3 +460,20 @@ def test_bad_migration_settings_name_the_key(write_config):
     assert "storage.migration_interval" in text and "or off" in text
     assert "storage.migration_bandwidth" in text and "bytes per second" in text
     assert "storage.migration_max_concurrent" in text and "1-256" in text
+
+
+def test_object_stores_take_a_read_timeout(write_config):
+    settings = load_settings(write_config("""\
+        storage:
+          locations:
+            - {name: s3, type: s3, path: bucket-b, config: {read_timeout: 30s}}
+            - {name: gcs, type: gcs, path: bucket-g, config: {read_timeout: 5}}
+    """))
+    assert [loc.config["read_timeout"] for loc in settings.locations] == [30.0, 5.0]
+    path = write_config("""\
+        storage:
+          locations:
+            - {name: s3, type: s3, path: bucket-b, config: {read_timeout: 0}}
+    """, "zero.yaml")
+    assert_one_problem(path, r".*:3 storage\.locations\[0\]\.config\.read_timeout: "
+                             r"expected a duration above zero, got 0")

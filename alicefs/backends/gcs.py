@@ -63,6 +63,12 @@ def _status(exc: BaseException) -> int:
     return 0
 
 
+# A rewrite call copies server-side for as long as Google lets it before it answers with a
+# token to continue: the SDK's own timeout, not the shorter one for requests that answer at
+# once (a rewrite cut short by it would start over, and could never finish).
+REWRITE_READ_TIMEOUT = 60.0
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether a GCS call that raised `exc` may succeed if simply tried again."""
     if isinstance(exc, gexc.GoogleAPICallError | InvalidResponse):
@@ -388,7 +394,8 @@ class GCSBackend(ObjectStoreBackend):
                     return destination.rewrite(
                         source_blob, token=token, if_generation_match=None if overwrite else 0,
                         if_source_generation_match=source_blob.generation, retry=None,
-                        timeout=self.timeout)[0]
+                        timeout=(self.connect_timeout, max(self.read_timeout,
+                                                           REWRITE_READ_TIMEOUT)))[0]
                 except gexc.PreconditionFailed:
                     if self._is_copy_target_free(dst_key, overwrite):
                         raise OSError(errno.ESTALE, f"{src_key!r} in {self.where} changed "

@@ -374,10 +374,17 @@ class ObjectStoreBackend(Backend):
     default_max_concurrent = 16
     list_page_size = 1000
     connect_timeout = 5.0
-    read_timeout = 60.0
+    #: Seconds a request may wait for the store's next bytes when `config.read_timeout` is
+    #: not set. Well below the retry deadline: a request that hangs (its answer lost) is
+    #: then tried again within the deadline, where one that waited as long as the deadline
+    #: (the SDKs' 60 s) used it all up, failing the call (an fsync among them) for one
+    #: lost answer.
+    default_read_timeout = 20.0
 
     def __init__(self, location: StorageLocation, *, skip_hidden: bool = True):
         super().__init__(location, skip_hidden=skip_hidden)
+        self.read_timeout = float(location.config.get("read_timeout",
+                                                      self.default_read_timeout))
         self.prefix = location.prefix
         self._client: Any = None
         self._client_lock = threading.Lock()

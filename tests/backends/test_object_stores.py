@@ -7,7 +7,9 @@ from __future__ import annotations
 import errno
 import io
 import logging
+import os
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from alicefs.backends.threaded import ThreadedBackend
 from alicefs.hashing import hash_bytes
 from alicefs.model import StorageLocation
 from tests.backends.conftest import MiB, gcs_location, s3_location, unique_prefix
+from tests.proxy import TcpProxy
 from tests.servers import free_ports
 
 
@@ -299,6 +302,38 @@ def test_dead_endpoint_fails_within_the_deadline(cloud, monkeypatch):
     assert "unreachable" in str(info.value)
     with pytest.raises(LocationUnavailableError):
         backend.stat("p/a")
+
+
+def test_a_request_whose_answer_is_lost_is_tried_again_within_the_deadline(cloud, monkeypatch,
+                                                                           caplog):
+    """A request the store never answers waits `read_timeout`, not the whole deadline: the
+    call is tried again and succeeds (with the 60 s the SDKs wait, one lost answer used
+    up the deadline and failed the call: an upload, so an fsync)."""
+    # By default, room for two retries of a lost answer within the deadline.
+    assert cloud.backend.read_timeout * 3 <= cloud.make(retry_deadline=60.0).retry_deadline
+    cloud.raw_put("p/a.png", b"content")
+    server = cloud.backend.location.config.get("endpoint_url") or cloud.kind
+    proxy = TcpProxy(int(server.rsplit(":", 1)[1]) if cloud.kind == "s3" else
+                     int(os.environ["STORAGE_EMULATOR_HOST"].rsplit(":", 1)[1]))
+    try:
+        if cloud.kind == "gcs":
+            monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+            backend = cloud.make(read_timeout=1.0, retry_deadline=10.0)
+        else:
+            backend = cloud.make(endpoint_url=proxy.url, read_timeout=1.0, retry_deadline=10.0)
+        assert backend.stat("p/a.png").size == len(b"content")  # connected, as a mount is
+        caplog.set_level(logging.INFO, logger="alicefs.backends.retry")
+        proxy.hang_next()
+        started = time.monotonic()
+        assert backend.stat("p/a.png").size == len(b"content")
+        assert time.monotonic() - started >= 1.0  # it did wait for the lost answer
+        assert "transient failure" in caplog.text
+        proxy.hang_next()
+        put(backend, "p/b.png", b"written")
+        with backend.open_read("p/b.png") as stream:
+            assert stream.read() == b"written"
+    finally:
+        proxy.close()
 
 
 def test_bad_s3_credentials_fail_at_once_and_never_leak(s3_server, s3_bucket, caplog):
