@@ -326,7 +326,9 @@ class Mount:
         # its own changes already, and its writes meanwhile are in `written` too).
         changed = {s.location_id for s in stats.locations if not s.error and (
             s.new_files or s.changed_files or s.missing_files or s.reappeared_files)}
-        changes = await show_catalog_changes(state, written, changed, ops.busy_paths)
+        changes = 0
+        if changed:
+            changes = await show_catalog_changes(state, written, changed, ops.busy_paths)
         for location_id in scanned:
             local = state.local(location_id)
             if local is not None:
