@@ -422,26 +422,18 @@ class Namespace:
             if inode is not None:
                 self.observer.attrs_changed(inode)
 
-    def _move_inode(self, view: str, old: str, new: str, is_dir: bool) -> None:
-        """The file or directory at `old` is now at `new`: it keeps its inode (and so do the
-        entries below a directory; only that case scans the inode table). Not for the files
-        of projects/, whose inodes move with them (`_file_moved`)."""
+    def _move_inode(self, view: str, old: str, new: str) -> None:
+        """The file or directory at `old` is now at `new`: it keeps its inode. Not for the
+        files of projects/, whose inodes move with them (`_file_moved`)."""
         table = self._inode_table(view)
-        if is_dir:
-            prefix = old + "/"
-            moves = [(vp, ino) for vp, ino in table.items()
-                     if vp == old or vp.startswith(prefix)]
-        else:
-            inode = table.get(old)
-            moves = [] if inode is None else [(old, inode)]
-        for vp, inode in moves:
-            target = new + vp[len(old):]
-            del table[vp]
-            stale = table.pop(target, None)
-            if stale is not None and not self._drop_name(view, stale, target):
-                self._entries[stale] = None
-            table[target] = inode
-            self._entries[inode] = _entry(view, target)
+        inode = table.pop(old, None)
+        if inode is None:
+            return
+        stale = table.pop(new, None)
+        if stale is not None and not self._drop_name(view, stale, new):
+            self._entries[stale] = None
+        table[new] = inode
+        self._entries[inode] = _entry(view, new)
 
     def _file_moved(self, inode: int, old: str, new: str) -> None:
         """The projects/ file `inode` named `old` is now named `new`."""
@@ -698,7 +690,7 @@ class Namespace:
         for view in views:
             self._unlink_from(view, old)  # while it is in `files`: the observer asks
             if view != PROJECTS_VIEW:
-                self._move_inode(view, old, new, is_dir=False)
+                self._move_inode(view, old, new)
         del self.files[old]
         if node.inode is not None:
             self._file_moved(node.inode, old, new)
@@ -712,25 +704,29 @@ class Namespace:
         del replaced
 
     def rename_dir(self, old: str, new: str) -> None:
-        """Move a directory with everything below it, in every view."""
-        prefix = old + "/"
-        moved = [vp for vp in self.files if vp.startswith(prefix)]
-        explicit = [(view, vp, tree[vp]) for view, tree in self.dirs.items()
-                    for vp in list(tree) if (vp == old or vp.startswith(prefix))
-                    and tree[vp].explicit]
-        for vp in moved:
+        """Move a directory with everything below it, in every view (walking its subtree in
+        each: the work is that of what it holds, never of every file)."""
+        # Gathered before anything moves: moving its files prunes the directories they
+        # leave, whose inodes must move all the same.
+        below = {view: [old, *self._subtree(view, old)[0]]
+                 for view, tree in self.dirs.items() if old in tree}
+        for vp in self._subtree(PROJECTS_VIEW, old)[1]:
             self.rename_file(vp, new + vp[len(old):])
-        for view, vp, node in explicit:
-            self.dirs[view].pop(vp, None)
-            self._unlink_from(view, vp)
-            target = new + vp[len(old):]
-            self._dir(view, target).explicit = True
-            self._dir(view, target).mode = node.mode
-        for view in list(self.dirs):
-            if old in self.dirs[view] and not self.dirs[view][old].children:
-                self.dirs[view].pop(old)
+        for view, dirs in below.items():
+            tree = self.dirs[view]
+            for vp in dirs:
+                node = tree.get(vp)
+                if node is None or not node.explicit:
+                    continue
+                del tree[vp]
+                self._unlink_from(view, vp)
+                target = self._dir(view, new + vp[len(old):])
+                target.explicit, target.mode = True, node.mode
+            if old in tree and not tree[old].children:
+                del tree[old]
                 self._unlink_from(view, old)
-            self._move_inode(view, old, new, is_dir=True)
+            for vp in dirs:
+                self._move_inode(view, vp, new + vp[len(old):])
 
     def add_existing_dirs(self, location_id: str, found: Iterable[DirInfo]) -> None:
         """Directories found on a location's disk: shown (empty or not) in projects/ and in
@@ -771,9 +767,34 @@ class Namespace:
         if inode is not None:
             self._entries[inode] = None
 
-    def files_under(self, vpath: str) -> Iterable[str]:
-        prefix = vpath + "/" if vpath else ""
-        return [vp for vp in self.files if vp.startswith(prefix)]
+    def files_under(self, vpath: str) -> list[str]:
+        """The files below the projects/ directory `vpath`."""
+        return self._subtree(PROJECTS_VIEW, vpath)[1]
+
+    def _subtree(self, view: str, vpath: str) -> tuple[list[str], list[str]]:
+        """(directories, files) below the directory `vpath` of `view`, found by walking it
+        (the files of a view are linked into its tree: a file leaves its directory's
+        children only when it leaves the view)."""
+        tree = self.dirs.get(view, {})
+        files = self.files
+        found_dirs: list[str] = []
+        found_files: list[str] = []
+        pending = [vpath]
+        while pending:
+            parent = pending.pop()
+            directory = tree.get(parent)
+            if directory is None:
+                continue
+            prefix = f"{parent}/" if parent else ""
+            for name in directory.children:
+                child = prefix + name
+                # Both, where one location has a file and another a directory of that name.
+                if child in tree:
+                    found_dirs.append(child)
+                    pending.append(child)
+                if child in files:
+                    found_files.append(child)
+        return found_dirs, found_files
 
 
 def _entry(view: str, vpath: str) -> Entry | str:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from alicefs.backends.base import DirInfo
 from alicefs.fs.namespace import (
     PROJECTS_VIEW,
     FileNode,
@@ -103,6 +104,46 @@ def test_directory_rename_moves_everything_below():
     assert ns.inode_of(PROJECTS_VIEW, "p/renamed/e/2.png") == deep_inode
     assert ns.is_dir(PROJECTS_VIEW, "p/renamed/empty")
     assert not ns.is_dir(PROJECTS_VIEW, "p/d")
+    check(ns)
+
+
+class NotWalked(dict):
+    """A table that must not be walked whole (each directory rename did, for every file,
+    on the trio thread): looking up is fine, iterating fails."""
+
+    def _refuse(self, *args, **kwargs):
+        raise AssertionError("walked every entry")
+
+    __iter__ = keys = items = values = _refuse  # type: ignore[assignment]
+
+
+def test_a_directory_rename_walks_only_what_it_holds():
+    ns = Namespace({"a": "A", "b": "B"}, 0, 0, 1)
+    for path in ("p/d/1.png", "p/d/e/2.txt", "p/d/e/f/3.png", "p/other.png", "q/x.png"):
+        ns.add_file(node(path, "text" if path.endswith(".txt") else "image", ("a", "b")))
+    ns.make_dir(PROJECTS_VIEW, "p/d/empty", 0o755)
+    ns.add_existing_dirs("b", [DirInfo("p/d/e/f", 0o700, 5, 6, 7)])
+    for view in (PROJECTS_VIEW, type_view("image"), location_view("b")):  # the kernel's
+        for vpath in ("p/d", "p/d/e", "p/d/e/f", "p/d/e/f/3.png", "p/other.png"):
+            if ns.is_dir(view, vpath) or vpath in ns.files:
+                ns.inode_of(view, vpath)
+    inodes = {(view, vp): ino for view, table in ns._inodes.items() for vp, ino in table.items()}
+    deep = ns.inode_of(PROJECTS_VIEW, "p/d/e/f/3.png")
+    ns.files = NotWalked(ns.files)
+    ns._inodes = {view: NotWalked(table) for view, table in ns._inodes.items()}
+    assert sorted(ns.files_under("p/d")) == ["p/d/1.png", "p/d/e/2.txt", "p/d/e/f/3.png"]
+    ns.rename_dir("p/d", "p/r")
+    ns.files = dict(dict.items(ns.files))
+    ns._inodes = {view: dict(dict.items(table)) for view, table in ns._inodes.items()}
+    assert sorted(ns.files) == ["p/other.png", "p/r/1.png", "p/r/e/2.txt", "p/r/e/f/3.png",
+                                "q/x.png"]
+    for (view, vpath), inode in inodes.items():  # each kept its inode under the new name
+        renamed = "p/r" + vpath[3:] if vpath.startswith("p/d") else vpath
+        assert ns.inode_of(view, renamed) == inode, (view, vpath)
+    assert ns.inode_of(PROJECTS_VIEW, "p/r/e/f/3.png") == deep
+    assert ns.is_dir(PROJECTS_VIEW, "p/r/empty") and not ns.is_dir(PROJECTS_VIEW, "p/d")
+    assert ns.dirs[location_view("b")]["p/r/e/f"].mode & 0o777 == 0o700
+    assert not any(vp.startswith("p/d") for tree in ns.dirs.values() for vp in tree)
     check(ns)
 
 
