@@ -22,7 +22,7 @@ import trio
 from alicefs import cli, control
 from alicefs.catalog import Catalog
 from alicefs.config import Settings
-from alicefs.fs.catalog_changes import show_catalog_changes
+from alicefs.fs.catalog_changes import forget_location, show_catalog_changes
 from alicefs.fs.kernel_cache import KernelCache
 from alicefs.fs.namespace import view_path
 from alicefs.fs.operations import AliceOperations
@@ -30,7 +30,6 @@ from alicefs.fs.options import MountOptions
 from alicefs.fs.state import (
     MountState,
     build_state,
-    forget_location,
     open_location,
     refresh_free_space,
     unfinished_reason,
@@ -441,7 +440,7 @@ class Mount:
             log.info("location %s added", loc.name)
         for location_id in known - set(locations):
             if location_id in state.namespace.locations:
-                forget_location(state, location_id)
+                await forget_location(state, location_id)
                 log.info("location %s removed", state.location(location_id).name)
         current = [locations.get(loc.location_id, loc) for loc in state.locations]
         state.set_locations(by_preference(current))

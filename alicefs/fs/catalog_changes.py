@@ -1,5 +1,5 @@
 """Showing in a mount what others wrote to the catalog: its scans, and `alicefs-ctl` commands
-run through it (tags, ratings, discover, ...).
+run through it (tags, ratings, discover, a location removed, ...).
 
 Only the paths they wrote are read back (`Catalog.watch`), a slice at a time in a worker
 thread, and each slice is applied on the trio thread between checkpoints: the work is that
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import trio
 
@@ -18,6 +18,7 @@ from alicefs.catalog import Catalog, FileMeta
 from alicefs.fs.namespace import DEFAULT_FILE_MODE, FileNode, Namespace, Replica, view_path
 from alicefs.fs.state import MountState
 from alicefs.media import classify_name
+from alicefs.rules import LocationStatus
 
 # Paths read back and applied at once: a few milliseconds on the trio thread.
 APPLY_SLICE = 2000
@@ -122,6 +123,35 @@ def split_changed_links(namespace: Namespace, linked: list[str], busy: set[str])
                 _versions(namespace.files[other].replicas)
                 != _versions(namespace.files[vpath].replicas) for other in others):
             namespace.split_link(vpath)
+
+
+async def forget_location(state: MountState, location_id: str) -> None:
+    """A location removed from the registry while mounted: its replicas leave the namespace
+    (files only it held disappear from the views; nothing on disk is touched), a slice of
+    files at a time between checkpoints. It stays in `state` as offline, for descriptors
+    still open on it, and is unusable from the start, so nothing is served from it while
+    the slices go."""
+    state.unavailable[location_id] = "removed from the registry"
+    state.set_locations([replace(loc, status=LocationStatus.OFFLINE)
+                         if loc.location_id == location_id else loc
+                         for loc in state.locations])
+    namespace = state.namespace
+    # The files, not their names: one renamed between slices is still found.
+    nodes = list(namespace.files.values())
+    for start in range(0, len(nodes), APPLY_SLICE):
+        for node in nodes[start:start + APPLY_SLICE]:
+            vpath = view_path(node.logical_path)
+            if namespace.files.get(vpath) is not node or location_id not in node.replicas:
+                continue  # removed meanwhile, or not there
+            before = namespace.views_of(vpath)
+            del node.replicas[location_id]
+            node.version += 1
+            if node.replicas:
+                namespace.reindex(vpath, before)
+            else:
+                namespace.remove_file(vpath)
+        await trio.sleep(0)
+    namespace.remove_location(location_id)
 
 
 def _versions(replicas: Mapping[str, Replica]) -> dict[str, tuple[int, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from alicefs.backends import Backend, LocalBackend, open_backend
 from alicefs.backends.threaded import ThreadedBackend
@@ -157,28 +157,6 @@ def open_location(location: StorageLocation, skip_hidden: bool, catalog: Catalog
 def unfinished_reason(owed: int) -> str:
     return (f"{owed} unlinks or renames made while it was away could not be finished there "
             "(see the log); retried until they are")
-
-
-def forget_location(state: MountState, location_id: str) -> None:
-    """A location removed from the registry while mounted: its replicas leave the namespace
-    (files only it held disappear from the views; nothing on disk is touched). It stays in
-    `state` as offline, for descriptors still open on it."""
-    state.unavailable[location_id] = "removed from the registry"
-    state.set_locations([replace(loc, status=LocationStatus.OFFLINE)
-                         if loc.location_id == location_id else loc
-                         for loc in state.locations])
-    namespace = state.namespace
-    for vpath, node in list(namespace.files.items()):
-        if location_id not in node.replicas:
-            continue
-        before = namespace.views_of(vpath)
-        del node.replicas[location_id]
-        node.version += 1
-        if node.replicas:
-            namespace.reindex(vpath, before)
-        else:
-            namespace.remove_file(vpath)
-    namespace.remove_location(location_id)
 
 
 def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
