@@ -41,6 +41,27 @@ def test_every_fsync_after_more_writes_is_durable(cloud):
     assert "does not match" not in cloud.fs.log.read_text()
 
 
+def test_an_fsync_outlives_an_answer_the_store_never_sends(cloud):
+    """One lost answer costs `read_timeout` and a retry, not the fsync: with the SDKs' 60 s
+    it used up the whole retry deadline, and fsync (msync of a mapping, too) failed with
+    EIO although the store was there (the GCS emulator loses one now and then)."""
+    (cloud.projects / "f").mkdir()
+    path = cloud.projects / "f" / "take.mp4"
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        os.pwrite(fd, b"first", 0)
+        os.fsync(fd)
+        os.pwrite(fd, b"FIRST, then more", 0)
+        cloud.proxy.hang_next()
+        started = time.monotonic()
+        os.fsync(fd)
+        assert time.monotonic() - started >= 1.5  # the answer was lost, and waited for
+        assert cloud.stored("f/take.mp4") == b"FIRST, then more"
+    finally:
+        os.close(fd)
+    assert "transient failure" in cloud.fs.log.read_text()
+
+
 def test_back_to_back_closes_and_appends_all_reach_the_store(cloud, tmp_path):
     (cloud.projects / "b").mkdir()
     first, second = os.urandom(3 << 20), os.urandom(2 << 20) + b"tail"

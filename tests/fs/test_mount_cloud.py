@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.conftest import BIN_DIR
-from tests.fs.conftest import wait_for
+from tests.fs.conftest import SHORT_DEADLINE, wait_for
 from tests.servers import S3_REGION
 
 
@@ -22,7 +22,7 @@ def cloud_fs(mount_factory, s3_server, s3_bucket, gcs_server, gcs_bucket):
     s3 = (f"type: s3, path: {s3_bucket}, priority: 50, rules: [{{include_types: [video]}}], "
           f"config: {{endpoint_url: '{s3_server.endpoint_url}', region: {S3_REGION}, "
           f"prefix: {prefix}, aws_access_key_id: {s3_server.access_key}, "
-          f"aws_secret_access_key: {s3_server.secret_key}, retry_deadline: 3}}")
+          f"aws_secret_access_key: {s3_server.secret_key}, {SHORT_DEADLINE}}}")
     gcs = (f"type: gcs, path: {gcs_bucket}, priority: 40, rules: [{{include_types: [audio]}}], "
            f"config: {{prefix: {prefix}}}")
     os.environ["STORAGE_EMULATOR_HOST"] = gcs_server.host_url

@@ -12,7 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.fs.conftest import wait_for
+from tests.fs.conftest import SHORT_DEADLINE, wait_for
 from tests.servers import S3_REGION
 
 DAY = 86_400
@@ -103,7 +103,7 @@ def test_killing_a_migrating_mount_loses_nothing(mount_factory, s3_server, s3_bu
     s3 = (f"type: s3, path: {s3_bucket}, priority: 10, config: {{endpoint_url: "
           f"'{s3_server.endpoint_url}', region: {S3_REGION}, prefix: {prefix}, "
           f"aws_access_key_id: {s3_server.access_key}, "
-          f"aws_secret_access_key: {s3_server.secret_key}, retry_deadline: 3}}")
+          f"aws_secret_access_key: {s3_server.secret_key}, {SHORT_DEADLINE}}}")
     fs = mount_factory({"ssd": "priority: 100, rules: [{max_age_days: 30}]",
                         "hdd": "priority: 50, rules: [{max_age_days: 100}]"},
                        cloud={"s3": s3}, start=False, settings_extra=(
