@@ -31,17 +31,19 @@ def cloud_location(location_type: LocationType, bucket: str, name: str,
 
 def s3_location(server, bucket: str, *, name: str = "s3", **config) -> StorageLocation:
     """An S3 location on the test server. Small multipart settings so that tests exercise
-    multipart uploads with a few MiB; a short retry deadline so failures show quickly."""
+    multipart uploads with a few MiB; a short retry deadline so failures show quickly, and
+    a read timeout short enough for a lost answer to be tried again within it."""
     settings = {"endpoint_url": server.endpoint_url, "region": "us-east-1",
                 "aws_access_key_id": server.access_key,
                 "aws_secret_access_key": server.secret_key,
                 "multipart_threshold": 6 * MiB, "multipart_chunksize": 5 * MiB,
-                "retry_deadline": 10.0, **config}
+                "retry_deadline": 10.0, "read_timeout": 3.0, **config}
     return cloud_location(LocationType.S3, bucket, name, **settings)
 
 
 def gcs_location(bucket: str, *, name: str = "gcs", **config) -> StorageLocation:
-    settings = {"resumable_threshold": 1 * MiB, "retry_deadline": 10.0, **config}
+    settings = {"resumable_threshold": 1 * MiB, "retry_deadline": 10.0, "read_timeout": 3.0,
+                **config}
     return cloud_location(LocationType.GCS, bucket, name, **settings)
 
 
