@@ -217,9 +217,12 @@ def cloud(request, mount_factory) -> Iterator[CloudMount]:
     """The store (priority 100, no rules) takes every new file; images go to a local disk."""
     store = request.param
     prefix = f"w-{uuid.uuid4().hex[:8]}/"
-    # @pytest.mark.store_config("key: value, ...") adds to the store's `config`.
+    # @pytest.mark.store_config("key: value, ...") adds to the store's `config` (and
+    # replaces SHORT_DEADLINE when it sets a deadline of its own).
     marker = request.node.get_closest_marker("store_config")
-    extra = f", {marker.args[0]}" if marker else ""
+    extra = marker.args[0] if marker else ""
+    config = extra if "retry_deadline" in extra else ", ".join(filter(None, (SHORT_DEADLINE,
+                                                                           extra)))
     env = dict(os.environ)
     if store == "s3":
         server = request.getfixturevalue("s3_server")
@@ -228,7 +231,7 @@ def cloud(request, mount_factory) -> Iterator[CloudMount]:
         entry = (f"type: s3, path: {bucket}, priority: 100, "
                  f"config: {{endpoint_url: '{proxy.url}', region: {S3_REGION}, "
                  f"prefix: {prefix}, aws_access_key_id: {server.access_key}, "
-                 f"aws_secret_access_key: {server.secret_key}, {SHORT_DEADLINE}{extra}}}")
+                 f"aws_secret_access_key: {server.secret_key}, {config}}}")
         client = server.client()
     else:
         server = request.getfixturevalue("gcs_server")
@@ -236,7 +239,7 @@ def cloud(request, mount_factory) -> Iterator[CloudMount]:
         proxy = TcpProxy(server.port)
         env["STORAGE_EMULATOR_HOST"] = proxy.url
         entry = f"type: gcs, path: {bucket}, priority: 100, config: {{prefix: {prefix}, " \
-                f"{SHORT_DEADLINE}{extra}}}"
+                f"{config}}}"
         client = None
     try:
         fs = mount_factory({"ssd": "priority: 10, rules: [{include_types: [image]}]"},

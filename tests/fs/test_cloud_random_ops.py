@@ -16,6 +16,11 @@ from tests.fs.conftest import wait_for
 OPERATIONS = 10_000
 MAX_SIZE = 96 * 1024
 
+# Nothing here cuts the network, and ten thousand operations meet the GCS emulator's stalls
+# (it serves one request at a time; three 1.5 s attempts in a row went unanswered): the
+# deadline a user has, not the short one of the tests that make the store fail.
+pytestmark = pytest.mark.store_config("retry_deadline: 60, read_timeout: 1.5")
+
 
 class Model:
     """The files as they must be, and the open descriptors on them."""
