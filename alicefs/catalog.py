@@ -740,7 +740,7 @@ class Catalog:
         columns.append([now] * len(unique))
         with self.transaction() as con:
             con.execute(_bulk_upsert_sql("file_meta", _META_COLUMNS, ["logical_path"]), columns)
-            self._written(columns[0])
+            self._written(columns[_META_COLUMNS.index("logical_path")])
 
     def metadata(self, logical_path: str) -> FileMeta | None:
         rows = self._query(f"SELECT {', '.join(_META_COLUMNS[:-1])} FROM file_meta "

@@ -418,7 +418,7 @@ class Mount:
     async def _after_command(self, state: MountState, ops: AliceOperations,
                              written: set[str]) -> None:
         """Bring the namespace level with what a command changed in the catalog: replicas
-        (discover, scan) and tags and ratings (tag, rate) of the paths it `written`,
+        (discover, scan) and tags and ratings (tag, rate) of the paths it wrote (`written`),
         locations added or removed (add, remove, from-config), their names, priorities,
         rules and status (update)."""
         locations = {loc.location_id: loc

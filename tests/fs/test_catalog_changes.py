@@ -44,9 +44,8 @@ def state(tmp_path: Path):
 
 
 def _ids(state: MountState) -> tuple[str, str]:
-    ssd, hdd = (loc.location_id for loc in sorted(state.locations, key=lambda loc: loc.name,
-                                                  reverse=True))
-    return ssd, hdd
+    named = state.namespace.location_id_named
+    return named("ssd"), named("hdd")
 
 
 def _checkpoints_while(work) -> int:
