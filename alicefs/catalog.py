@@ -316,7 +316,6 @@ class JournalStart:
 
 
 _INDEX_CHUNK = 10_000  # rows a scan's index is loaded in (never all at once)
-_HEX_HASH = "[0-9a-f]{64}"  # a hash as alicefs writes them (BLAKE3, lowercase hex)
 _REPLICA_COLUMNS = ("location_id", "logical_path", "size", "mtime_ns", "content_hash", "inode",
                     "change_token", "state", "seen_at")
 _ATTR_COLUMNS = ("logical_path", "mode", "uid", "gid", "symlink_target", "rdev", "atime_ns",
@@ -589,12 +588,11 @@ class Catalog:
                        ) -> Iterator[tuple[NamespaceCodes, list[tuple[Any, ...]]]]:
         """What the mount's namespace is built from, in chunks of plain rows (no object per
         row, never all at once), each with what its coded columns stand for: (location,
-        logical_path, size, mtime_ns, hash, odd_hash, state, change_token, media, tags,
+        logical_path, size, mtime_ns, content_hash, state, change_token, media, tags,
         quality) of every replica. `location`, `state` and `media` are 1-based positions in
-        the codes (small ints: Python has one object for each, where each row's string was
-        a new one); `media` is NULL for a file without metadata, and so are `tags` (also
-        when empty) and `quality`. `hash` is a 64-digit hex hash's 32 bytes; any other hash
-        comes as `odd_hash`. Consume it before any other call: the catalog is locked
+        the codes (small ints: Python has one object for each, where each row's string was a
+        new one); `media` is NULL for a file without metadata, and so are `tags` (also when
+        empty) and `quality`. Consume it before any other call: the catalog is locked
         meanwhile."""
         with self._lock:
             media = self._con.execute(
@@ -608,11 +606,7 @@ class Catalog:
                 tuple((category, mime_type) for category, mime_type in media))
             result = self._con.execute(
                 "SELECT list_position(?, r.location_id), r.logical_path, r.size, r.mtime_ns, "
-                f"CASE WHEN regexp_full_match(r.content_hash, '{_HEX_HASH}') "
-                "THEN unhex(r.content_hash) END, "
-                f"CASE WHEN NOT regexp_full_match(r.content_hash, '{_HEX_HASH}') "
-                "THEN r.content_hash END, "
-                "list_position(?, r.state), r.change_token, "
+                "r.content_hash, list_position(?, r.state), r.change_token, "
                 "list_position(?, m.category || chr(31) || m.mime_type), "
                 "CASE WHEN len(m.tags) > 0 THEN m.tags END, m.quality "
                 "FROM replicas r LEFT JOIN file_meta m ON m.logical_path = r.logical_path",

@@ -275,14 +275,14 @@ def test_namespace_rows_come_in_chunks_joined_with_metadata(tmp_path):
     assert [len(rows) for _, rows in chunks] == [2, 2, 2, 1]
     codes = chunks[0][0]
     rows = {(codes.locations[row[0] - 1], row[1]): (
-        row[2:6], codes.states[row[6] - 1], row[7],
-        None if row[8] is None else codes.media[row[8] - 1], row[9:])
+        row[2:5], codes.states[row[5] - 1], row[6],
+        None if row[7] is None else codes.media[row[7] - 1], row[8:])
         for _, rows in chunks for row in rows}
-    assert rows["other", "p/1.png"] == ((7, 8, bytes.fromhex(digest), None), "present", "etag",
+    assert rows["other", "p/1.png"] == ((7, 8, digest), "present", "etag",
                                         ("image", "image/png"), (["tagged"], 4))
-    assert rows["other", "p/2.png"] == ((7, 8, None, digest.upper()), "missing", None, None,
+    assert rows["other", "p/2.png"] == ((7, 8, digest.upper()), "missing", None, None,
                                         (None, None))
-    assert rows["loc", "p/3.png"] == ((3, 3, None, None), "present", None,
+    assert rows["loc", "p/3.png"] == ((3, 3, None), "present", None,
                                       ("image", "image/png"), (None, None))  # no tags: NULL
     assert rows["loc", "p/0.png"][3:] == (None, (None, None))
 

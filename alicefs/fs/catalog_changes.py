@@ -136,22 +136,31 @@ async def forget_location(state: MountState, location_id: str) -> None:
                          if loc.location_id == location_id else loc
                          for loc in state.locations])
     namespace = state.namespace
-    # The files, not their names: one renamed between slices is still found.
-    nodes = list(namespace.files.values())
-    for start in range(0, len(nodes), APPLY_SLICE):
-        for node in nodes[start:start + APPLY_SLICE]:
-            vpath = view_path(node.logical_path)
-            if namespace.files.get(vpath) is not node or location_id not in node.replicas:
-                continue  # removed meanwhile, or not there
-            before = namespace.views_of(vpath)
-            del node.replicas[location_id]
-            node.version += 1
-            if node.replicas:
-                namespace.reindex(vpath, before)
-            else:
-                namespace.remove_file(vpath)
-        await trio.sleep(0)
+    files = namespace.files
+    # A file renamed between slices is stored under its new name: visited there too.
+    with files.recording_stores() as stored:
+        paths = list(files)
+        for start in range(0, len(paths), APPLY_SLICE):
+            for vpath in paths[start:start + APPLY_SLICE]:
+                _drop_replica(namespace, vpath, location_id)
+            await trio.sleep(0)
+        while stored:
+            _drop_replica(namespace, stored.pop(), location_id)
     namespace.remove_location(location_id)
+
+
+def _drop_replica(namespace: Namespace, vpath: str, location_id: str) -> None:
+    """The file at `vpath` without its replica in `location_id` (gone if it was its last)."""
+    if not namespace.files.has_replica(vpath, location_id):
+        return
+    before = namespace.views_of(vpath)
+    node = namespace.files[vpath]
+    del node.replicas[location_id]
+    node.version += 1
+    if node.replicas:
+        namespace.reindex(vpath, before)
+    else:
+        namespace.remove_file(vpath)
 
 
 def _versions(replicas: Mapping[str, Replica]) -> dict[str, tuple[int, int]]:

@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import posixpath
 import stat
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from alicefs.backends.base import DirInfo
 from alicefs.layout import LOCATIONS, PROJECTS, STATUS_DIR, TYPES
-from alicefs.media import CATEGORIES
+from alicefs.media import CATEGORIES, classify_name
 from alicefs.scan import UNSORTED
+
+if TYPE_CHECKING:
+    from alicefs.catalog import NamespaceCodes
 
 ROOT_INODE = 1
 
@@ -86,17 +90,6 @@ class Replica:
         # have; cleared only by an upload of the version that is still current. Release,
         # fsync and discarding the staging file decide by it alone.
         self.unsent = unsent
-
-    @classmethod
-    def from_catalog(cls, size: int, mtime_ns: int, digest: bytes | None,
-                     odd_hash: str | None, state: str, change_token: str | None) -> Replica:
-        """As `Catalog.namespace_rows` gives it: a 64-digit hex hash as its 32 bytes
-        (`digest`), any other as it is (`odd_hash`)."""
-        # Positional, and the hash set once: this runs for every file at a mount's start.
-        replica = cls(size, mtime_ns, None, state, None, change_token)
-        replica._digest = (_packed_hash(odd_hash) if digest is None
-                           else int.from_bytes(digest, "big"))
-        return replica
 
     @property
     def content_hash(self) -> str | None:
@@ -294,6 +287,128 @@ class DirNode:
     owner: tuple[int, int] | None = None  # (uid, gid) when made through the mount
 
 
+class FileTable(MutableMapping[str, FileNode]):
+    """The files of projects/ by view path. Those loaded at a mount's start are held as the
+    catalog's row (`Catalog.namespace_rows`: a tuple its fetch makes anyway) until first
+    asked for, and made a `FileNode` then, for good: making a FileNode, Replicas and
+    Replica for every file was most of a mount's start, and most of a large library is
+    never looked at in a session. Iterating the values or items makes every file's node."""
+
+    __slots__ = ("_codes", "_held", "_owner", "_recorders")
+
+    def __init__(self, uid: int, gid: int):
+        self._held: dict[str, FileNode | tuple[Any, ...]] = {}
+        self._owner = (uid, gid)
+        self._codes: NamespaceCodes | None = None  # what the coded columns of rows mean
+        self._recorders: list[list[str]] = []  # see `recording_stores`
+
+    def get(self, vpath: str, default: FileNode | None = None) -> FileNode | None:
+        held = self._held.get(vpath)
+        if held is None:
+            return default
+        return held if type(held) is not tuple else self._node(vpath, held)
+
+    def __getitem__(self, vpath: str) -> FileNode:
+        held = self._held[vpath]
+        return held if type(held) is not tuple else self._node(vpath, held)
+
+    def __setitem__(self, vpath: str, node: FileNode) -> None:
+        self._held[vpath] = node
+        for recorder in self._recorders:
+            recorder.append(vpath)
+
+    def __delitem__(self, vpath: str) -> None:
+        del self._held[vpath]
+
+    def __contains__(self, vpath: object) -> bool:
+        return vpath in self._held
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._held)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def values(self) -> Iterator[FileNode]:  # type: ignore[override]
+        for vpath, held in self._held.items():
+            yield held if type(held) is not tuple else self._node(vpath, held)
+
+    def items(self) -> Iterator[tuple[str, FileNode]]:  # type: ignore[override]
+        for vpath, held in self._held.items():
+            yield vpath, held if type(held) is not tuple else self._node(vpath, held)
+
+    @contextmanager
+    def recording_stores(self) -> Iterator[list[str]]:
+        """The view paths files are stored at (added, or renamed to) while the block runs,
+        in order: what a walk over a snapshot of the paths in slices must also visit."""
+        recorder: list[str] = []
+        self._recorders.append(recorder)
+        try:
+            yield recorder
+        finally:
+            self._recorders.remove(recorder)
+
+    def has_replica(self, vpath: str, location_id: str) -> bool:
+        """Whether the file at `vpath` has a replica in `location_id` (a held row is not made
+        a FileNode to answer)."""
+        held = self._held.get(vpath)
+        if type(held) is tuple:
+            assert self._codes is not None
+            return self._codes.locations[held[0] - 1] == location_id
+        return held is not None and location_id in held.replicas  # type: ignore[union-attr]
+
+    def holder(self, codes: NamespaceCodes) -> Callable[[str, tuple[Any, ...]], Any]:
+        """For rows coded by `codes`: a function that holds a row for a view path unless
+        something is held there already, and returns what is held (the row itself, or what
+        was there)."""
+        self._codes = codes
+        return self._held.setdefault
+
+    def logical_path_held(self, held: FileNode | tuple[Any, ...]) -> str:
+        """The logical path of what `holder` returned."""
+        return held[1] if type(held) is tuple else held.logical_path  # type: ignore[union-attr]
+
+    def add_row(self, vpath: str, row: tuple[Any, ...]) -> None:
+        """Another replica's row for the file held at `vpath`."""
+        self._add_replica(self[vpath], row)
+
+    def node_of(self, rows: list[tuple[Any, ...]]) -> FileNode:
+        """The file of the rows of one logical path, not held."""
+        node = self._make(rows[0])
+        for row in rows[1:]:
+            self._add_replica(node, row)
+        return node
+
+    def _add_replica(self, node: FileNode, row: tuple[Any, ...]) -> None:
+        location, _, size, mtime_ns, content_hash, state, change_token = row[:7]
+        codes = self._codes
+        assert codes is not None
+        node.replicas[codes.locations[location - 1]] = Replica(
+            size, mtime_ns, content_hash, codes.states[state - 1], None, change_token)
+        if mtime_ns > node.ctime_ns:
+            node.ctime_ns = mtime_ns
+
+    def _node(self, vpath: str, row: tuple[Any, ...]) -> FileNode:
+        node = self._held[vpath] = self._make(row)
+        return node
+
+    def _make(self, row: tuple[Any, ...]) -> FileNode:
+        (location, path, size, mtime_ns, content_hash, state, change_token, media, tags,
+         quality) = row
+        codes = self._codes
+        assert codes is not None
+        if media is None:
+            found = classify_name(path)
+            category, mime_type = found.category, found.mime_type
+        else:
+            category, mime_type = codes.media[media - 1]
+        uid, gid = self._owner
+        return FileNode(path, Replicas.one(codes.locations[location - 1], Replica(
+            size, mtime_ns, content_hash, codes.states[state - 1], None, change_token)),
+            category, mime_type, tuple(tags) if tags else (), quality, DEFAULT_FILE_MODE,
+            uid, gid, mtime_ns)
+
+
 class KernelObserver(Protocol):
     """Told of every change the kernel may hold a cached answer for (entries and
     attributes are cached for long: see alicefs.fs.kernel_cache). Only for inodes the
@@ -317,7 +432,7 @@ class Namespace:
         self.locations = dict(locations)
         self.uid, self.gid = uid, gid
         self.now_ns = now_ns
-        self.files: dict[str, FileNode] = {}  # projects-view path -> file
+        self.files = FileTable(uid, gid)  # projects-view path -> file
         self.dirs: dict[str, dict[str, DirNode]] = {}  # view -> vpath -> directory
         # view -> view path -> inode (per view, not keyed by (view, path) tuples: a tuple per
         # entry costs more than the entry at library scale); the files of projects/ hold
@@ -609,42 +724,48 @@ class Namespace:
             self.file_changed(vpath)
         return vpath
 
-    def add_files(self, nodes: Iterable[FileNode]) -> None:
-        """Add many files (a mount's start): as add_file, with the names gathered first by
-        directory and by what decides their other views (category, and the location of a
-        file's one copy). Each directory's set in each view then grows by one update per
-        group, where it took a look-up and an add per name and view."""
+    def load(self, chunks: Iterable[tuple[NamespaceCodes, list[tuple[Any, ...]]]]) -> None:
+        """Add the files of `Catalog.namespace_rows` (a mount's start), held as their rows
+        (`FileTable`). Names are gathered by directory and by what decides their other views
+        (category, and the location of a copy that is not missing); each directory's set in
+        each view then grows by one update per group, not a look-up and an add per name and
+        view."""
         files = self.files
         groups: dict[tuple[str, str, str | None], list[str]] = {}
-        # Several copies, a missing one, or a path met before: added one by one, in order,
-        # after the groups (so a path met again replaces what was added first).
-        others: list[FileNode] = []
-        others_paths: set[str] = set()
-        for node in nodes:
-            logical = node.logical_path
-            vpath = logical if "/" in logical else view_path(logical)
-            replicas = node.replicas
-            sole = replicas._replica
-            if (replicas._many is not None or sole is None or sole.state == "missing"
-                    or vpath in files or vpath in others_paths):
-                others.append(node)
-                others_paths.add(vpath)
-                continue
-            files[vpath] = node
-            cut = vpath.rfind("/")
-            key = (vpath[:cut], node.category, replicas._id)
-            names = groups.get(key)
-            if names is None:
-                groups[key] = [vpath[cut + 1:]]
-            else:
-                names.append(vpath[cut + 1:])
+        others: dict[str, list[tuple[Any, ...]]] = {}  # logical path -> rows
+        for codes, rows in chunks:
+            hold = files.holder(codes)
+            categories = [category for category, _ in codes.media]
+            locations = codes.locations
+            missing = codes.states.index("missing") + 1 if "missing" in codes.states else 0
+            for row in rows:
+                logical = row[1]
+                vpath = logical if "/" in logical else view_path(logical)
+                held = hold(vpath, row)
+                if held is not row:
+                    if files.logical_path_held(held) != logical:
+                        # A root file and a file of `_unsorted/` with its name: one shows
+                        # (the last met, as when added one by one).
+                        others.setdefault(logical, []).append(row)
+                        continue
+                    files.add_row(vpath, row)
+                media = row[7]
+                cut = vpath.rfind("/")
+                key = (vpath[:cut],
+                       classify_name(logical).category if media is None else categories[media - 1],
+                       None if row[5] == missing else locations[row[0] - 1])
+                names = groups.get(key)
+                if names is None:
+                    groups[key] = [vpath[cut + 1:]]
+                else:
+                    names.append(vpath[cut + 1:])
         for (parent, category, location_id), names in groups.items():
             self._dir(PROJECTS_VIEW, parent).children.update(names)
             self._dir(type_view(category), parent).children.update(names)
             if location_id in self.locations:
                 self._dir(location_view(location_id), parent).children.update(names)
-        for node in others:
-            self.add_file(node)
+        for rows in others.values():
+            self.add_file(files.node_of(rows))
 
     def remove_file(self, vpath: str, keep_inode: bool = False) -> FileNode | None:
         """Remove a file from every view. With `keep_inode`, its inodes are left for the file

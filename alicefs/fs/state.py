@@ -13,16 +13,8 @@ from alicefs.catalog import Catalog, JournalEntry
 from alicefs.config import Settings
 from alicefs.fs.catalog_queue import CatalogQueue
 from alicefs.fs.chunk_cache import ChunkCache
-from alicefs.fs.namespace import (
-    DEFAULT_FILE_MODE,
-    FileNode,
-    Namespace,
-    Replica,
-    Replicas,
-    view_path,
-)
+from alicefs.fs.namespace import FileNode, Namespace, Replica, view_path
 from alicefs.fs.options import MountOptions
-from alicefs.media import classify_name
 from alicefs.model import LocationType, StorageLocation
 from alicefs.rules import LocationStatus, SpaceInfo, by_preference
 from alicefs.transfer.journal import JournaledPartialUploads
@@ -160,36 +152,14 @@ def unfinished_reason(owed: int) -> str:
 
 
 def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
-    """Every cataloged file, from plain rows in bulk. What repeats from row to row (location
-    ids, states, categories, MIME types) comes coded, so the namespace holds one string of
-    each for all files; so are modes and owners (an int above 256 is an object of its own,
-    32 bytes)."""
+    """Every cataloged file, from plain rows in bulk (`Namespace.load`), then the POSIX
+    attributes of the few that have their own. Modes and owners are shared int objects (an
+    int above 256 is an object of its own, 32 bytes)."""
     numbers: dict[int, int] = {}
-    nodes: dict[str, FileNode] = {}
-    uid, gid = namespace.uid, namespace.gid
-    from_catalog, one = Replica.from_catalog, Replicas.one
-    for codes, rows in catalog.namespace_rows():
-        locations, states, media_types = codes.locations, codes.states, codes.media
-        for (location, path, size, mtime_ns, digest, odd_hash, state, change_token, media,
-             tags, quality) in rows:
-            replica = from_catalog(size, mtime_ns, digest, odd_hash, states[state - 1],
-                                   change_token)
-            node = nodes.get(path)
-            if node is None:
-                if media is None:
-                    found = classify_name(path)
-                    category, mime_type = found.category, found.mime_type
-                else:
-                    category, mime_type = media_types[media - 1]
-                nodes[path] = FileNode(path, one(locations[location - 1], replica), category,
-                                       mime_type, tuple(tags) if tags else (), quality,
-                                       DEFAULT_FILE_MODE, uid, gid, mtime_ns)
-                continue
-            node.replicas[locations[location - 1]] = replica
-            if mtime_ns > node.ctime_ns:
-                node.ctime_ns = mtime_ns
+    namespace.load(catalog.namespace_rows())
     for path, attrs in catalog.all_posix_attrs().items():
-        node = nodes.get(path)
+        vpath = view_path(path)
+        node = namespace.files.get(vpath)
         if node is None:
             continue
         kind = stat.S_IFMT(attrs.mode) or (
@@ -201,11 +171,11 @@ def load_namespace(namespace: Namespace, catalog: Catalog) -> None:
         node.symlink_target = attrs.symlink_target
         node.rdev = attrs.rdev or 0
         node.atime_ns = attrs.atime_ns
-        if attrs.rdev is not None:
-            node.category, node.mime_type = "other", "inode/special"
-        if attrs.symlink_target is not None:
-            node.category, node.mime_type = "other", "inode/symlink"
-    namespace.add_files(nodes.values())
+        if attrs.rdev is not None or attrs.symlink_target is not None:
+            before = namespace.views_of(vpath)
+            node.category = "other"
+            node.mime_type = "inode/special" if attrs.rdev is not None else "inode/symlink"
+            namespace.reindex(vpath, before)
 
 
 def link_names(namespace: Namespace, groups: list[tuple[str, int, list[str]]],

@@ -18,12 +18,13 @@ from alicefs.fs.options import MountOptions
 from alicefs.fs.state import MountState, build_state
 
 FILES = 50
+HDD_ONLY = 10
 
 
 @pytest.fixture
 def state(tmp_path: Path):
     """A mount's state over two local locations: `p/f<i>.png` on ssd, the even ones on hdd
-    as well."""
+    as well, and `p/h<i>.png` on hdd alone."""
     config = tmp_path / "settings.yaml"
     config.write_text(
         "storage:\n"
@@ -37,7 +38,8 @@ def state(tmp_path: Path):
     with Catalog(settings.catalog_path) as catalog:
         catalog.put_locations(settings.locations)
         catalog.put_replicas([Replica(ssd, f"p/f{i}.png", 1, 1) for i in range(FILES)]
-                             + [Replica(hdd, f"p/f{i}.png", 1, 1) for i in range(0, FILES, 2)])
+                             + [Replica(hdd, f"p/f{i}.png", 1, 1) for i in range(0, FILES, 2)]
+                             + [Replica(hdd, f"p/h{i}.png", 1, 1) for i in range(HDD_ONLY)])
         for loc in settings.locations:
             Path(loc.path).mkdir()
         yield build_state(settings, catalog, MountOptions())
@@ -125,3 +127,27 @@ def test_a_removed_location_leaves_the_namespace_in_slices(state, monkeypatch):
     assert len(files) == FILES and all(list(node.replicas) == [ssd] for node in files.values())
     assert location_view(hdd) not in state.namespace.dirs
     assert not state.usable(hdd)
+
+
+def test_a_file_renamed_while_its_location_is_removed_goes_all_the_same(state, monkeypatch):
+    """Removing a location visits a snapshot of the paths in slices: a file renamed between
+    them, from a path not visited yet to one already visited, is visited under its new name."""
+    ssd, hdd = _ids(state)
+    namespace = state.namespace
+    monkeypatch.setattr(catalog_changes, "APPLY_SLICE", 10)
+
+    async def work() -> None:
+        async def rename_at_the_first_checkpoint() -> None:
+            while state.usable(hdd):  # not begun yet
+                await trio.sleep(0)
+            namespace.rename_file(f"p/h{HDD_ONLY - 1}.png", "p/a.png")
+            namespace.rename_file("p/f0.png", "p/b.png")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(forget_location, state, hdd)
+            nursery.start_soon(rename_at_the_first_checkpoint)
+
+    _checkpoints_while(work)
+    files = namespace.files
+    assert "p/a.png" not in files and not any(vp.startswith("p/h") for vp in files)
+    assert list(files["p/b.png"].replicas) == [ssd]
+    assert all(list(node.replicas) == [ssd] for node in files.values())

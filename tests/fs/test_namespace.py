@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from alicefs.backends.base import DirInfo
+from alicefs.catalog import NamespaceCodes
 from alicefs.fs.namespace import (
     PROJECTS_VIEW,
     FileNode,
@@ -200,26 +202,43 @@ def test_hard_links_share_an_inode_through_renames_and_removals():
     check(ns)
 
 
-def test_adding_files_in_bulk_builds_what_adding_them_one_by_one_does():
+def test_loading_files_in_bulk_builds_what_adding_them_one_by_one_does():
     def nodes() -> list[FileNode]:
         return [node("p/a/x.png"), node("p/b/y.txt", "text", ("a", "b")), node("root.png"),
                 node("q/z.mp4", "video", ("b",)), node("p/a/w.png", "image", ("a", "gone")),
-                node("p/a/x.png", "image", ("b",)),  # a path again: replaces the first
-                node("q/z.mp4", "video", ("a",))]  # alone in its directory
-    assert_bulk_adds_as_one_by_one(nodes)
+                node("x.png"), node("_unsorted/x.png", "text"),  # one projects path
+                node("q/y.mp4", "video", ("a",))]  # alone in its directory
+    assert_bulk_loads_as_one_by_one(nodes)
 
 
-def assert_bulk_adds_as_one_by_one(nodes: Callable[[], list[FileNode]]) -> None:
-    """Namespace.add_files leaves the files and every view's directories as add_file does,
-    file after file (`nodes` makes a fresh set each time: adding gives them inodes)."""
+def catalog_rows(files: list[FileNode]) -> list[tuple[NamespaceCodes, list[tuple[Any, ...]]]]:
+    """What `Catalog.namespace_rows` gives for `files` (of distinct logical paths), in one
+    chunk: their rows interleaved, the first replica of each file before any second."""
+    locations = tuple(sorted({lid for f in files for lid in f.replicas}))
+    states = ("present", "missing", "stale")
+    media = tuple(sorted({(f.category, f.mime_type) for f in files}))
+    rows = [(locations.index(lid) + 1, f.logical_path, r.size, r.mtime_ns, r.content_hash,
+             states.index(r.state) + 1, r.change_token,
+             media.index((f.category, f.mime_type)) + 1, list(f.tags) or None, f.quality)
+            for rank in range(max((len(f.replicas) for f in files), default=0))
+            for f in files for lid, r in list(f.replicas.items())[rank:rank + 1]]
+    return [(NamespaceCodes(locations, states, media), rows)]
+
+
+def assert_bulk_loads_as_one_by_one(nodes: Callable[[], list[FileNode]]) -> None:
+    """Namespace.load leaves the files and every view's directories as add_file does, file
+    after file (`nodes` makes a fresh set each time: adding gives them inodes)."""
     one_by_one = Namespace({"a": "ssd", "b": "hdd"}, 0, 0, 0)
     for n in nodes():
         one_by_one.add_file(n)
     bulk = Namespace({"a": "ssd", "b": "hdd"}, 0, 0, 0)
-    bulk.add_files(nodes())
+    bulk.load(catalog_rows(nodes()))
     check(bulk)
-    assert {vp: (n.logical_path, n.category) for vp, n in bulk.files.items()} == \
-        {vp: (n.logical_path, n.category) for vp, n in one_by_one.files.items()}
+
+    def files_of(ns: Namespace) -> dict[str, tuple[object, ...]]:
+        return {vp: (n.logical_path, n.category, n.mime_type, dict(n.replicas.items()))
+                for vp, n in ns.files.items()}
+    assert files_of(bulk) == files_of(one_by_one)
 
     def tree_of(ns: Namespace) -> dict[str, dict[str, list[str]]]:
         return {view: {vp: sorted(d.children) for vp, d in tree.items()}
@@ -237,14 +256,18 @@ random_nodes = st.lists(st.tuples(
 
 
 @given(random_nodes)
-def test_bulk_adding_matches_adding_one_by_one_whatever_the_files(specs):
-    """Files with one copy or several, missing copies, unknown locations, a path met twice,
-    and root files whose projects path a file of `_unsorted/` also has."""
+def test_bulk_loading_matches_adding_one_by_one_whatever_the_files(specs):
+    """Files with one copy or several, missing copies, unknown locations, and root files
+    whose projects path a file of `_unsorted/` also has."""
+    merged: dict[str, tuple[str, dict[str, bool]]] = {}  # as cataloged: a row per location
+    for path, category, replicas in specs:
+        merged.setdefault(path, (category, {}))[1].update(replicas)
+
     def nodes() -> list[FileNode]:
         return [FileNode(path, {lid: Replica(1, 1, state="missing" if missing else "present")
                                 for lid, missing in replicas.items()}, category, "x/y")
-                for path, category, replicas in specs]
-    assert_bulk_adds_as_one_by_one(nodes)
+                for path, (category, replicas) in merged.items()]
+    assert_bulk_loads_as_one_by_one(nodes)
 
 
 class Recorder:
@@ -325,8 +348,6 @@ def test_a_replaced_file_keeps_its_inodes_and_a_removed_one_does_not():
     ns.add_file(node("p/x.png"))  # new content from a scan: the same file to the kernel
     assert [ns.inode_of(view, "p/x.png") for view in views] == inodes
     check(ns)
-    ns.add_files([node("p/x.png")])
-    assert [ns.inode_of(view, "p/x.png") for view in views] == inodes
     removed = ns.remove_file("p/x.png")
     assert removed is not None and removed.inode is None
     assert all(ns.entry(inode) is None for inode in inodes)
