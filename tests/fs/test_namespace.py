@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from alicefs.backends.base import DirInfo
 from alicefs.catalog import NamespaceCodes
+from alicefs.fs import namespace as namespace_module
 from alicefs.fs.namespace import (
     PROJECTS_VIEW,
     FileNode,
@@ -378,12 +380,19 @@ def test_an_inode_never_given_out_is_unknown():
 HASH = "5bc7993927bc891ce3dcb784dcd1f3108b06345898d9f24d20927a72e3f3c0e8"
 
 
+@given(st.text(alphabet="0123456789abcdefABCDEFxg_ +-\u0663", min_size=62, max_size=66))
+def test_a_replica_gives_back_any_hash_it_was_given(content_hash):
+    assert Replica(1, 2, content_hash).content_hash == content_hash
+
+
 @pytest.mark.parametrize("content_hash", [
     HASH, "0" * 64, None, "", "h1", HASH.upper(), "+" + HASH[1:], HASH[:31] + "_" + HASH[32:],
-    " " + HASH[1:]])
+    " " + HASH[1:], "0x" + HASH[2:], "\u0663" + HASH[1:], "g" + HASH[1:]])
 def test_a_replica_gives_back_the_hash_it_was_given(content_hash):
     replica = Replica(1, 2, content_hash)
     assert replica.content_hash == content_hash
+    # Held as its number when that is exact: 64 lowercase hex digits.
+    assert (type(replica._digest) is int) == (content_hash in (HASH, "0" * 64))
     replica.content_hash = HASH
     assert replica.content_hash == HASH
     copy = replica.copy()
@@ -486,3 +495,19 @@ def test_a_single_replica_is_the_sole_one():
     assert Replicas({"a": Replica(1, 1)}).sole() == Replica(1, 1)
     assert Replicas({"a": Replica(1, 1), "b": Replica(2, 2)}).sole() is None
     assert Replicas().sole() is None
+
+
+def test_nodes_made_from_held_rows_leave_the_collectors_generations(monkeypatch):
+    """Every full collection walks what the generations hold: nodes made at runtime (a
+    first listing of a large library) are frozen out of them a batch at a time."""
+    monkeypatch.setattr(namespace_module, "NODES_PER_FREEZE", 3)
+    ns = Namespace({"a": "A"}, 0, 0, 1)
+    ns.load(catalog_rows([node(f"p/{i}.png") for i in range(7)]))
+    before = gc.get_freeze_count()
+    try:
+        made = [ns.files[f"p/{i}.png"] for i in range(7)]
+        assert gc.get_freeze_count() > before
+        tracked = {id(obj) for obj in gc.get_objects()}
+        assert [id(n) in tracked for n in made] == [False] * 6 + [True]
+    finally:
+        gc.unfreeze()
