@@ -511,3 +511,11 @@ def test_nodes_made_from_held_rows_leave_the_collectors_generations(monkeypatch)
         assert [id(n) in tracked for n in made] == [False] * 6 + [True]
     finally:
         gc.unfreeze()
+
+
+def test_rows_coded_otherwise_are_refused_where_rows_are_held():
+    ns = Namespace({"a": "A", "b": "B"}, 0, 0, 1)
+    ns.load(catalog_rows([node("p/x.png")]))
+    with pytest.raises(ValueError):
+        ns.load(catalog_rows([node("p/y.png", locations=("b",))]))
+    assert list(ns.files["p/x.png"].replicas) == ["a"]
