@@ -388,13 +388,18 @@ class FileTable(MutableMapping[str, FileNode]):
         return node
 
     def _add_replica(self, node: FileNode, row: tuple[Any, ...]) -> None:
+        location_id, replica = self._replica(row)
+        node.replicas[location_id] = replica
+        if replica.mtime_ns > node.ctime_ns:
+            node.ctime_ns = replica.mtime_ns
+
+    def _replica(self, row: tuple[Any, ...]) -> tuple[str, Replica]:
+        """(location id, replica) of a row."""
         location, _, size, mtime_ns, content_hash, state, change_token = row[:7]
         codes = self._codes
         assert codes is not None
-        node.replicas[codes.locations[location - 1]] = Replica(
+        return codes.locations[location - 1], Replica(
             size, mtime_ns, content_hash, codes.states[state - 1], None, change_token)
-        if mtime_ns > node.ctime_ns:
-            node.ctime_ns = mtime_ns
 
     def _node(self, vpath: str, row: tuple[Any, ...]) -> FileNode:
         node = self._held[vpath] = self._make(row)
@@ -410,8 +415,7 @@ class FileTable(MutableMapping[str, FileNode]):
         return node
 
     def _make(self, row: tuple[Any, ...]) -> FileNode:
-        (location, path, size, mtime_ns, content_hash, state, change_token, media, tags,
-         quality) = row
+        path, media, tags, quality = row[1], row[7], row[8], row[9]
         codes = self._codes
         assert codes is not None
         if media is None:
@@ -420,10 +424,10 @@ class FileTable(MutableMapping[str, FileNode]):
         else:
             category, mime_type = codes.media[media - 1]
         uid, gid = self._owner
-        return FileNode(path, Replicas.one(codes.locations[location - 1], Replica(
-            size, mtime_ns, content_hash, codes.states[state - 1], None, change_token)),
-            category, mime_type, tuple(tags) if tags else (), quality, DEFAULT_FILE_MODE,
-            uid, gid, mtime_ns)
+        location_id, replica = self._replica(row)
+        return FileNode(path, Replicas.one(location_id, replica), category, mime_type,
+                        tuple(tags) if tags else (), quality, DEFAULT_FILE_MODE, uid, gid,
+                        replica.mtime_ns)
 
 
 class KernelObserver(Protocol):
